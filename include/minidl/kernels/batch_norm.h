@@ -1,0 +1,40 @@
+// Fused batch normalization kernels, per channel over M = N*S values.
+//
+// x: (N, C, S) with S = H*W for (N, C, H, W) input and S = 1 for (N, C)
+// gamma, beta: (C)  ->  y: (N, C, S)
+//
+// Training (batch statistics):
+//   mean = (1/M) sum x,   var = (1/M) sum (x - mean)^2   (biased, as PyTorch normalises)
+//   inv_std = 1/sqrt(var + eps),   xhat = (x - mean) * inv_std,   y = gamma * xhat + beta
+// The statistics are taken in two passes (mean first, then squared deviations) with double
+// sums, so an input with mean 1e3 and spread 1e-2 loses nothing to cancellation.
+//
+// Backward. With y = gamma*xhat + beta and xhat depending on every x of the channel:
+//   dbeta  = sum dy
+//   dgamma = sum dy * xhat
+//   dxhat  = gamma * dy
+//   d/dx of xhat_j = inv_std * (delta_ij - 1/M - xhat_i*xhat_j/M), so
+//   dx = gamma*inv_std/M * (M*dy - sum dy - xhat * sum dy*xhat)
+// which needs two reductions per channel (sum dy, sum dy*xhat) and one elementwise pass.
+// Eval mode normalises with the running statistics, constants, so dx = gamma*inv_std*dy.
+#pragma once
+
+#include <cstdint>
+
+namespace minidl::kernels {
+
+// Assigns y, mean, var (biased) and inv_std (each (C)).
+void batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+                              float* var, float* inv_std, int64_t N, int64_t C, int64_t S, float eps);
+
+// y = gamma * (x - mean) * inv_std + beta with given per-channel mean and inv_std.
+void batch_norm_normalize(const float* x, const float* gamma, const float* beta, const float* mean,
+                          const float* inv_std, float* y, int64_t N, int64_t C, int64_t S);
+
+// Adds into dx, dgamma, dbeta (each may be null). training selects the full backward (batch
+// statistics) or the eval one (statistics are constants).
+void batch_norm_backward(const float* dy, const float* x, const float* gamma, const float* mean,
+                         const float* inv_std, float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C,
+                         int64_t S, bool training);
+
+}  // namespace minidl::kernels

@@ -1,0 +1,67 @@
+// conv2d and max_pool2d ops over the kernels in kernels/.
+#include <memory>
+
+#include "minidl/autograd.h"
+#include "minidl/kernels/conv2d.h"
+#include "minidl/kernels/max_pool2d.h"
+#include "minidl/ops.h"
+
+namespace minidl {
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding) {
+  MINIDL_CHECK(x.defined() && x.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  MINIDL_CHECK(weight.defined() && weight.dim() == 4, "conv2d: weight must be 4-D (O, C, KH, KW), got ",
+               weight.defined() ? shape_to_string(weight.shape()) : "(undefined)");
+  MINIDL_CHECK(weight.size(1) == x.size(1), "conv2d: weight ", shape_to_string(weight.shape()), " expects ",
+               weight.size(1), " input channels, input ", shape_to_string(x.shape()), " has ", x.size(1));
+  MINIDL_CHECK(stride >= 1, "conv2d: stride must be >= 1, got ", stride);
+  MINIDL_CHECK(padding >= 0, "conv2d: padding must be >= 0, got ", padding);
+  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2),
+                                  weight.size(3), stride, padding};
+  MINIDL_CHECK(x.size(2) + 2 * padding >= g.KH && x.size(3) + 2 * padding >= g.KW, "conv2d: kernel ", g.KH, "x", g.KW,
+               " is larger than the padded input ", x.size(2) + 2 * padding, "x", x.size(3) + 2 * padding);
+  if (bias.defined())
+    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, "conv2d: bias must be [", g.O, "], got ",
+                 shape_to_string(bias.shape()));
+  Tensor y = Tensor::empty({g.N, g.O, g.out_h(), g.out_w()});
+  {
+    Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g)});
+    kernels::conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(),
+                            workspace.data(), g);
+  }
+  if (!needs_grad({&x, &weight, &bias})) return y;
+  Tensor sx = x.detach(), sw = weight.detach();
+  return record(y, "conv2d", {x, weight, bias}, [sx, sw, g](const Tensor& dy, const std::vector<bool>& needs) {
+    Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
+    Tensor dw = needs[1] ? Tensor::zeros(sw.shape()) : Tensor();
+    Tensor db = needs[2] ? Tensor::zeros({g.O}) : Tensor();
+    Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g)});
+    kernels::conv2d_backward(sx.data(), sw.data(), dy.data(), needs[0] ? dx.data() : nullptr,
+                             needs[1] ? dw.data() : nullptr, needs[2] ? db.data() : nullptr, workspace.data(), g);
+    return std::vector<Tensor>{dx, dw, db};
+  });
+}
+
+Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
+  if (stride == 0) stride = kernel;
+  MINIDL_CHECK(x.defined() && x.dim() == 4, "max_pool2d: input must be 4-D (N, C, H, W), got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  MINIDL_CHECK(kernel >= 1 && stride >= 1, "max_pool2d: kernel and stride must be >= 1, got ", kernel, " and ",
+               stride);
+  const int64_t H = x.size(2), W = x.size(3);
+  MINIDL_CHECK(H >= kernel && W >= kernel, "max_pool2d: kernel ", kernel, " is larger than the input plane ", H, "x",
+               W);
+  const int64_t OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1, planes = x.size(0) * x.size(1);
+  Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW});
+  auto argmax = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(y.numel()));
+  kernels::max_pool2d_forward(x.data(), y.data(), argmax->data(), planes, H, W, kernel, stride);
+  const Shape in_shape = x.shape();
+  return record(y, "max_pool2d", {x}, [argmax, in_shape, planes, H, W, OH, OW](const Tensor& dy, const std::vector<bool>&) {
+    Tensor dx = Tensor::zeros(in_shape);
+    kernels::max_pool2d_backward(dy.data(), argmax->data(), dx.data(), planes, H, W, OH, OW);
+    return std::vector<Tensor>{dx};
+  });
+}
+
+}  // namespace minidl

@@ -1,0 +1,330 @@
+// Every primitive op: its gradient against finite differences (one test case per op, so that
+// `ctest -N` lists them), and its forward values against independent computations.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "gradcheck.h"
+#include "minidl/autograd.h"
+#include "minidl/ops.h"
+
+using namespace minidl;
+using minidl::testing::gradcheck;
+using minidl::testing::GradcheckOptions;
+using minidl::testing::random_input;
+
+namespace {
+
+void check(const minidl::testing::Function& f, const std::vector<Tensor>& inputs, GradcheckOptions opt = {}) {
+  auto result = gradcheck(f, inputs, opt);
+  INFO(result.report);
+  REQUIRE(result.ok);
+}
+
+// Values away from 0 so that finite differences do not straddle a kink.
+Tensor away_from_zero(const Shape& shape, Generator& gen) {
+  Tensor t = Tensor::uniform(shape, 0.1f, 1.0f, gen);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    if (gen.uniform() < 0.5f) t.data()[i] = -t.data()[i];
+  t.set_requires_grad(true);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck: add, with broadcasting", "[ops][gradcheck]") {
+  Generator g(1);
+  auto f = [](const std::vector<Tensor>& in) { return add(in[0], in[1]); };
+  check(f, {random_input({3, 5}, g), random_input({3, 5}, g)});
+  check(f, {random_input({4, 3}, g), random_input({3}, g)});
+  check(f, {random_input({2, 3, 4, 5}, g), random_input({1, 3, 1, 1}, g)});
+  check(f, {random_input({1, 3}, g), random_input({4, 1}, g)});
+  check(f, {random_input({2, 3}, g), random_input({}, g)});
+}
+
+TEST_CASE("gradcheck: sub, with broadcasting", "[ops][gradcheck]") {
+  Generator g(2);
+  auto f = [](const std::vector<Tensor>& in) { return sub(in[0], in[1]); };
+  check(f, {random_input({3, 5}, g), random_input({5}, g)});
+  check(f, {random_input({1, 3, 1, 1}, g), random_input({2, 3, 4, 3}, g)});
+}
+
+TEST_CASE("gradcheck: mul, with broadcasting", "[ops][gradcheck]") {
+  Generator g(3);
+  auto f = [](const std::vector<Tensor>& in) { return mul(in[0], in[1]); };
+  check(f, {random_input({3, 7}, g), random_input({3, 7}, g)});
+  check(f, {random_input({2, 3, 3, 5}, g), random_input({1, 3, 1, 1}, g)});
+  check(f, {random_input({5, 3}, g), random_input({1, 3}, g)});
+}
+
+TEST_CASE("gradcheck: div, with broadcasting", "[ops][gradcheck]") {
+  Generator g(4);
+  auto f = [](const std::vector<Tensor>& in) { return div(in[0], in[1]); };
+  check(f, {random_input({3, 4}, g), random_input({3, 4}, g, 0.5f, 2.0f)});
+  check(f, {random_input({2, 3, 2, 2}, g), random_input({1, 3, 1, 1}, g, 0.5f, 2.0f)});
+}
+
+TEST_CASE("gradcheck: scalar add and mul", "[ops][gradcheck]") {
+  Generator g(5);
+  check([](const std::vector<Tensor>& in) { return add(in[0], 2.5f); }, {random_input({7}, g)});
+  check([](const std::vector<Tensor>& in) { return mul(in[0], -1.5f); }, {random_input({3, 3}, g)});
+}
+
+TEST_CASE("gradcheck: neg exp log sqrt rsqrt", "[ops][gradcheck]") {
+  Generator g(6);
+  check([](const std::vector<Tensor>& in) { return neg(in[0]); }, {random_input({5}, g)});
+  check([](const std::vector<Tensor>& in) { return exp(in[0]); }, {random_input({2, 5}, g)});
+  GradcheckOptions fine;
+  fine.eps = 1e-3;
+  check([](const std::vector<Tensor>& in) { return log(in[0]); }, {random_input({7}, g, 0.5f, 3.0f)}, fine);
+  check([](const std::vector<Tensor>& in) { return sqrt(in[0]); }, {random_input({7}, g, 0.5f, 3.0f)}, fine);
+  check([](const std::vector<Tensor>& in) { return rsqrt(in[0]); }, {random_input({7}, g, 0.5f, 3.0f)}, fine);
+}
+
+TEST_CASE("gradcheck: pow and square", "[ops][gradcheck]") {
+  Generator g(7);
+  check([](const std::vector<Tensor>& in) { return pow(in[0], 3.0f); }, {random_input({6}, g)});
+  check([](const std::vector<Tensor>& in) { return pow(in[0], -0.5f); }, {random_input({6}, g, 0.5f, 2.0f)});
+  check([](const std::vector<Tensor>& in) { return square(in[0]); }, {random_input({2, 3}, g)});
+}
+
+TEST_CASE("gradcheck: sigmoid relu tanh", "[ops][gradcheck]") {
+  Generator g(8);
+  check([](const std::vector<Tensor>& in) { return sigmoid(in[0]); }, {random_input({4, 5}, g, -3.0f, 3.0f)});
+  check([](const std::vector<Tensor>& in) { return relu(in[0]); }, {away_from_zero({4, 5}, g)});
+  check([](const std::vector<Tensor>& in) { return tanh(in[0]); }, {random_input({4, 5}, g, -2.0f, 2.0f)});
+}
+
+TEST_CASE("gradcheck: sum and mean over axes", "[ops][gradcheck]") {
+  Generator g(9);
+  for (bool keepdim : {false, true}) {
+    check([keepdim](const std::vector<Tensor>& in) { return sum(in[0], {0, 2, 3}, keepdim); },
+          {random_input({2, 3, 4, 5}, g)});
+    check([keepdim](const std::vector<Tensor>& in) { return mean(in[0], {1}, keepdim); }, {random_input({3, 5}, g)});
+    check([keepdim](const std::vector<Tensor>& in) { return mean(in[0], {-1, 0}, keepdim); },
+          {random_input({3, 2, 5}, g)});
+  }
+  check([](const std::vector<Tensor>& in) { return mean(in[0]); }, {random_input({3, 4}, g)});
+}
+
+TEST_CASE("gradcheck: reshape flatten permute broadcast_to", "[ops][gradcheck]") {
+  Generator g(10);
+  check([](const std::vector<Tensor>& in) { return mul(reshape(in[0], {6, -1}), reshape(in[0], {6, 4})); },
+        {random_input({2, 3, 4}, g)});
+  check([](const std::vector<Tensor>& in) { return flatten(in[0]); }, {random_input({2, 3, 2, 2}, g)});
+  check([](const std::vector<Tensor>& in) { return permute(in[0], {2, 0, 1}); }, {random_input({2, 3, 4}, g)});
+  check([](const std::vector<Tensor>& in) { return broadcast_to(in[0], {4, 3, 5}); }, {random_input({3, 1}, g)});
+}
+
+TEST_CASE("gradcheck: matmul with every transpose combination", "[ops][gradcheck]") {
+  Generator g(11);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Tensor a = ta ? random_input({5, 3}, g) : random_input({3, 5}, g);
+      Tensor b = tb ? random_input({4, 5}, g) : random_input({5, 4}, g);
+      check([ta, tb](const std::vector<Tensor>& in) { return matmul(in[0], in[1], ta, tb); }, {a, b});
+    }
+}
+
+TEST_CASE("gradcheck: linear", "[ops][gradcheck]") {
+  Generator g(12);
+  check([](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); },
+        {random_input({4, 7}, g), random_input({3, 7}, g), random_input({3}, g)});
+}
+
+TEST_CASE("gradcheck: conv2d, stride 1 and 2, padding, odd sizes", "[ops][gradcheck]") {
+  Generator g(13);
+  struct Case {
+    Shape x, w;
+    int64_t stride, padding;
+    bool bias;
+  };
+  for (const Case& c : {Case{{2, 3, 5, 5}, {4, 3, 3, 3}, 1, 1, true}, Case{{2, 2, 7, 6}, {3, 2, 3, 3}, 2, 1, true},
+                        Case{{1, 1, 6, 7}, {2, 1, 5, 5}, 1, 2, false}, Case{{3, 2, 5, 5}, {2, 2, 2, 2}, 2, 0, true}}) {
+    std::vector<Tensor> in{random_input(c.x, g), random_input(c.w, g)};
+    if (c.bias) in.push_back(random_input({c.w[0]}, g));
+    const int64_t s = c.stride, p = c.padding;
+    check([s, p](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), s, p); },
+          in);
+  }
+}
+
+TEST_CASE("gradcheck: max_pool2d with ties avoided", "[ops][gradcheck]") {
+  Generator g(14);
+  // A random permutation of distinct values: every window has a unique maximum, separated
+  // from the runner-up by more than the finite-difference step.
+  for (const auto& [shape, k, s] : {std::tuple<Shape, int, int>{{2, 3, 4, 4}, 2, 2},
+                                    std::tuple<Shape, int, int>{{1, 2, 5, 5}, 3, 2}}) {
+    Tensor x = Tensor::empty(shape);
+    const int64_t n = x.numel();
+    std::vector<float> values(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) values[static_cast<size_t>(i)] = 0.1f * static_cast<float>(i);
+    for (int64_t i = n - 1; i > 0; --i) std::swap(values[static_cast<size_t>(i)], values[g.below(static_cast<uint32_t>(i + 1))]);
+    std::copy(values.begin(), values.end(), x.data());
+    x.set_requires_grad(true);
+    const int kk = k, ss = s;
+    check([kk, ss](const std::vector<Tensor>& t) { return max_pool2d(t[0], kk, ss); }, {x});
+  }
+}
+
+TEST_CASE("gradcheck: log_softmax nll_loss cross_entropy", "[ops][gradcheck]") {
+  Generator g(15);
+  check([](const std::vector<Tensor>& in) { return log_softmax(in[0]); }, {random_input({4, 6}, g, -3.0f, 3.0f)});
+  const std::vector<int32_t> labels{0, 5, 2, 2};
+  check([labels](const std::vector<Tensor>& in) { return nll_loss(in[0], labels); }, {random_input({4, 6}, g)});
+  check([labels](const std::vector<Tensor>& in) { return cross_entropy(in[0], labels); },
+        {random_input({4, 6}, g, -3.0f, 3.0f)});
+}
+
+TEST_CASE("gradcheck: the checker catches a wrong backward", "[ops][gradcheck]") {
+  Generator g(16);
+  // sigmoid with the (1 - y) factor forgotten in its backward
+  auto wrong_sigmoid = [](const std::vector<Tensor>& in) {
+    Tensor y;
+    {
+      NoGradGuard guard;
+      y = sigmoid(in[0]);
+    }
+    Tensor saved = y.detach();
+    return record(y.detach(), "wrong_sigmoid", {in[0]}, [saved](const Tensor& grad, const std::vector<bool>&) {
+      return std::vector<Tensor>{mul(grad, saved)};
+    });
+  };
+  auto result = gradcheck(wrong_sigmoid, {random_input({5}, g)});
+  REQUIRE_FALSE(result.ok);
+  // and a broadcast gradient that is not reduced back (shape right, values wrong by the repeat)
+  auto unreduced = [](const std::vector<Tensor>& in) {
+    Tensor out;
+    {
+      NoGradGuard guard;
+      out = add(in[0], in[1]);
+    }
+    return record(out, "bad_add", {in[0], in[1]}, [](const Tensor& grad, const std::vector<bool>&) {
+      Tensor gb = Tensor::empty({grad.size(1)});
+      for (int64_t i = 0; i < grad.size(1); ++i) gb.data()[i] = grad.data()[i];  // first row only
+      return std::vector<Tensor>{grad, gb};
+    });
+  };
+  REQUIRE_FALSE(gradcheck(unreduced, {random_input({3, 4}, g), random_input({4}, g)}).ok);
+}
+
+// ---- forward values against independent computations ------------------------------------
+
+TEST_CASE("forward: broadcasting arithmetic by hand", "[ops]") {
+  Tensor a = Tensor::from_vector({2, 3}, {1, 2, 3, 4, 5, 6});
+  Tensor b = Tensor::from_vector({3}, {10, 20, 30});
+  REQUIRE(add(a, b).to_vector() == std::vector<float>{11, 22, 33, 14, 25, 36});
+  REQUIRE(sub(a, b).to_vector() == std::vector<float>{-9, -18, -27, -6, -15, -24});
+  Tensor col = Tensor::from_vector({2, 1}, {2, 4});
+  REQUIRE(div(a, col).to_vector() == std::vector<float>{0.5f, 1, 1.5f, 1, 1.25f, 1.5f});
+  REQUIRE(mul(a, Tensor::scalar(2)).to_vector() == std::vector<float>{2, 4, 6, 8, 10, 12});
+  Tensor x = Tensor::from_vector({1, 2, 1, 2}, {1, 2, 3, 4});
+  Tensor scale = Tensor::from_vector({1, 2, 1, 1}, {10, 100});
+  REQUIRE(mul(x, scale).to_vector() == std::vector<float>{10, 20, 300, 400});
+  REQUIRE_THROWS_WITH(add(a, Tensor::zeros({2})), Catch::Contains("shapes [2, 3] and [2] cannot be broadcast"));
+}
+
+TEST_CASE("forward: sum and mean by hand", "[ops]") {
+  Tensor x = Tensor::from_vector({2, 2, 1, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+  Tensor s = sum(x, {0, 2, 3});
+  REQUIRE(s.shape() == Shape{2});
+  REQUIRE(s.to_vector() == std::vector<float>{1 + 2 + 5 + 6, 3 + 4 + 7 + 8});
+  Tensor m = mean(x, {0, 2, 3}, true);
+  REQUIRE(m.shape() == Shape{1, 2, 1, 1});
+  REQUIRE(m.to_vector() == std::vector<float>{3.5f, 5.5f});
+  REQUIRE(sum(x).item() == 36.0f);
+  REQUIRE(mean(x, {-1}).to_vector() == std::vector<float>{1.5f, 3.5f, 5.5f, 7.5f});
+  REQUIRE_THROWS_WITH(sum(x, {4}), Catch::Contains("axis 4 out of range"));
+}
+
+TEST_CASE("forward: matmul against a naive triple loop", "[ops]") {
+  Generator g(21);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t M = 7, K = 13, N = 5;
+      Tensor a = ta ? Tensor::normal({K, M}, 0, 1, g) : Tensor::normal({M, K}, 0, 1, g);
+      Tensor b = tb ? Tensor::normal({N, K}, 0, 1, g) : Tensor::normal({K, N}, 0, 1, g);
+      Tensor c = matmul(a, b, ta, tb);
+      REQUIRE(c.shape() == Shape{M, N});
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double s = 0;
+          for (int64_t k = 0; k < K; ++k) s += double(ta ? a.at({k, i}) : a.at({i, k})) * (tb ? b.at({j, k}) : b.at({k, j}));
+          REQUIRE(c.at({i, j}) == Approx(s).margin(1e-4));
+        }
+    }
+  REQUIRE_THROWS_WITH(matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 2})), Catch::Contains("inner dimensions differ"));
+}
+
+TEST_CASE("forward: conv2d against a direct 7-loop convolution", "[ops]") {
+  Generator g(22);
+  struct Case {
+    Shape x, w;
+    int64_t stride, padding;
+  };
+  for (const Case& c : {Case{{3, 2, 9, 8}, {4, 2, 3, 3}, 1, 1}, Case{{2, 3, 11, 10}, {5, 3, 5, 5}, 2, 2},
+                        Case{{2, 1, 28, 28}, {16, 1, 5, 5}, 1, 2}, Case{{1, 2, 6, 6}, {3, 2, 2, 3}, 3, 0}}) {
+    Tensor x = Tensor::normal(c.x, 0, 1, g), w = Tensor::normal(c.w, 0, 1, g), b = Tensor::normal({c.w[0]}, 0, 1, g);
+    Tensor y = conv2d(x, w, b, c.stride, c.padding);
+    const int64_t N = c.x[0], C = c.x[1], H = c.x[2], W = c.x[3], O = c.w[0], KH = c.w[2], KW = c.w[3];
+    const int64_t OH = (H + 2 * c.padding - KH) / c.stride + 1, OW = (W + 2 * c.padding - KW) / c.stride + 1;
+    REQUIRE(y.shape() == Shape{N, O, OH, OW});
+    double worst = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            double s = b.at({o});
+            for (int64_t ci = 0; ci < C; ++ci)
+              for (int64_t kh = 0; kh < KH; ++kh)
+                for (int64_t kw = 0; kw < KW; ++kw) {
+                  const int64_t ih = oh * c.stride - c.padding + kh, iw = ow * c.stride - c.padding + kw;
+                  if (ih >= 0 && ih < H && iw >= 0 && iw < W) s += double(x.at({n, ci, ih, iw})) * w.at({o, ci, kh, kw});
+                }
+            worst = std::max(worst, std::abs(s - y.at({n, o, oh, ow})));
+          }
+    REQUIRE(worst < 1e-4);
+  }
+  REQUIRE_THROWS_WITH(conv2d(Tensor::zeros({28, 28}), Tensor::zeros({1, 1, 3, 3}), Tensor()),
+                      Catch::Contains("conv2d: input must be 4-D (N, C, H, W), got [28, 28]"));
+  REQUIRE_THROWS_WITH(conv2d(Tensor::zeros({1, 2, 5, 5}), Tensor::zeros({1, 3, 3, 3}), Tensor()),
+                      Catch::Contains("expects 3 input channels"));
+}
+
+TEST_CASE("forward: conv2d over a batch larger than one unfolded chunk", "[ops]") {
+  // The kernel unfolds at most a bounded number of samples at once; results must not depend on it.
+  Generator g(23);
+  Tensor x = Tensor::normal({300, 16, 14, 14}, 0, 1, g), w = Tensor::normal({32, 16, 5, 5}, 0, 0.1f, g);
+  Tensor y_all = conv2d(x, w, Tensor(), 1, 2);
+  for (int64_t n : {0, 150, 299}) {
+    Tensor y_one = conv2d(x.slice_rows(n, n + 1), w, Tensor(), 1, 2);
+    const Tensor row = y_all.slice_rows(n, n + 1);
+    for (int64_t i = 0; i < y_one.numel(); ++i) REQUIRE(row.data()[i] == Approx(y_one.data()[i]).margin(1e-4));
+  }
+}
+
+TEST_CASE("forward: max_pool2d by hand, gradient only to the argmax", "[ops]") {
+  Tensor x = Tensor::from_vector({1, 1, 4, 4}, {1, 5, 2, 0,  //
+                                                3, 4, 8, 1,  //
+                                                0, 0, 1, 2,  //
+                                                9, 0, 3, 7});
+  x.set_requires_grad(true);
+  Tensor y = max_pool2d(x, 2);
+  REQUIRE(y.to_vector() == std::vector<float>{5, 8, 9, 7});
+  y.backward(Tensor::from_vector({1, 1, 2, 2}, {10, 20, 30, 40}));
+  REQUIRE(x.grad().to_vector() == std::vector<float>{0, 10, 0, 0, 0, 0, 20, 0, 0, 0, 0, 0, 30, 0, 0, 40});
+}
+
+TEST_CASE("forward: log_softmax is stable and cross_entropy matches by hand", "[ops]") {
+  Tensor x = Tensor::from_vector({2, 3}, {1000, 1001, 1002, -5, 0, 5});
+  Tensor y = log_softmax(x);
+  const double lse = std::log(std::exp(-2.0) + std::exp(-1.0) + 1.0);
+  // float spacing at 1000 is 6e-5: that is the precision the inputs carry
+  REQUIRE(y.at({0, 2}) == Approx(-lse).margin(1e-4));
+  REQUIRE(y.at({0, 0}) == Approx(-2.0 - lse).margin(1e-4));
+  for (float v : y.to_vector()) REQUIRE(std::isfinite(v));
+  Tensor logits = Tensor::from_vector({2, 2}, {0, 0, 2, 0});
+  // row 0: -log(1/2); row 1 label 1: -log(1/(1+e^2))
+  const double expected = (std::log(2.0) + std::log(1.0 + std::exp(2.0))) / 2.0;
+  REQUIRE(cross_entropy(logits, {0, 1}).item() == Approx(expected));
+  REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 2}), Catch::Contains("label 2 at index 1 is outside [0, 2)"));
+}
