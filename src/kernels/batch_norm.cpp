@@ -4,7 +4,15 @@
 
 namespace minidl::kernels {
 
-void batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+namespace {
+struct SplitMean {
+  float hi, lo;
+  explicit SplitMean(double m) : hi(static_cast<float>(m)), lo(static_cast<float>(m - static_cast<double>(hi))) {}
+  float center(float x) const { return (x - hi) - lo; }
+};
+}  // namespace
+
+void batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, double* mean,
                               float* var, float* inv_std, int64_t N, int64_t C, int64_t S, float eps) {
   const double M = static_cast<double>(N * S);
 #pragma omp parallel for schedule(static)
@@ -24,35 +32,38 @@ void batch_norm_forward_train(const float* x, const float* gamma, const float* b
       }
     }
     const double v = squares / M;
-    mean[c] = static_cast<float>(mu);
+    mean[c] = mu;
     var[c] = static_cast<float>(v);
     inv_std[c] = static_cast<float>(1.0 / std::sqrt(v + eps));
   }
   batch_norm_normalize(x, gamma, beta, mean, inv_std, y, N, C, S);
 }
 
-void batch_norm_normalize(const float* x, const float* gamma, const float* beta, const float* mean,
+void batch_norm_normalize(const float* x, const float* gamma, const float* beta, const double* mean,
                           const float* inv_std, float* y, int64_t N, int64_t C, int64_t S) {
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
-      // y = scale * x + shift, with scale = gamma*inv_std and shift = beta - mean*scale
+      // y = (x - mean) * scale + beta with scale = gamma*inv_std. Not x*scale + shift with
+      // shift = beta - mean*scale: for a large mean that cancels catastrophically.
       const float scale = gamma[c] * inv_std[c];
-      const float m = mean[c], b = beta[c];
+      const SplitMean m(mean[c]);
+      const float b = beta[c];
       const float* in = x + (n * C + c) * S;
       float* out = y + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) out[s] = (in[s] - m) * scale + b;
+      for (int64_t s = 0; s < S; ++s) out[s] = m.center(in[s]) * scale + b;
     }
   }
 }
 
-void batch_norm_backward(const float* dy, const float* x, const float* gamma, const float* mean,
+void batch_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean,
                          const float* inv_std, float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C,
                          int64_t S, bool training) {
   const int64_t M = N * S;
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    const float m = mean[c], is = inv_std[c];
+    const SplitMean m(mean[c]);
+    const float is = inv_std[c];
     // The two per-channel reductions: sum dy and sum dy*xhat.
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (int64_t n = 0; n < N; ++n) {
@@ -60,7 +71,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
       const float* in = x + (n * C + c) * S;
       for (int64_t s = 0; s < S; ++s) {
         sum_dy += g[s];
-        sum_dy_xhat += static_cast<double>(g[s]) * ((in[s] - m) * is);
+        sum_dy_xhat += static_cast<double>(g[s]) * (m.center(in[s]) * is);
       }
     }
     if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
@@ -77,7 +88,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
         const float* in = x + (n * C + c) * S;
         float* out = dx + (n * C + c) * S;
         for (int64_t s = 0; s < S; ++s) {
-          const float xhat = (in[s] - m) * is;
+          const float xhat = m.center(in[s]) * is;
           out[s] += k * (g[s] - mean_dy - xhat * mean_dy_xhat);
         }
       }

@@ -52,7 +52,7 @@ BroadcastPlan make_broadcast_plan(const Shape& a, const Shape& b, const Shape& o
   return plan;
 }
 
-Tensor reduce_sum_keepdim(const Tensor& x, const std::vector<bool>& reduced) {
+Tensor reduce_sum_keepdim(const Tensor& x, const std::vector<bool>& reduced, double scale) {
   const Shape& xs = x.shape();
   Shape out_shape = xs;
   for (size_t i = 0; i < xs.size(); ++i)
@@ -107,7 +107,7 @@ Tensor reduce_sum_keepdim(const Tensor& x, const std::vector<bool>& reduced) {
     }
   }
   Tensor out = Tensor::empty(out_shape);
-  for (int64_t i = 0; i < out_n; ++i) out.data()[i] = static_cast<float>(acc[static_cast<size_t>(i)]);
+  for (int64_t i = 0; i < out_n; ++i) out.data()[i] = static_cast<float>(acc[static_cast<size_t>(i)] * scale);
   return out;
 }
 

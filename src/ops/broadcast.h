@@ -57,8 +57,9 @@ void for_each_broadcast(const BroadcastPlan& plan, const float* a, const float* 
   }
 }
 
-// Sums x over the given axes (normalised, ascending), keeping them with size 1. Sums in double.
-Tensor reduce_sum_keepdim(const Tensor& x, const std::vector<bool>& reduced);
+// Sums x over the flagged axes, keeping them with size 1, in double; the sums are multiplied by
+// scale (in double, before rounding to float: a mean is exact to float rounding).
+Tensor reduce_sum_keepdim(const Tensor& x, const std::vector<bool>& reduced, double scale = 1.0);
 
 // Reduces a gradient of a broadcast result back to an operand's shape (no autograd).
 Tensor sum_to(const Tensor& g, const Shape& shape);

@@ -25,13 +25,11 @@ std::vector<bool> reduced_axes(const Tensor& x, const std::vector<int64_t>& axes
 Tensor reduce(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim, bool average, const char* op) {
   MINIDL_CHECK(x.defined(), op, ": input is undefined");
   const std::vector<bool> reduced = reduced_axes(x, axes, op);
-  Tensor kept = detail::reduce_sum_keepdim(x, reduced);
-  const int64_t count = kept.numel() ? x.numel() / kept.numel() : 0;
-  if (average) {
-    MINIDL_CHECK(count > 0, op, ": mean over an empty set of values (shape ", shape_to_string(x.shape()), ")");
-    const float inv = 1.0f / static_cast<float>(count);
-    for (int64_t i = 0; i < kept.numel(); ++i) kept.data()[i] *= inv;
-  }
+  int64_t count = 1;
+  for (size_t i = 0; i < reduced.size(); ++i)
+    if (reduced[i]) count *= x.shape()[i];
+  MINIDL_CHECK(!average || count > 0, op, ": mean over an empty set of values (shape ", shape_to_string(x.shape()), ")");
+  Tensor kept = detail::reduce_sum_keepdim(x, reduced, average ? 1.0 / static_cast<double>(count) : 1.0);
   Shape out_shape;
   for (size_t i = 0; i < reduced.size(); ++i)
     if (!reduced[i] || keepdim) out_shape.push_back(reduced[i] ? 1 : x.shape()[i]);

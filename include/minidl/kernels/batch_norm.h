@@ -7,7 +7,10 @@
 //   mean = (1/M) sum x,   var = (1/M) sum (x - mean)^2   (biased, as PyTorch normalises)
 //   inv_std = 1/sqrt(var + eps),   xhat = (x - mean) * inv_std,   y = gamma * xhat + beta
 // The statistics are taken in two passes (mean first, then squared deviations) with double
-// sums, so an input with mean 1e3 and spread 1e-2 loses nothing to cancellation.
+// sums, so an input with mean 1e3 and spread 1e-2 loses nothing to cancellation. The mean is
+// kept in double: a float mean of 1e3 is off by up to 3e-5, a third of a percent of that spread.
+// Centring subtracts it as hi + lo floats, (x - hi) - lo, which is exact to float rounding of the
+// small result (x - hi is exact when x is near hi).
 //
 // Backward. With y = gamma*xhat + beta and xhat depending on every x of the channel:
 //   dbeta  = sum dy
@@ -24,16 +27,16 @@
 namespace minidl::kernels {
 
 // Assigns y, mean, var (biased) and inv_std (each (C)).
-void batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* mean,
+void batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, double* mean,
                               float* var, float* inv_std, int64_t N, int64_t C, int64_t S, float eps);
 
 // y = gamma * (x - mean) * inv_std + beta with given per-channel mean and inv_std.
-void batch_norm_normalize(const float* x, const float* gamma, const float* beta, const float* mean,
+void batch_norm_normalize(const float* x, const float* gamma, const float* beta, const double* mean,
                           const float* inv_std, float* y, int64_t N, int64_t C, int64_t S);
 
 // Adds into dx, dgamma, dbeta (each may be null). training selects the full backward (batch
 // statistics) or the eval one (statistics are constants).
-void batch_norm_backward(const float* dy, const float* x, const float* gamma, const float* mean,
+void batch_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean,
                          const float* inv_std, float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C,
                          int64_t S, bool training);
 

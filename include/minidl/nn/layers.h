@@ -1,0 +1,79 @@
+// Linear, Conv2d, activations, MaxPool2d, Flatten. Default initialisation is PyTorch's:
+// weights kaiming_uniform_(a = sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases
+// U(-1/sqrt(fan_in), 1/sqrt(fan_in)); weight first, then bias, from the given generator.
+#pragma once
+
+#include "minidl/nn/module.h"
+#include "minidl/random.h"
+
+namespace minidl {
+
+// [N, in_features] -> [N, out_features]; weight [out_features, in_features], bias [out_features]
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias, Generator& gen);
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override;
+  Tensor weight, bias;  // bias undefined when constructed without one
+
+ private:
+  int64_t in_features_, out_features_;
+};
+
+// [N, in_channels, H, W] -> [N, out_channels, OH, OW]; weight [out, in, k, k] (OIHW)
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride, int64_t padding, bool bias,
+         Generator& gen);
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override;
+  Tensor weight, bias;
+
+ private:
+  int64_t in_channels_, out_channels_, kernel_size_, stride_, padding_;
+};
+
+enum class Activation { Sigmoid, ReLU, Tanh };
+Activation parse_activation(const std::string& name);  // "sigmoid" | "relu" | "tanh"
+const char* to_string(Activation activation);
+Tensor activate(const Tensor& x, Activation activation);
+
+class Sigmoid : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override { return "Sigmoid()"; }
+};
+
+class ReLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override { return "ReLU()"; }
+};
+
+class Tanh : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override { return "Tanh()"; }
+};
+
+std::shared_ptr<Module> make_activation(Activation activation);
+
+// stride 0 means stride = kernel_size, PyTorch's default.
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(int64_t kernel_size, int64_t stride = 0);
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override;
+
+ private:
+  int64_t kernel_size_, stride_;
+};
+
+// [N, C, H, W] -> [N, C*H*W] in C, H, W order, as torch.nn.Flatten.
+class Flatten : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override { return "Flatten()"; }
+};
+
+}  // namespace minidl

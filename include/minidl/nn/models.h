@@ -1,0 +1,85 @@
+// The two reference models. Their layer names and shapes are a contract: state dicts carry
+// PyTorch's names and layouts, so checkpoints move between minidl and PyTorch
+// (../shared/peers/torch_cnn.py defines the same CNN).
+//
+// cnn: conv1 Conv2d(1,16,5,pad 2) -> [bn1 BatchNorm2d(16)] -> act -> MaxPool2d(2)
+//      -> conv2 Conv2d(16,32,5,pad 2) -> [bn2 BatchNorm2d(32)] -> act -> MaxPool2d(2)
+//      -> Flatten (32*7*7 = 1568) -> fc1 Linear(1568,128) -> [bn3 BatchNorm1d(128)] -> act
+//      -> fc2 Linear(128,10)
+// mlp: the BN paper's Figure 1 network on flattened 28x28 input:
+//      fc1 Linear(784,100) -> [bn1] -> act -> fc2 (100,100) -> [bn2] -> act
+//      -> fc3 (100,100) -> [bn3] -> act -> fc4 Linear(100,10)
+// A layer followed by BN has no bias (BN's mean subtraction would cancel it).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "minidl/nn/batch_norm.h"
+#include "minidl/nn/layers.h"
+#include "minidl/nn/module.h"
+
+namespace minidl {
+
+enum class ModelKind { Cnn, Mlp };
+ModelKind parse_model_kind(const std::string& name);  // "cnn" | "mlp"
+const char* to_string(ModelKind kind);
+
+struct ModelConfig {
+  ModelKind kind = ModelKind::Cnn;
+  bool batch_norm = false;
+  Activation activation = Activation::Sigmoid;
+  BatchNormImpl batch_norm_impl = BatchNormImpl::Fused;
+  uint64_t seed = 0;  // initial weights; each layer draws from layer_seed(seed, its name)
+};
+
+class Net : public Module {
+ public:
+  const ModelConfig& config() const { return config_; }
+  // Input to the last hidden layer's activation (after BN when present) from the latest
+  // forward, detached: [N, 128] for cnn, [N, 100] for mlp. The BN paper's Figure 1(b, c)
+  // tracks one unit of it.
+  const Tensor& last_hidden_input() const { return last_hidden_input_; }
+  void set_batch_norm_impl(BatchNormImpl impl);
+  // Expected input, for error messages and the data pipeline: [N, 1, 28, 28].
+  static constexpr int64_t kImageSize = 28;
+  static constexpr int64_t kClasses = 10;
+
+ protected:
+  explicit Net(const ModelConfig& config) : config_(config) {}
+  void check_input(const Tensor& x) const;
+  Tensor act(const Tensor& x) const { return activate(x, config_.activation); }
+  std::shared_ptr<BatchNorm> maybe_bn1d(const std::string& name, int64_t features);
+  std::shared_ptr<BatchNorm> maybe_bn2d(const std::string& name, int64_t channels);
+  Tensor last_hidden_input_;
+
+ private:
+  ModelConfig config_;
+};
+
+class CnnNet : public Net {
+ public:
+  explicit CnnNet(const ModelConfig& config);
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override;
+
+ private:
+  std::shared_ptr<Conv2d> conv1_, conv2_;
+  std::shared_ptr<Linear> fc1_, fc2_;
+  std::shared_ptr<BatchNorm> bn1_, bn2_, bn3_;
+};
+
+class MlpNet : public Net {
+ public:
+  explicit MlpNet(const ModelConfig& config);
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override;
+
+ private:
+  std::shared_ptr<Linear> fc1_, fc2_, fc3_, fc4_;
+  std::shared_ptr<BatchNorm> bn1_, bn2_, bn3_;
+};
+
+std::shared_ptr<Net> make_model(const ModelConfig& config);
+
+}  // namespace minidl

@@ -1,0 +1,113 @@
+#include "minidl/nn/layers.h"
+
+#include <cmath>
+
+#include "minidl/ops.h"
+
+namespace minidl {
+
+namespace {
+// PyTorch's default: kaiming_uniform_(a=sqrt(5)) gives bound = gain * sqrt(3 / fan_in) with
+// gain = sqrt(2 / (1 + 5)), i.e. 1/sqrt(fan_in); the bias uses the same bound.
+Tensor init_uniform(const Shape& shape, int64_t fan_in, Generator& gen) {
+  const float bound = fan_in > 0 ? 1.0f / std::sqrt(static_cast<float>(fan_in)) : 0.0f;
+  return Tensor::uniform(shape, -bound, bound, gen);
+}
+}  // namespace
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Generator& gen)
+    : in_features_(in_features), out_features_(out_features) {
+  MINIDL_CHECK(in_features > 0 && out_features > 0, "Linear: features must be positive, got in_features=",
+               in_features, ", out_features=", out_features);
+  weight = register_parameter("weight", init_uniform({out_features, in_features}, in_features, gen));
+  if (with_bias) bias = register_parameter("bias", init_uniform({out_features}, in_features, gen));
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  MINIDL_CHECK(x.defined() && x.dim() == 2 && x.size(1) == in_features_, "Linear: expected input [N, ",
+               in_features_, "], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  return linear(x, weight, bias);
+}
+
+std::string Linear::describe() const {
+  return detail::concat("Linear(in_features=", in_features_, ", out_features=", out_features_,
+                        ", bias=", bias.defined() ? "True" : "False", ")");
+}
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride, int64_t padding,
+               bool with_bias, Generator& gen)
+    : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size), stride_(stride),
+      padding_(padding) {
+  MINIDL_CHECK(in_channels > 0 && out_channels > 0 && kernel_size > 0 && stride > 0 && padding >= 0,
+               "Conv2d: invalid configuration in_channels=", in_channels, ", out_channels=", out_channels,
+               ", kernel_size=", kernel_size, ", stride=", stride, ", padding=", padding);
+  const int64_t fan_in = in_channels * kernel_size * kernel_size;
+  weight = register_parameter("weight", init_uniform({out_channels, in_channels, kernel_size, kernel_size}, fan_in, gen));
+  if (with_bias) bias = register_parameter("bias", init_uniform({out_channels}, fan_in, gen));
+}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == in_channels_, "Conv2d: expected input [N, ",
+               in_channels_, ", H, W], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  return conv2d(x, weight, bias, stride_, padding_);
+}
+
+std::string Conv2d::describe() const {
+  return detail::concat("Conv2d(", in_channels_, ", ", out_channels_, ", kernel_size=", kernel_size_,
+                        ", stride=", stride_, ", padding=", padding_, ", bias=", bias.defined() ? "True" : "False",
+                        ")");
+}
+
+Activation parse_activation(const std::string& name) {
+  if (name == "sigmoid") return Activation::Sigmoid;
+  if (name == "relu") return Activation::ReLU;
+  if (name == "tanh") return Activation::Tanh;
+  throw Error("activation: expected sigmoid, relu or tanh, got '" + name + "'");
+}
+
+const char* to_string(Activation activation) {
+  switch (activation) {
+    case Activation::Sigmoid: return "sigmoid";
+    case Activation::ReLU: return "relu";
+    case Activation::Tanh: return "tanh";
+  }
+  return "?";
+}
+
+Tensor activate(const Tensor& x, Activation activation) {
+  switch (activation) {
+    case Activation::Sigmoid: return sigmoid(x);
+    case Activation::ReLU: return relu(x);
+    case Activation::Tanh: return tanh(x);
+  }
+  return x;
+}
+
+Tensor Sigmoid::forward(const Tensor& x) { return sigmoid(x); }
+Tensor ReLU::forward(const Tensor& x) { return relu(x); }
+Tensor Tanh::forward(const Tensor& x) { return tanh(x); }
+
+std::shared_ptr<Module> make_activation(Activation activation) {
+  switch (activation) {
+    case Activation::Sigmoid: return std::make_shared<Sigmoid>();
+    case Activation::ReLU: return std::make_shared<ReLU>();
+    case Activation::Tanh: return std::make_shared<Tanh>();
+  }
+  return nullptr;
+}
+
+MaxPool2d::MaxPool2d(int64_t kernel_size, int64_t stride)
+    : kernel_size_(kernel_size), stride_(stride == 0 ? kernel_size : stride) {
+  MINIDL_CHECK(kernel_size > 0 && stride_ > 0, "MaxPool2d: kernel_size and stride must be positive, got ",
+               kernel_size, " and ", stride);
+}
+
+Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, kernel_size_, stride_); }
+
+std::string MaxPool2d::describe() const {
+  return detail::concat("MaxPool2d(kernel_size=", kernel_size_, ", stride=", stride_, ")");
+}
+
+Tensor Flatten::forward(const Tensor& x) { return flatten(x, 1); }
+
+}  // namespace minidl

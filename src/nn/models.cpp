@@ -1,0 +1,103 @@
+#include "minidl/nn/models.h"
+
+#include "minidl/ops.h"
+
+namespace minidl {
+
+ModelKind parse_model_kind(const std::string& name) {
+  if (name == "cnn") return ModelKind::Cnn;
+  if (name == "mlp") return ModelKind::Mlp;
+  throw Error("model: expected cnn or mlp, got '" + name + "'");
+}
+
+const char* to_string(ModelKind kind) { return kind == ModelKind::Cnn ? "cnn" : "mlp"; }
+
+void Net::set_batch_norm_impl(BatchNormImpl impl) {
+  config_.batch_norm_impl = impl;
+  for (const auto& [name, child] : children())
+    if (auto bn = std::dynamic_pointer_cast<BatchNorm>(child)) bn->set_impl(impl);
+}
+
+void Net::check_input(const Tensor& x) const {
+  const bool image = x.defined() && x.dim() == 4 && x.size(1) == 1 && x.size(2) == kImageSize && x.size(3) == kImageSize;
+  const bool flat = x.defined() && x.dim() == 2 && x.size(1) == kImageSize * kImageSize && config_.kind == ModelKind::Mlp;
+  MINIDL_CHECK(image || flat, to_string(config_.kind), ": expected input [N, 1, 28, 28]",
+               config_.kind == ModelKind::Mlp ? " or [N, 784]" : "", ", got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+}
+
+std::shared_ptr<BatchNorm> Net::maybe_bn1d(const std::string& name, int64_t features) {
+  if (!config_.batch_norm) return nullptr;
+  return register_module(name, std::make_shared<BatchNorm1d>(features, config_.batch_norm_impl));
+}
+
+std::shared_ptr<BatchNorm> Net::maybe_bn2d(const std::string& name, int64_t channels) {
+  if (!config_.batch_norm) return nullptr;
+  return register_module(name, std::make_shared<BatchNorm2d>(channels, config_.batch_norm_impl));
+}
+
+namespace {
+template <class Layer, class... Args>
+std::shared_ptr<Layer> make_layer(uint64_t seed, const std::string& name, Args... args) {
+  Generator gen(layer_seed(seed, name));
+  return std::make_shared<Layer>(args..., gen);
+}
+
+Tensor maybe(const std::shared_ptr<BatchNorm>& bn, const Tensor& x) { return bn ? bn->forward(x) : x; }
+}  // namespace
+
+CnnNet::CnnNet(const ModelConfig& c) : Net(c) {
+  const bool bias = !c.batch_norm;
+  conv1_ = register_module("conv1", make_layer<Conv2d>(c.seed, "conv1", int64_t{1}, int64_t{16}, int64_t{5}, int64_t{1}, int64_t{2}, bias));
+  bn1_ = maybe_bn2d("bn1", 16);
+  conv2_ = register_module("conv2", make_layer<Conv2d>(c.seed, "conv2", int64_t{16}, int64_t{32}, int64_t{5}, int64_t{1}, int64_t{2}, bias));
+  bn2_ = maybe_bn2d("bn2", 32);
+  fc1_ = register_module("fc1", make_layer<Linear>(c.seed, "fc1", int64_t{32 * 7 * 7}, int64_t{128}, bias));
+  bn3_ = maybe_bn1d("bn3", 128);
+  fc2_ = register_module("fc2", make_layer<Linear>(c.seed, "fc2", int64_t{128}, int64_t{10}, true));
+}
+
+Tensor CnnNet::forward(const Tensor& x) {
+  check_input(x);
+  Tensor h = max_pool2d(act(maybe(bn1_, conv1_->forward(x))), 2);
+  h = max_pool2d(act(maybe(bn2_, conv2_->forward(h))), 2);
+  h = maybe(bn3_, fc1_->forward(flatten(h)));
+  last_hidden_input_ = h.detach();
+  return fc2_->forward(act(h));
+}
+
+std::string CnnNet::describe() const {
+  return detail::concat("CnnNet(bn=", config().batch_norm ? "true" : "false", ", act=", to_string(config().activation), ")");
+}
+
+MlpNet::MlpNet(const ModelConfig& c) : Net(c) {
+  const bool bias = !c.batch_norm;
+  fc1_ = register_module("fc1", make_layer<Linear>(c.seed, "fc1", int64_t{784}, int64_t{100}, bias));
+  bn1_ = maybe_bn1d("bn1", 100);
+  fc2_ = register_module("fc2", make_layer<Linear>(c.seed, "fc2", int64_t{100}, int64_t{100}, bias));
+  bn2_ = maybe_bn1d("bn2", 100);
+  fc3_ = register_module("fc3", make_layer<Linear>(c.seed, "fc3", int64_t{100}, int64_t{100}, bias));
+  bn3_ = maybe_bn1d("bn3", 100);
+  fc4_ = register_module("fc4", make_layer<Linear>(c.seed, "fc4", int64_t{100}, int64_t{10}, true));
+}
+
+Tensor MlpNet::forward(const Tensor& x) {
+  check_input(x);
+  Tensor h = x.dim() == 4 ? flatten(x) : x;
+  h = act(maybe(bn1_, fc1_->forward(h)));
+  h = act(maybe(bn2_, fc2_->forward(h)));
+  h = maybe(bn3_, fc3_->forward(h));
+  last_hidden_input_ = h.detach();
+  return fc4_->forward(act(h));
+}
+
+std::string MlpNet::describe() const {
+  return detail::concat("MlpNet(bn=", config().batch_norm ? "true" : "false", ", act=", to_string(config().activation), ")");
+}
+
+std::shared_ptr<Net> make_model(const ModelConfig& config) {
+  if (config.kind == ModelKind::Cnn) return std::make_shared<CnnNet>(config);
+  return std::make_shared<MlpNet>(config);
+}
+
+}  // namespace minidl
