@@ -1,0 +1,82 @@
+#!/usr/bin/python3
+"""Regenerates tests/fixtures/torch_reference.json: small cases computed by PyTorch (Debian's
+python3-torch) that the Catch2 suite replays in minidl, number for number.
+
+Usage: scripts/torch_fixtures.py [OUT_JSON]
+"""
+import json
+import sys
+
+import torch
+import torch.nn.functional as F
+
+torch.manual_seed(0)
+cases = {}
+
+
+def t(x):
+    return {"shape": list(x.shape), "data": [float(v) for v in x.detach().reshape(-1).tolist()]}
+
+
+def bn_case(shape, training):
+    C = shape[1]
+    x = (torch.randn(*shape) * 2 + 0.5).requires_grad_()
+    bn = torch.nn.BatchNorm2d(C) if len(shape) == 4 else torch.nn.BatchNorm1d(C)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2.0)
+        bn.bias.uniform_(-1, 1)
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    init = {k: t(v) for k, v in bn.state_dict().items() if k != "num_batches_tracked"}
+    bn.train(training)
+    y = bn(x)
+    r = torch.randn_like(y)
+    (y * r).sum().backward()
+    return {"x": t(x), "r": t(r), "init": init, "training": training, "y": t(y), "dx": t(x.grad),
+            "dweight": t(bn.weight.grad), "dbias": t(bn.bias.grad),
+            "running_mean": t(bn.running_mean), "running_var": t(bn.running_var)}
+
+
+cases["bn2d_train"] = bn_case((4, 3, 3, 2), True)
+cases["bn2d_eval"] = bn_case((4, 3, 3, 2), False)
+cases["bn1d_train"] = bn_case((6, 4), True)
+
+x = torch.randn(2, 3, 7, 6, requires_grad=True)
+w = torch.randn(4, 3, 3, 3, requires_grad=True)
+b = torch.randn(4, requires_grad=True)
+y = F.conv2d(x, w, b, stride=2, padding=1)
+r = torch.randn_like(y)
+(y * r).sum().backward()
+cases["conv2d"] = {"x": t(x), "w": t(w), "b": t(b), "stride": 2, "padding": 1, "r": t(r), "y": t(y),
+                   "dx": t(x.grad), "dw": t(w.grad), "db": t(b.grad)}
+
+logits = torch.randn(5, 10, requires_grad=True)
+labels = torch.tensor([3, 0, 9, 9, 1])
+loss = F.cross_entropy(logits, labels)
+loss.backward()
+cases["cross_entropy"] = {"logits": t(logits), "labels": labels.tolist(), "loss": float(loss),
+                          "dlogits": t(logits.grad)}
+
+
+def optimizer_case(make, steps=3):
+    p = torch.randn(6, requires_grad=True)
+    p0 = p.detach().clone()
+    opt = make([p])
+    grads = []
+    for _ in range(steps):
+        g = torch.randn(6)
+        grads.append(t(g))
+        p.grad = g.clone()
+        opt.step()
+    return {"p0": t(p0), "grads": grads, "p": t(p)}
+
+
+cases["sgd_momentum"] = optimizer_case(lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01))
+cases["sgd_nesterov"] = optimizer_case(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True))
+cases["sgd_plain"] = optimizer_case(lambda ps: torch.optim.SGD(ps, lr=0.3))
+cases["adam"] = optimizer_case(lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.8, 0.95), weight_decay=0.1), steps=4)
+
+out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/torch_reference.json"
+with open(out, "w") as f:
+    json.dump({"torch_version": torch.__version__, "cases": cases}, f, indent=None, separators=(",", ":"))
+print(f"wrote {out} (torch {torch.__version__})")
