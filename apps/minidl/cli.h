@@ -1,0 +1,90 @@
+// Shared pieces of the minidl command-line app: the training flags every training command
+// takes, and output helpers (progress, CSV, JSON, plots).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "minidl/train/trainer.h"
+
+namespace minidl::app {
+
+// One subcommand: its CLI11 node and what runs when it is chosen (returns the exit status).
+struct Command {
+  CLI::App* app;
+  std::function<int()> run;
+};
+
+Command add_train_command(CLI::App& root);
+Command add_compare_command(CLI::App& root);
+Command add_sweep_command(CLI::App& root);
+Command add_fig1_command(CLI::App& root);
+Command add_eval_command(CLI::App& root);
+Command add_predict_command(CLI::App& root);
+Command add_bench_command(CLI::App& root);
+
+// Exit statuses (README "Exit status").
+constexpr int kExitOk = 0;
+constexpr int kExitUsage = 1;
+constexpr int kExitBadInput = 2;
+constexpr int kExitDiverged = 3;
+constexpr int kExitInterrupted = 130;
+
+struct TrainFlags {
+  std::string data = "data/mnist";
+  std::string model = "cnn";
+  bool bn = false;
+  std::string bn_impl = "fused";
+  std::string act = "sigmoid";
+  std::string optimizer = "sgd";
+  float lr = 0.05f;
+  float momentum = 0.9f;
+  float weight_decay = 0.0f;
+  int64_t batch_size = 64;
+  double epochs = 0.0;
+  int64_t steps = 0;
+  uint64_t seed = 0;
+  bool no_shuffle = false;
+  int threads = 0;  // 0: all cores
+  int64_t eval_every = 100;
+  int64_t train_limit = 0;
+  int64_t test_limit = 0;
+};
+
+// Adds the training flags to cmd. with_bn adds --bn/--no-bn (compare and sweep run both).
+void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_bn);
+TrainConfig to_config(const TrainFlags& flags);
+// Applies --threads and loads the data named by --data with the limits.
+Mnist load_data(const TrainFlags& flags);
+// "sgd lr=0.05 momentum=0.9 batch=64 ..." for titles and logs.
+std::string describe(const TrainConfig& config);
+
+// Progress on stderr: a bar on a terminal, a line per evaluation otherwise. `label` prefixes
+// each line (e.g. "bn" in compare).
+TrainCallbacks progress_callbacks(const std::string& label, bool quiet);
+// Set by SIGINT/SIGTERM; training stops cleanly at the next step.
+bool stop_requested();
+void install_signal_handlers();
+
+// The CSV columns of a training curve.
+std::string curve_csv_header();
+std::string curve_csv_row(const CurvePoint& p);
+nlohmann::json curve_point_json(const CurvePoint& p);
+// First step at which the test accuracy reached `threshold`, or null.
+nlohmann::json steps_to_reach(const std::vector<CurvePoint>& curve, double threshold);
+
+// Writes a text file atomically; throws InputError naming the path.
+void write_text(const std::string& path, const std::string& text);
+void make_dir(const std::string& dir);
+
+// Runs scripts/plot.py KIND DIR when python3 with matplotlib is available; otherwise says how
+// to draw the plot later. Returns whether the plot was drawn.
+bool run_plot(const std::string& kind, const std::string& dir);
+
+// A nan-free number for JSON (NaN -> null).
+nlohmann::json number_or_null(double v);
+
+}  // namespace minidl::app

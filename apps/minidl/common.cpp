@@ -1,0 +1,196 @@
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cli.h"
+#include "minidl/io/file.h"
+
+namespace minidl::app {
+
+void add_train_flags(CLI::App* cmd, TrainFlags& f, bool with_bn) {
+  cmd->add_option("--data", f.data, "Directory with the IDX files (MNIST or alike)")->capture_default_str();
+  cmd->add_option("--model", f.model, "Architecture")->check(CLI::IsMember({"cnn", "mlp"}))->capture_default_str();
+  if (with_bn) cmd->add_flag("--bn,!--no-bn", f.bn, "With or without batch normalization (default: without)");
+  cmd->add_option("--bn-impl", f.bn_impl, "BatchNorm implementation")
+      ->check(CLI::IsMember({"fused", "composed"}))
+      ->capture_default_str();
+  cmd->add_option("--act", f.act, "Activation")->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))->capture_default_str();
+  cmd->add_option("--optimizer", f.optimizer, "Optimizer")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
+  cmd->add_option("--lr", f.lr, "Learning rate (> 0)")->capture_default_str();
+  cmd->add_option("--momentum", f.momentum, "SGD momentum, in [0, 1)")->capture_default_str();
+  cmd->add_option("--weight-decay", f.weight_decay, "L2 weight decay (>= 0)")->capture_default_str();
+  cmd->add_option("--batch-size", f.batch_size, "Examples per step (>= 1)")->capture_default_str();
+  auto* epochs = cmd->add_option("--epochs", f.epochs, "Epochs to train (default 1; fractions allowed)");
+  auto* steps = cmd->add_option("--steps", f.steps, "Steps to train instead of epochs");
+  epochs->excludes(steps);
+  cmd->add_option("--seed", f.seed, "Seed for the initial weights and the batch order")->capture_default_str();
+  cmd->add_flag("--no-shuffle", f.no_shuffle, "Consecutive batches in file order, from image 0");
+  cmd->add_option("--threads", f.threads, "Threads for OpenMP and OpenBLAS (default: all cores)");
+  cmd->add_option("--eval-every", f.eval_every, "Evaluate on the test set every N steps (0: only at the end)")
+      ->capture_default_str();
+  cmd->add_option("--train-limit", f.train_limit, "Use only the first N training images");
+  cmd->add_option("--test-limit", f.test_limit, "Use only the first N test images");
+}
+
+TrainConfig to_config(const TrainFlags& f) {
+  TrainConfig c;
+  c.model.kind = parse_model_kind(f.model);
+  c.model.batch_norm = f.bn;
+  c.model.batch_norm_impl = parse_batch_norm_impl(f.bn_impl);
+  c.model.activation = parse_activation(f.act);
+  c.model.seed = f.seed;
+  c.optimizer = parse_optimizer_kind(f.optimizer);
+  c.lr = f.lr;
+  c.momentum = f.momentum;
+  c.weight_decay = f.weight_decay;
+  c.batch_size = f.batch_size;
+  c.epochs = f.epochs;
+  c.steps = f.steps;
+  c.shuffle = !f.no_shuffle;
+  c.seed = f.seed;
+  c.eval_every = f.eval_every;
+  MINIDL_CHECK(f.train_limit >= 0, "--train-limit must be >= 0, got ", f.train_limit);
+  MINIDL_CHECK(f.test_limit >= 0, "--test-limit must be >= 0, got ", f.test_limit);
+  validate(c);
+  return c;
+}
+
+Mnist load_data(const TrainFlags& f) {
+  if (f.threads != 0) set_threads(f.threads);
+  return load_mnist(f.data, f.train_limit, f.test_limit);
+}
+
+std::string describe(const TrainConfig& c) {
+  std::ostringstream os;
+  os << to_string(c.model.kind) << " " << to_string(c.model.activation) << ", " << to_string(c.optimizer)
+     << " lr=" << c.lr;
+  if (c.optimizer == OptimizerKind::SGD) os << " momentum=" << c.momentum;
+  os << ", batch " << c.batch_size << ", seed " << c.seed;
+  return os.str();
+}
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void on_signal(int) { g_stop.store(true); }
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char buf[32];
+  const int total = static_cast<int>(s + 0.5);
+  std::snprintf(buf, sizeof buf, "%d:%02d", total / 60, total % 60);
+  return buf;
+}
+}  // namespace
+
+bool stop_requested() { return g_stop.load(); }
+
+void install_signal_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+TrainCallbacks progress_callbacks(const std::string& label, bool quiet) {
+  TrainCallbacks cb;
+  const bool tty = ::isatty(STDERR_FILENO) && !quiet;
+  const std::string prefix = label.empty() ? "" : "[" + label + "] ";
+  auto last_draw = std::make_shared<std::chrono::steady_clock::time_point>();
+  auto last_loss = std::make_shared<double>(NAN);
+  if (tty) {
+    cb.on_step = [prefix, last_draw, last_loss](int64_t step, int64_t total, double epoch, double loss, double ips) {
+      *last_loss = loss;
+      const auto now = std::chrono::steady_clock::now();
+      if (step != total && now - *last_draw < std::chrono::milliseconds(100)) return;
+      *last_draw = now;
+      const int width = 24;
+      const int filled = static_cast<int>(width * step / std::max<int64_t>(total, 1));
+      const double eta = ips > 0 ? 0.0 : NAN;
+      (void)eta;
+      std::fprintf(stderr, "\r%s[%s%s] epoch %.2f step %lld/%lld loss %.4f %.0f img/s", prefix.c_str(),
+                   std::string(static_cast<size_t>(filled), '#').c_str(),
+                   std::string(static_cast<size_t>(width - filled), '.').c_str(), epoch, static_cast<long long>(step),
+                   static_cast<long long>(total), loss, ips);
+      std::fflush(stderr);
+    };
+  }
+  if (!quiet) {
+    cb.on_eval = [prefix, tty](const CurvePoint& p, Net&) {
+      const double eta = p.step > 0 ? 0.0 : NAN;
+      (void)eta;
+      std::fprintf(stderr, "%s%sstep %lld epoch %.2f train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s elapsed\n",
+                   tty ? "\r\033[K" : "", prefix.c_str(), static_cast<long long>(p.step), p.epoch, p.train_loss,
+                   100 * p.train_acc, p.test_loss, 100 * p.test_acc, format_duration(p.seconds).c_str());
+    };
+  }
+  cb.should_stop = [] { return stop_requested(); };
+  return cb;
+}
+
+std::string curve_csv_header() { return "step,epoch,images,train_loss,train_acc,test_loss,test_acc,lr,seconds"; }
+
+std::string curve_csv_row(const CurvePoint& p) {
+  std::ostringstream os;
+  os << std::setprecision(8) << p.step << ',' << p.epoch << ',' << p.images << ',' << p.train_loss << ',' << p.train_acc
+     << ',' << p.test_loss << ',' << p.test_acc << ',' << p.lr << ',' << p.seconds;
+  return os.str();
+}
+
+nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+nlohmann::json curve_point_json(const CurvePoint& p) {
+  return {{"step", p.step},
+          {"epoch", p.epoch},
+          {"images", p.images},
+          {"train_loss", number_or_null(p.train_loss)},
+          {"train_acc", number_or_null(p.train_acc)},
+          {"test_loss", number_or_null(p.test_loss)},
+          {"test_acc", number_or_null(p.test_acc)},
+          {"lr", p.lr},
+          {"seconds", p.seconds}};
+}
+
+nlohmann::json steps_to_reach(const std::vector<CurvePoint>& curve, double threshold) {
+  for (const CurvePoint& p : curve)
+    if (p.test_acc >= threshold) return p.step;
+  return nullptr;
+}
+
+void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
+
+void make_dir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw InputError(dir + ": cannot create the output directory (" + ec.message() + ")");
+}
+
+bool run_plot(const std::string& kind, const std::string& dir) {
+  const char* env = std::getenv("MINIDL_PLOT_SCRIPT");
+  std::string script = env ? env : MINIDL_SOURCE_DIR "/scripts/plot.py";
+  const std::string python = "/usr/bin/python3";
+  auto quote = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  const bool have = std::filesystem::exists(script) && std::filesystem::exists(python) &&
+                    std::system((python + " -c 'import matplotlib' > /dev/null 2>&1").c_str()) == 0;
+  if (!have) {
+    std::cerr << "minidl: plot skipped (needs /usr/bin/python3 with matplotlib: apt-get install python3-matplotlib); "
+                 "draw it later with: python3 scripts/plot.py "
+              << kind << " " << dir << "\n";
+    return false;
+  }
+  const int rc = std::system((python + " " + quote(script) + " " + kind + " " + quote(dir)).c_str());
+  if (rc != 0) std::cerr << "minidl: plot script failed (status " << rc << "); the CSV and JSON files are complete\n";
+  return rc == 0;
+}
+
+}  // namespace minidl::app

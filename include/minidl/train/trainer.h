@@ -1,0 +1,98 @@
+// Training and evaluation loops on an IDX data set. The app's train, compare, sweep and
+// paper-fig1 commands all run through train().
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "minidl/data/idx.h"
+#include "minidl/nn/models.h"
+#include "minidl/optim.h"
+
+namespace minidl {
+
+enum class OptimizerKind { SGD, Adam };
+OptimizerKind parse_optimizer_kind(const std::string& name);  // "sgd" | "adam"
+const char* to_string(OptimizerKind kind);
+
+struct TrainConfig {
+  ModelConfig model;
+  OptimizerKind optimizer = OptimizerKind::SGD;
+  float lr = 0.05f;
+  float momentum = 0.9f;
+  float weight_decay = 0.0f;
+  int64_t batch_size = 64;
+  double epochs = 0.0;  // exactly one of epochs and steps is > 0; neither means one epoch
+  int64_t steps = 0;
+  bool shuffle = true;
+  uint64_t seed = 0;       // weights (model.seed is set from it) and batch order
+  int64_t eval_every = 100;  // steps; 0 evaluates only at the end
+  int64_t eval_batch_size = 1000;
+  // Resumable runs (see checkpoint_state.h): where to keep the latest model and trainer state.
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  bool resume = false;
+};
+
+// Checks every field, throwing Error naming the flag (--lr, --batch-size, ...).
+void validate(const TrainConfig& config);
+
+struct EvalResult {
+  double loss = 0.0;
+  double accuracy = 0.0;  // fraction
+  int64_t n = 0;
+  std::vector<double> per_class_accuracy;
+  std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
+};
+
+// Eval mode, no grad; restores the module's previous mode.
+EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size = 1000);
+
+struct CurvePoint {
+  int64_t step = 0;
+  double epoch = 0.0;
+  int64_t images = 0;
+  double train_loss = 0.0, train_acc = 0.0;  // averages since the previous point
+  double test_loss = 0.0, test_acc = 0.0;
+  double lr = 0.0;
+  double seconds = 0.0;  // training time so far (evaluation excluded)
+};
+
+struct TrainResult {
+  std::vector<CurvePoint> curve;
+  bool diverged = false;
+  int64_t diverged_step = -1;
+  std::string diverged_reason;
+  int64_t steps = 0;
+  double train_seconds = 0.0;
+  double images_per_s = 0.0;
+  EvalResult final_eval;  // unset (n == 0) when diverged
+  bool interrupted = false;
+};
+
+// Hooks for progress display and experiments; each may be empty.
+struct TrainCallbacks {
+  // After every step: step, total steps, epoch (fractional), loss of the step, images/s so far.
+  std::function<void(int64_t, int64_t, double, double, double)> on_step;
+  // After every evaluation point.
+  std::function<void(const CurvePoint&, Net&)> on_eval;
+  // Polled between steps; returning true stops the run cleanly (Ctrl-C).
+  std::function<bool()> should_stop;
+};
+
+// Trains net on data.train, evaluating on data.test every config.eval_every steps and at the
+// end. A non-finite loss stops the run and is recorded in the result (not thrown).
+TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const TrainCallbacks& callbacks = {});
+
+// Steps of a run: from steps, or epochs x batches per epoch (rounded up).
+int64_t total_steps(const TrainConfig& config, int64_t train_count);
+
+std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& config, const std::vector<Tensor>& parameters);
+
+// Sets OpenMP's and OpenBLAS's thread counts (threads >= 1).
+void set_threads(int threads);
+
+}  // namespace minidl
