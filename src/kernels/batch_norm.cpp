@@ -20,12 +20,14 @@ void batch_norm_forward_train(const float* x, const float* gamma, const float* b
     double sum = 0.0;
     for (int64_t n = 0; n < N; ++n) {
       const float* in = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : sum)
       for (int64_t s = 0; s < S; ++s) sum += in[s];
     }
     const double mu = sum / M;
     double squares = 0.0;
     for (int64_t n = 0; n < N; ++n) {
       const float* in = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : squares)
       for (int64_t s = 0; s < S; ++s) {
         const double d = in[s] - mu;
         squares += d * d;
@@ -51,6 +53,7 @@ void batch_norm_normalize(const float* x, const float* gamma, const float* beta,
       const float b = beta[c];
       const float* in = x + (n * C + c) * S;
       float* out = y + (n * C + c) * S;
+#pragma omp simd
       for (int64_t s = 0; s < S; ++s) out[s] = m.center(in[s]) * scale + b;
     }
   }
@@ -69,6 +72,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
     for (int64_t n = 0; n < N; ++n) {
       const float* g = dy + (n * C + c) * S;
       const float* in = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
       for (int64_t s = 0; s < S; ++s) {
         sum_dy += g[s];
         sum_dy_xhat += static_cast<double>(g[s]) * (m.center(in[s]) * is);
@@ -87,6 +91,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
         const float* g = dy + (n * C + c) * S;
         const float* in = x + (n * C + c) * S;
         float* out = dx + (n * C + c) * S;
+#pragma omp simd
         for (int64_t s = 0; s < S; ++s) {
           const float xhat = m.center(in[s]) * is;
           out[s] += k * (g[s] - mean_dy - xhat * mean_dy_xhat);

@@ -111,8 +111,9 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
 }
 
 void conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight, float* dbias,
-                     float* workspace, const Conv2dGeometry& g) {
+                     float* workspace, const Conv2dGeometry& g, bool col_ready) {
   const int64_t P = g.out_h() * g.out_w(), K = g.patch(), chunk = conv2d_chunk(g);
+  col_ready = col_ready && chunk >= g.N;
   if (dbias) {
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t o = 0; o < g.O; ++o) {
@@ -132,7 +133,7 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
       for (int64_t o = 0; o < g.O; ++o)
         std::memcpy(dyt + o * B * P + b * P, dy + ((n0 + b) * g.O + o) * P, sizeof(float) * static_cast<size_t>(P));
     if (dweight) {
-      im2col(x, col, n0, B, g);
+      if (!col_ready) im2col(x, col, n0, B, g);
       gemm(false, true, static_cast<int>(g.O), static_cast<int>(K), static_cast<int>(B * P), 1.0f, dyt,
            static_cast<int>(B * P), col, static_cast<int>(B * P), 1.0f, dweight, static_cast<int>(K));
     }

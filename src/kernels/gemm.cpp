@@ -1,14 +1,60 @@
 #include "minidl/kernels/gemm.h"
 
 #include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
 
 namespace minidl::kernels {
 
-void gemm(bool transpose_a, bool transpose_b, int M, int N, int K, float alpha, const float* A, int lda,
-          const float* B, int ldb, float beta, float* C, int ldc) {
+namespace {
+
+// minidl runs one thread pool, OpenMP's. OpenBLAS's own pthreads would spin and yield against
+// it on the same cores (measured: a fifth of all cycles in sched_yield), so OpenBLAS runs
+// single-threaded and large products are split across OpenMP threads here.
+struct SingleThreadedBlas {
+  SingleThreadedBlas() { openblas_set_num_threads(1); }
+};
+
+void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+           float beta, float* C, int ldc) {
+  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A, lda, B,
+              ldb, beta, C, ldc);
+}
+
+// Below this many multiply-adds a product runs on one thread.
+constexpr double kParallelWork = 1 << 18;
+
+}  // namespace
+
+void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc) {
+  static const SingleThreadedBlas init;
   if (M == 0 || N == 0) return;
-  cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans, M,
-              N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const double work = static_cast<double>(M) * N * K;
+  if (threads <= 1 || work < kParallelWork) {
+    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  // Split C into column blocks (rows when C is tall and narrow); each block is an independent
+  // product with the same leading dimensions. Blocks are multiples of 16 columns to keep the
+  // micro-kernels on full vectors.
+  const bool by_columns = N >= 32 * threads || N >= M;
+  const int extent = by_columns ? N : M;
+  const int align = by_columns ? 16 : 4;
+  const int block = std::max(align, (extent / threads + align - 1) / align * align);
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int start = 0; start < extent; start += block) {
+    const int len = std::min(block, extent - start);
+    if (by_columns) {
+      const float* b = tb ? B + static_cast<size_t>(start) * ldb : B + start;
+      sgemm(ta, tb, M, len, K, alpha, A, lda, b, ldb, beta, C + start, ldc);
+    } else {
+      const float* a = ta ? A + start : A + static_cast<size_t>(start) * lda;
+      sgemm(ta, tb, len, N, K, alpha, a, lda, B, ldb, beta, C + static_cast<size_t>(start) * ldc, ldc);
+    }
+  }
 }
 
 BlasInfo blas_info() {
@@ -17,10 +63,8 @@ BlasInfo blas_info() {
   const char* core = openblas_get_corename();
   info.library = config ? config : "unknown";
   info.core = core ? core : "unknown";
-  info.threads = openblas_get_num_threads();
+  info.threads = omp_get_max_threads();
   return info;
 }
-
-void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
 
 }  // namespace minidl::kernels

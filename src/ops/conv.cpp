@@ -25,22 +25,24 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
     MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, "conv2d: bias must be [", g.O, "], got ",
                  shape_to_string(bias.shape()));
   Tensor y = Tensor::empty({g.N, g.O, g.out_h(), g.out_w()});
-  {
-    Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g)});
-    kernels::conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(),
-                            workspace.data(), g);
-  }
+  Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g)});
+  kernels::conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), workspace.data(), g);
   if (!needs_grad({&x, &weight, &bias})) return y;
+  // When the batch was unfolded in one chunk, backward reuses the unfolded input for dweight.
+  const bool keep_col = kernels::conv2d_chunk(g) >= g.N && weight.requires_grad();
+  if (!keep_col) workspace = Tensor();
   Tensor sx = x.detach(), sw = weight.detach();
-  return record(y, "conv2d", {x, weight, bias}, [sx, sw, g](const Tensor& dy, const std::vector<bool>& needs) {
-    Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
-    Tensor dw = needs[1] ? Tensor::zeros(sw.shape()) : Tensor();
-    Tensor db = needs[2] ? Tensor::zeros({g.O}) : Tensor();
-    Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g)});
-    kernels::conv2d_backward(sx.data(), sw.data(), dy.data(), needs[0] ? dx.data() : nullptr,
-                             needs[1] ? dw.data() : nullptr, needs[2] ? db.data() : nullptr, workspace.data(), g);
-    return std::vector<Tensor>{dx, dw, db};
-  });
+  return record(y, "conv2d", {x, weight, bias},
+                [sx, sw, g, workspace](const Tensor& dy, const std::vector<bool>& needs) {
+                  Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
+                  Tensor dw = needs[1] ? Tensor::zeros(sw.shape()) : Tensor();
+                  Tensor db = needs[2] ? Tensor::zeros({g.O}) : Tensor();
+                  Tensor ws = workspace.defined() ? workspace : Tensor::empty({kernels::conv2d_workspace_size(g)});
+                  kernels::conv2d_backward(sx.data(), sw.data(), dy.data(), needs[0] ? dx.data() : nullptr,
+                                           needs[1] ? dw.data() : nullptr, needs[2] ? db.data() : nullptr, ws.data(), g,
+                                           workspace.defined());
+                  return std::vector<Tensor>{dx, dw, db};
+                });
 }
 
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {

@@ -40,7 +40,6 @@ void validate(const TrainConfig& c) {
 void set_threads(int threads) {
   MINIDL_CHECK(threads >= 1 && threads <= 1024, "--threads must be between 1 and 1024, got ", threads);
   omp_set_num_threads(threads);
-  kernels::set_blas_threads(threads);
 }
 
 int64_t total_steps(const TrainConfig& config, int64_t train_count) {

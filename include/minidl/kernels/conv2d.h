@@ -31,9 +31,11 @@ int64_t conv2d_workspace_size(const Conv2dGeometry& g);
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
                     const Conv2dGeometry& g);
 
-// Adds into dx, dweight, dbias; each may be null when not wanted.
+// Adds into dx, dweight, dbias; each may be null when not wanted. When the whole batch is one
+// chunk (conv2d_chunk(g) >= N) and workspace is the one conv2d_forward used, col_ready says it
+// still holds the unfolded input, and im2col is not run again.
 void conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight, float* dbias,
-                     float* workspace, const Conv2dGeometry& g);
+                     float* workspace, const Conv2dGeometry& g, bool col_ready = false);
 
 // col (C*KH*KW, B*OH*OW) from samples [n0, n0 + B) of x.
 void im2col(const float* x, float* col, int64_t n0, int64_t B, const Conv2dGeometry& g);

@@ -11,12 +11,13 @@ namespace minidl::kernels {
 void gemm(bool transpose_a, bool transpose_b, int M, int N, int K, float alpha, const float* A, int lda,
           const float* B, int ldb, float beta, float* C, int ldc);
 
+// Large products are split across OpenMP's threads (omp_set_num_threads); OpenBLAS itself
+// runs single-threaded, so only one thread pool competes for the cores.
 struct BlasInfo {
   std::string library;  // "OpenBLAS 0.3.21 ..." (openblas_get_config)
   std::string core;     // the kernel set OpenBLAS chose at load time, e.g. "Haswell"
-  int threads;          // OpenBLAS's thread count
+  int threads;          // threads a product may use (OpenMP's)
 };
 BlasInfo blas_info();
-void set_blas_threads(int threads);
 
 }  // namespace minidl::kernels
