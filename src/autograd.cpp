@@ -7,6 +7,7 @@
 #include <cassert>
 
 #include "minidl/kernels/elementwise.h"
+#include "minidl/profiler.h"
 
 namespace minidl {
 
@@ -138,7 +139,11 @@ static void run_backward(const Tensor& root, const Tensor& seed) {
     if (found == pending.end()) continue;  // no gradient reached this node
     Tensor grad_out = std::move(found->second);
     pending.erase(found);  // intermediate gradients are freed once consumed
-    std::vector<Tensor> grads = node->apply(grad_out);
+    std::vector<Tensor> grads;
+    {
+      ProfileScope scope(node->name(), true);
+      grads = node->apply(grad_out);
+    }
     const auto& edges = node->edges();
     for (size_t i = 0; i < edges.size(); ++i) {
       if (!edges[i].active() || !grads[i].defined()) continue;

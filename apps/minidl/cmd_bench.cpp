@@ -1,7 +1,182 @@
+// minidl bench: training and inference throughput on synthetic data (no data set needed).
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <iomanip>
+#include <iostream>
+
 #include "cli.h"
+#include "minidl/autograd.h"
+#include "minidl/kernels/gemm.h"
+#include "minidl/ops.h"
+#include "minidl/profiler.h"
+
 namespace minidl::app {
-Command add_bench_command(CLI::App& root) {
-  CLI::App* cmd = root.add_subcommand("bench", "todo");
-  return {cmd, []() -> int { return 1; }};
+
+namespace {
+
+struct BenchArgs {
+  std::string model = "cnn", bn_impl = "fused", act = "sigmoid";
+  bool bn = false, json = false, profile = false;
+  int64_t batch_size = 64, infer_batch_size = 1000, steps = 200, warmup = 10;
+  int threads = 0, repeats = 3;
+};
+
+// Multiply-adds per image of one forward pass, from the architecture (see nn/models.h).
+// Training costs about three times the forward (forward, input gradient, weight gradient),
+// except that the first layer computes no input gradient.
+struct Flops {
+  double forward = 0, training = 0;
+};
+Flops model_flops(ModelKind kind) {
+  std::vector<double> layers;  // multiply-adds of each weight layer, first layer first
+  if (kind == ModelKind::Cnn) layers = {16.0 * 28 * 28 * 25, 32.0 * 14 * 14 * 16 * 25, 1568.0 * 128, 128.0 * 10};
+  else layers = {784.0 * 100, 100.0 * 100, 100.0 * 100, 100.0 * 10};
+  Flops f;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    f.forward += 2 * layers[i];
+    f.training += 2 * layers[i] * (i == 0 ? 2 : 3);
+  }
+  return f;
 }
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+Command add_bench_command(CLI::App& root) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = root.add_subcommand("bench", "Measure training and inference speed on synthetic data");
+  cmd->add_option("--model", a->model)->check(CLI::IsMember({"cnn", "mlp"}))->capture_default_str();
+  cmd->add_flag("--bn,!--no-bn", a->bn, "With or without batch normalization");
+  cmd->add_option("--bn-impl", a->bn_impl)->check(CLI::IsMember({"fused", "composed"}))->capture_default_str();
+  cmd->add_option("--act", a->act)->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))->capture_default_str();
+  cmd->add_option("--batch-size", a->batch_size)->check(CLI::Range(int64_t{2}, int64_t{1} << 16))->capture_default_str();
+  cmd->add_option("--infer-batch-size", a->infer_batch_size)->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
+  cmd->add_option("--steps", a->steps, "Timed training steps per repeat")->check(CLI::Range(int64_t{1}, int64_t{1} << 30))->capture_default_str();
+  cmd->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::Range(int64_t{0}, int64_t{1} << 20))->capture_default_str();
+  cmd->add_option("--repeats", a->repeats, "Timed repeats; figures are their median")->check(CLI::Range(1, 1000))->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  cmd->add_flag("--json", a->json, "Print one JSON object");
+  cmd->add_flag("--profile", a->profile, "Add a per-op forward/backward time table");
+  return {cmd, [a]() -> int {
+            using Clock = std::chrono::steady_clock;
+            if (a->threads) set_threads(a->threads);
+            ModelConfig mc{parse_model_kind(a->model), a->bn, parse_activation(a->act), parse_batch_norm_impl(a->bn_impl), 0};
+            auto net = make_model(mc);
+            Generator gen(1);
+            Tensor x = Tensor::normal({a->batch_size, 1, 28, 28}, 0, 1, gen);
+            std::vector<int32_t> labels(static_cast<size_t>(a->batch_size));
+            for (auto& l : labels) l = static_cast<int32_t>(gen.below(10));
+            SGD opt(net->parameters(), {0.01f, 0.9f});
+            auto step = [&] {
+              net->zero_grad();
+              Tensor loss = cross_entropy(net->forward(x), labels);
+              loss.backward();
+              opt.step();
+            };
+            for (int64_t i = 0; i < a->warmup; ++i) step();
+            std::vector<double> train_rates;
+            for (int r = 0; r < a->repeats; ++r) {
+              const auto t0 = Clock::now();
+              for (int64_t i = 0; i < a->steps; ++i) step();
+              const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+              train_rates.push_back(static_cast<double>(a->steps * a->batch_size) / s);
+            }
+            // Inference: eval mode, no tape.
+            net->eval();
+            Tensor xi = Tensor::normal({a->infer_batch_size, 1, 28, 28}, 0, 1, gen);
+            std::vector<double> infer_rates;
+            {
+              NoGradGuard no_grad;
+              net->forward(xi);
+              const int64_t batches = std::max<int64_t>(1, 20000 / a->infer_batch_size);
+              for (int r = 0; r < a->repeats; ++r) {
+                const auto t0 = Clock::now();
+                for (int64_t i = 0; i < batches; ++i) net->forward(xi);
+                const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+                infer_rates.push_back(static_cast<double>(batches * a->infer_batch_size) / s);
+              }
+            }
+            net->train();
+            std::map<std::string, OpTiming> profile;
+            if (a->profile) {
+              Profiler::reset();
+              Profiler::enable(true);
+              for (int64_t i = 0; i < a->steps; ++i) step();
+              Profiler::enable(false);
+              profile = Profiler::table();
+            }
+            const auto blas = kernels::blas_info();
+            const Flops flops = model_flops(mc.kind);
+            const double train_ips = median(train_rates), infer_ips = median(infer_rates);
+            const char* env_core = std::getenv("OPENBLAS_CORETYPE");
+            nlohmann::json j{{"model", a->model},
+                             {"bn", a->bn},
+                             {"bn_impl", a->bn_impl},
+                             {"act", a->act},
+                             {"batch_size", a->batch_size},
+                             {"threads", blas.threads},
+                             {"steps", a->steps},
+                             {"repeats", a->repeats},
+                             {"train_images_per_s", train_ips},
+                             {"train_images_per_s_runs", train_rates},
+                             {"infer_images_per_s", infer_ips},
+                             {"train_gflops", train_ips * flops.training / 1e9},
+                             {"infer_gflops", infer_ips * flops.forward / 1e9},
+                             {"train_mflop_per_image", flops.training / 1e6},
+                             {"peak_rss_mb", peak_rss_mb()},
+                             {"blas_library", blas.library},
+                             {"blas_core", blas.core},
+                             {"openblas_coretype_env", env_core ? env_core : ""}};
+            if (a->profile) {
+              nlohmann::json p = nlohmann::json::object();
+              for (const auto& [op, t] : profile)
+                p[op] = {{"forward_ms_per_step", 1e3 * t.forward_seconds / static_cast<double>(a->steps)},
+                         {"backward_ms_per_step", 1e3 * t.backward_seconds / static_cast<double>(a->steps)}};
+              j["profile"] = p;
+            }
+            if (a->json) {
+              std::cout << j.dump() << "\n";
+              return kExitOk;
+            }
+            std::cout << std::fixed << std::setprecision(1);
+            std::cout << "model      " << a->model << (a->bn ? " with BN (" + a->bn_impl + ")" : " without BN") << ", "
+                      << a->act << ", batch " << a->batch_size << "\n"
+                      << "training   " << train_ips << " images/s (median of " << a->repeats << " x " << a->steps
+                      << " steps), " << train_ips * flops.training / 1e9 << " GFLOP/s\n"
+                      << "inference  " << infer_ips << " images/s (batch " << a->infer_batch_size << "), "
+                      << infer_ips * flops.forward / 1e9 << " GFLOP/s\n"
+                      << "peak RSS   " << peak_rss_mb() << " MB\n"
+                      << "BLAS       " << blas.library << "\n"
+                      << "core       " << blas.core << (env_core ? " (OPENBLAS_CORETYPE=" + std::string(env_core) + ")" : " (library's choice)")
+                      << ", " << blas.threads << " threads\n";
+            if (a->profile) {
+              std::vector<std::pair<std::string, OpTiming>> rows(profile.begin(), profile.end());
+              std::sort(rows.begin(), rows.end(), [](const auto& l, const auto& r) {
+                return l.second.forward_seconds + l.second.backward_seconds > r.second.forward_seconds + r.second.backward_seconds;
+              });
+              std::cout << "\n" << std::left << std::setw(20) << "op" << std::right << std::setw(14) << "forward ms"
+                        << std::setw(14) << "backward ms" << "   (per step)\n";
+              for (const auto& [op, t] : rows)
+                std::cout << std::left << std::setw(20) << op << std::right << std::setprecision(3) << std::setw(14)
+                          << 1e3 * t.forward_seconds / static_cast<double>(a->steps) << std::setw(14)
+                          << 1e3 * t.backward_seconds / static_cast<double>(a->steps) << "\n";
+            }
+            return kExitOk;
+          }};
+}
+
 }  // namespace minidl::app

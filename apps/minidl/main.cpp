@@ -1,12 +1,18 @@
 // minidl: train and compare MNIST models with and without batch normalization.
 #include <iostream>
 
+#include "blas_core.h"
 #include "cli.h"
 #include "minidl/error.h"
 
 int main(int argc, char** argv) {
   using namespace minidl::app;
+  select_blas_core(argc, argv);
   CLI::App root{"minidl: a small deep-learning framework; trains MNIST CNNs with and without BatchNorm"};
+  std::string blas_core = "auto";
+  root.add_option("--blas-core", blas_core,
+                  "OpenBLAS kernels: auto (fastest the CPU runs), library (OpenBLAS's own choice) or a core name")
+      ->capture_default_str();
   root.require_subcommand(1);
   root.set_help_all_flag("--help-all", "Show help for every command");
   std::vector<Command> commands{add_train_command(root),  add_compare_command(root), add_sweep_command(root),

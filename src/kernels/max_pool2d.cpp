@@ -11,24 +11,29 @@ void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t plane
     float* out = y + p * OH * OW;
     int32_t* arg = argmax + p * OH * OW;
     if (kernel == 2 && stride == 2) {
-      // The common 2x2 case, branch-free; same rules as the general loop below (the first
-      // maximum in row-major window order wins, a NaN wins).
+      // The common 2x2 case, written so that it vectorises; same rules as the general loop
+      // below (the first maximum in row-major window order wins, a NaN wins).
       for (int64_t oh = 0; oh < OH; ++oh) {
-        const float* r0 = in + 2 * oh * W;
-        const float* r1 = r0 + W;
-        const int32_t base = static_cast<int32_t>(2 * oh * W);
+        const float* __restrict r0 = in + 2 * oh * W;
+        const float* __restrict r1 = r0 + W;
+        float* __restrict o = out + oh * OW;
+        int32_t* __restrict a = arg + oh * OW;
+        const int32_t base = static_cast<int32_t>(2 * oh * W), w32 = static_cast<int32_t>(W);
+#pragma omp simd
         for (int64_t ow = 0; ow < OW; ++ow) {
+          const float v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
           float best = r0[2 * ow];
           int32_t at = base + static_cast<int32_t>(2 * ow);
-          const float cand[3] = {r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
-          const int32_t off[3] = {at + 1, at + static_cast<int32_t>(W), at + static_cast<int32_t>(W) + 1};
-          for (int k = 0; k < 3; ++k) {
-            const bool take = (cand[k] > best) | ((cand[k] != cand[k]) & (best == best));
-            best = take ? cand[k] : best;
-            at = take ? off[k] : at;
-          }
-          out[oh * OW + ow] = best;
-          arg[oh * OW + ow] = at;
+          const bool t1 = (v1 > best) | (v1 != v1);
+          best = t1 ? v1 : best;
+          const int32_t at1 = t1 ? at + 1 : at;
+          const bool t2 = (v2 > best) | (v2 != v2);
+          best = t2 ? v2 : best;
+          const int32_t at2 = t2 ? at + w32 : at1;
+          const bool t3 = (v3 > best) | (v3 != v3);
+          best = t3 ? v3 : best;
+          o[ow] = best;
+          a[ow] = t3 ? at + w32 + 1 : at2;
         }
       }
       continue;

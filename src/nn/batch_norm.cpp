@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "minidl/autograd.h"
+#include "minidl/profiler.h"
 #include "minidl/kernels/batch_norm.h"
 #include "minidl/ops.h"
 
@@ -76,6 +77,7 @@ Tensor batch_norm_composed(const Tensor& x, const Tensor& weight, const Tensor& 
 
 Tensor batch_norm_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                         Tensor running_var, bool training, float momentum, float eps) {
+  ProfileScope scope("batch_norm_fused");
   const Layout l = check_input(x, weight, running_mean, training, "batch_norm");
   Tensor y = Tensor::empty(x.shape());
   auto mu = std::make_shared<std::vector<double>>(static_cast<size_t>(l.C));

@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "minidl/autograd.h"
+#include "minidl/profiler.h"
 #include "minidl/kernels/conv2d.h"
 #include "minidl/kernels/max_pool2d.h"
 #include "minidl/ops.h"
@@ -9,6 +10,7 @@
 namespace minidl {
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding) {
+  ProfileScope scope("conv2d");
   MINIDL_CHECK(x.defined() && x.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got ",
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");
   MINIDL_CHECK(weight.defined() && weight.dim() == 4, "conv2d: weight must be 4-D (O, C, KH, KW), got ",
@@ -46,6 +48,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
 }
 
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
+  ProfileScope scope("max_pool2d");
   if (stride == 0) stride = kernel;
   MINIDL_CHECK(x.defined() && x.dim() == 4, "max_pool2d: input must be 4-D (N, C, H, W), got ",
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "minidl/autograd.h"
+#include "minidl/profiler.h"
 #include "minidl/ops.h"
 #include "ops/broadcast.h"
 
@@ -11,6 +12,7 @@ namespace {
 
 template <class F>
 Tensor binary_forward(const Tensor& a, const Tensor& b, const char* name, F f) {
+  ProfileScope scope(name);
   MINIDL_CHECK(a.defined() && b.defined(), name, ": operand is undefined");
   const Shape out_shape = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(out_shape);
@@ -31,6 +33,7 @@ Tensor binary_forward(const Tensor& a, const Tensor& b, const char* name, F f) {
 // only when df reads them.
 template <class F, class DF>
 Tensor unary_op(const Tensor& x, const char* name, bool keep_x, bool keep_y, F f, DF df) {
+  ProfileScope scope(name);
   MINIDL_CHECK(x.defined(), name, ": input is undefined");
   Tensor y = Tensor::empty(x.shape());
   const float* px = x.data();

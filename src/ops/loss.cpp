@@ -3,11 +3,13 @@
 #include <cmath>
 
 #include "minidl/autograd.h"
+#include "minidl/profiler.h"
 #include "minidl/ops.h"
 
 namespace minidl {
 
 Tensor log_softmax(const Tensor& x) {
+  ProfileScope scope("log_softmax");
   MINIDL_CHECK(x.defined() && x.dim() == 2, "log_softmax: input must be 2-D (N, K), got ",
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");
   const int64_t N = x.size(0), K = x.size(1);
@@ -40,6 +42,7 @@ Tensor log_softmax(const Tensor& x) {
 }
 
 Tensor nll_loss(const Tensor& log_probs, const std::vector<int32_t>& labels) {
+  ProfileScope scope("nll_loss");
   MINIDL_CHECK(log_probs.defined() && log_probs.dim() == 2, "nll_loss: input must be 2-D (N, K), got ",
                log_probs.defined() ? shape_to_string(log_probs.shape()) : "(undefined)");
   const int64_t N = log_probs.size(0), K = log_probs.size(1);

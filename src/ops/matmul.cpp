@@ -1,5 +1,6 @@
 // matmul and linear on sgemm.
 #include "minidl/autograd.h"
+#include "minidl/profiler.h"
 #include "minidl/kernels/gemm.h"
 #include "minidl/ops.h"
 
@@ -21,6 +22,7 @@ Tensor gemm_raw(const Tensor& a, bool ta, const Tensor& b, bool tb) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
+  ProfileScope scope("matmul");
   MINIDL_CHECK(a.defined() && b.defined(), "matmul: operand is undefined");
   MINIDL_CHECK(a.dim() == 2 && b.dim() == 2, "matmul: operands must be 2-D, got ", shape_to_string(a.shape()),
                " and ", shape_to_string(b.shape()));

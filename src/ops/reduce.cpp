@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "minidl/autograd.h"
+#include "minidl/profiler.h"
 #include "minidl/ops.h"
 #include "ops/broadcast.h"
 
@@ -23,6 +24,7 @@ std::vector<bool> reduced_axes(const Tensor& x, const std::vector<int64_t>& axes
 }
 
 Tensor reduce(const Tensor& x, const std::vector<int64_t>& axes, bool keepdim, bool average, const char* op) {
+  ProfileScope scope(op);
   MINIDL_CHECK(x.defined(), op, ": input is undefined");
   const std::vector<bool> reduced = reduced_axes(x, axes, op);
   int64_t count = 1;
