@@ -59,6 +59,8 @@ void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_bn);
 TrainConfig to_config(const TrainFlags& flags);
 // Applies --threads and loads the data named by --data with the limits.
 Mnist load_data(const TrainFlags& flags);
+// The training configuration as JSON, for summary files.
+nlohmann::json config_json(const TrainConfig& config);
 // "sgd lr=0.05 momentum=0.9 batch=64 ..." for titles and logs.
 std::string describe(const TrainConfig& config);
 

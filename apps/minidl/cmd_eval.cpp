@@ -1,7 +1,74 @@
+// minidl eval: loss, accuracy, per-class accuracy and confusion matrix of a checkpoint.
+#include <cstdio>
+#include <iostream>
+
 #include "cli.h"
+#include "minidl/checkpoint.h"
+
 namespace minidl::app {
-Command add_eval_command(CLI::App& root) {
-  CLI::App* cmd = root.add_subcommand("eval", "todo");
-  return {cmd, []() -> int { return 1; }};
+
+namespace {
+struct EvalArgs {
+  std::string checkpoint, data = "data/mnist", model, act, bn;
+  int64_t test_limit = 0, batch_size = 1000;
+  int threads = 0;
+  bool json = false;
+};
+}  // namespace
+
+// Architecture flags for a checkpoint without metadata (exported from PyTorch).
+std::optional<ModelConfig> fallback_config(const std::string& model, const std::string& act, const std::string& bn) {
+  if (model.empty() && act.empty() && bn.empty()) return std::nullopt;
+  ModelConfig c;
+  c.kind = parse_model_kind(model.empty() ? "cnn" : model);
+  c.activation = parse_activation(act.empty() ? "sigmoid" : act);
+  c.batch_norm = bn == "true";
+  return c;
 }
+
+void add_architecture_flags(CLI::App* cmd, std::string& model, std::string& act, std::string& bn) {
+  cmd->add_option("--model", model, "Architecture when the checkpoint has no metadata")->check(CLI::IsMember({"cnn", "mlp"}));
+  cmd->add_option("--act", act, "Activation when the checkpoint has no metadata")->check(CLI::IsMember({"sigmoid", "relu", "tanh"}));
+  cmd->add_option("--bn", bn, "Whether the model has BN, when the checkpoint has no metadata")->check(CLI::IsMember({"true", "false"}));
+}
+
+Command add_eval_command(CLI::App& root) {
+  auto a = std::make_shared<EvalArgs>();
+  CLI::App* cmd = root.add_subcommand("eval", "Evaluate a checkpoint on the test set");
+  cmd->add_option("--checkpoint", a->checkpoint, "safetensors checkpoint")->required();
+  cmd->add_option("--data", a->data, "Directory with the IDX files")->capture_default_str();
+  cmd->add_option("--test-limit", a->test_limit, "Use only the first N test images")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--batch-size", a->batch_size, "Evaluation batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  add_architecture_flags(cmd, a->model, a->act, a->bn);
+  cmd->add_flag("--json", a->json, "Print one JSON object");
+  return {cmd, [a]() -> int {
+            if (a->threads) set_threads(a->threads);
+            auto net = load_model(a->checkpoint, fallback_config(a->model, a->act, a->bn));
+            Dataset test = load_idx_dataset(find_idx_file(a->data, "t10k-images-idx3-ubyte"),
+                                            find_idx_file(a->data, "t10k-labels-idx1-ubyte"), a->test_limit);
+            EvalResult r = evaluate(*net, test, a->batch_size);
+            if (a->json) {
+              nlohmann::json j{{"accuracy", r.accuracy}, {"loss", r.loss}, {"n", r.n},
+                               {"per_class_accuracy", r.per_class_accuracy}, {"confusion", r.confusion}};
+              std::cout << j.dump() << "\n";
+              return kExitOk;
+            }
+            std::printf("model     %s\n", net->describe().c_str());
+            std::printf("images    %lld\naccuracy  %.2f%%\nloss      %.4f\n\nper class:\n", static_cast<long long>(r.n),
+                        100 * r.accuracy, r.loss);
+            for (size_t k = 0; k < r.per_class_accuracy.size(); ++k)
+              std::printf("  %zu: %6.2f%%\n", k, 100 * r.per_class_accuracy[k]);
+            std::printf("\nconfusion (rows: true class, columns: predicted)\n     ");
+            for (size_t k = 0; k < r.confusion.size(); ++k) std::printf("%6zu", k);
+            std::printf("\n");
+            for (size_t t = 0; t < r.confusion.size(); ++t) {
+              std::printf("  %zu: ", t);
+              for (int64_t v : r.confusion[t]) std::printf("%6lld", static_cast<long long>(v));
+              std::printf("\n");
+            }
+            return kExitOk;
+          }};
+}
+
 }  // namespace minidl::app

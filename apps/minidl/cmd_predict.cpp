@@ -1,7 +1,58 @@
+// minidl predict: classify your own images of digits.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
 #include "cli.h"
+#include "minidl/autograd.h"
+#include "minidl/checkpoint.h"
+#include "minidl/data/image.h"
+#include "minidl/ops.h"
+
 namespace minidl::app {
+
+std::optional<ModelConfig> fallback_config(const std::string& model, const std::string& act, const std::string& bn);
+void add_architecture_flags(CLI::App* cmd, std::string& model, std::string& act, std::string& bn);
+
+namespace {
+struct PredictArgs {
+  std::string checkpoint, model, act, bn;
+  std::vector<std::string> images;
+  bool json = false;
+};
+}  // namespace
+
 Command add_predict_command(CLI::App& root) {
-  CLI::App* cmd = root.add_subcommand("predict", "todo");
-  return {cmd, []() -> int { return 1; }};
+  auto a = std::make_shared<PredictArgs>();
+  CLI::App* cmd = root.add_subcommand("predict", "Classify images of handwritten digits (PNG, JPEG, BMP, ...)");
+  cmd->add_option("--checkpoint", a->checkpoint, "safetensors checkpoint")->required();
+  cmd->add_option("images", a->images, "Image files")->required();
+  add_architecture_flags(cmd, a->model, a->act, a->bn);
+  cmd->add_flag("--json", a->json, "Print JSON (an object per image; an array for several)");
+  return {cmd, [a]() -> int {
+            auto net = load_model(a->checkpoint, fallback_config(a->model, a->act, a->bn));
+            net->eval();
+            NoGradGuard no_grad;
+            nlohmann::json all = nlohmann::json::array();
+            for (const std::string& path : a->images) {
+              Tensor x = mnist_preprocess(load_image(path), path);
+              Tensor logp = log_softmax(net->forward(x));
+              std::vector<std::pair<float, int>> ranked;
+              for (int k = 0; k < Net::kClasses; ++k) ranked.push_back({std::exp(logp.data()[k]), k});
+              std::sort(ranked.begin(), ranked.end(), [](auto& l, auto& r) { return l.first > r.first; });
+              nlohmann::json top = nlohmann::json::array();
+              for (int i = 0; i < 3; ++i) top.push_back({{"class", ranked[static_cast<size_t>(i)].second}, {"prob", ranked[static_cast<size_t>(i)].first}});
+              all.push_back({{"file", path}, {"top", top}});
+              if (!a->json) {
+                std::printf("%s: %d (%.1f%%)", path.c_str(), ranked[0].second, 100 * ranked[0].first);
+                for (int i = 1; i < 3; ++i) std::printf(", %d (%.1f%%)", ranked[static_cast<size_t>(i)].second, 100 * ranked[static_cast<size_t>(i)].first);
+                std::printf("\n");
+              }
+            }
+            if (a->json) std::cout << (all.size() == 1 ? all[0] : all).dump() << "\n";
+            return kExitOk;
+          }};
 }
+
 }  // namespace minidl::app

@@ -69,6 +69,16 @@ Mnist load_data(const TrainFlags& f) {
   return load_mnist(f.data, f.train_limit, f.test_limit);
 }
 
+nlohmann::json config_json(const TrainConfig& c) {
+  return {{"model", to_string(c.model.kind)},       {"act", to_string(c.model.activation)},
+          {"bn_impl", to_string(c.model.batch_norm_impl)}, {"optimizer", to_string(c.optimizer)},
+          {"lr", c.lr},                               {"momentum", c.momentum},
+          {"weight_decay", c.weight_decay},           {"batch_size", c.batch_size},
+          {"epochs", c.epochs},                       {"steps", c.steps},
+          {"seed", c.seed},                           {"shuffle", c.shuffle},
+          {"eval_every", c.eval_every}};
+}
+
 std::string describe(const TrainConfig& c) {
   std::ostringstream os;
   os << to_string(c.model.kind) << " " << to_string(c.model.activation) << ", " << to_string(c.optimizer)
