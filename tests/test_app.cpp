@@ -1,0 +1,223 @@
+// The minidl binary end to end: exit statuses, messages naming the flag or file, and the
+// train -> save -> eval -> predict path on tiny synthetic data.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "minidl/io/file.h"
+#include "minidl/io/safetensors.h"
+#include "synthetic_mnist.h"
+#include "temp_dir.h"
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#include <stb_image_write.h>
+#pragma GCC diagnostic pop
+
+namespace {
+
+struct Run {
+  int status;
+  std::string out, err;
+};
+
+// Runs the app with args (a shell-quoted string), capturing stdout and stderr.
+Run run_app(const std::string& args, const std::string& dir) {
+  const std::string out = dir + "/stdout.txt", err = dir + "/stderr.txt";
+  const std::string cmd = std::string(MINIDL_APP_PATH) + " --blas-core library " + args + " > " + out + " 2> " + err;
+  const int raw = std::system(cmd.c_str());
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+}
+
+void write_png(const std::string& path, int w, int h, int channels, const std::vector<unsigned char>& pixels) {
+  REQUIRE(stbi_write_png(path.c_str(), w, h, channels, pixels.data(), w * channels) != 0);
+}
+
+}  // namespace
+
+TEST_CASE("app: help and usage errors exit 1 naming the flag", "[app]") {
+  TempDir d;
+  REQUIRE(run_app("--help", d.path()).status == 0);
+  Run help = run_app("train --help", d.path());
+  REQUIRE(help.status == 0);
+  REQUIRE(help.out.find("--bn-impl") != std::string::npos);
+  Run r = run_app("train --model resnet", d.path());
+  REQUIRE(r.status == 1);
+  REQUIRE(r.err.find("--model") != std::string::npos);
+  r = run_app("train --lr -0.5 --data " + d.path(), d.path());
+  REQUIRE(r.status == 1);
+  REQUIRE(r.err.find("--lr must be a positive number") != std::string::npos);
+  r = run_app("train --epochs 1 --steps 5", d.path());
+  REQUIRE(r.status == 1);
+  REQUIRE(r.err.find("--epochs excludes --steps") != std::string::npos);
+  r = run_app("train --batch-size 0", d.path());
+  REQUIRE(r.status == 1);
+  REQUIRE(r.err.find("--batch-size must be at least 1") != std::string::npos);
+  r = run_app("train --threads 99999", d.path());
+  REQUIRE(r.status == 1);
+  REQUIRE(r.err.find("--threads must be between 1 and 1024") != std::string::npos);
+  r = run_app("frobnicate", d.path());
+  REQUIRE(r.status == 1);
+  REQUIRE(run_app("bench --batch-size 1", d.path()).status == 1);
+}
+
+TEST_CASE("app: missing or corrupt input files exit 2 naming the file", "[app][reliability]") {
+  TempDir d;
+  Run r = run_app("train --data " + d.path() + "/absent", d.path());
+  REQUIRE(r.status == 2);
+  REQUIRE(r.err.find(d.path() + "/absent: data directory does not exist") != std::string::npos);
+  minidl::testing::write_synthetic_mnist(d.path(), 64, 16);
+  { std::ofstream(d.path() + "/train-images-idx3-ubyte", std::ios::binary) << "garbage"; }
+  r = run_app("train --data " + d.path(), d.path());
+  REQUIRE(r.status == 2);
+  REQUIRE(r.err.find("train-images-idx3-ubyte") != std::string::npos);
+  { std::ofstream(d.path() + "/bad.safetensors", std::ios::binary) << std::string(8, '\xff') << "{}"; }
+  r = run_app("eval --checkpoint " + d.path() + "/bad.safetensors --data " + d.path(), d.path());
+  REQUIRE(r.status == 2);
+  REQUIRE(r.err.find("bad.safetensors: invalid safetensors file: header length") != std::string::npos);
+  r = run_app("predict --checkpoint " + d.path() + "/absent.safetensors " + d.path() + "/x.png", d.path());
+  REQUIRE(r.status == 2);
+  REQUIRE(r.err.find("absent.safetensors: cannot open") != std::string::npos);
+  minidl::testing::write_synthetic_mnist(d.path(), 64, 16);
+  r = run_app("train --data " + d.path() + " --batch-size 65", d.path());
+  REQUIRE(r.status == 1);
+  REQUIRE(r.err.find("--batch-size 65 is larger than the training set (64 images)") != std::string::npos);
+}
+
+TEST_CASE("app: train, save, eval --json and predict on synthetic data", "[app]") {
+  TempDir d;
+  minidl::testing::write_synthetic_mnist(d.path(), 320, 100);
+  const std::string ckpt = d.path() + "/model.safetensors", log = d.path() + "/log.csv";
+  Run r = run_app("train --data " + d.path() + " --bn --act relu --batch-size 32 --epochs 3 --eval-every 10 --save " +
+                      ckpt + " --log " + log + " --quiet",
+                  d.path());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  std::ifstream logf(log);
+  std::string header;
+  std::getline(logf, header);
+  REQUIRE(header == "step,epoch,images,train_loss,train_acc,test_loss,test_acc,lr,seconds");
+  int rows = 0;
+  for (std::string line; std::getline(logf, line);) ++rows;
+  REQUIRE(rows == 3);  // 30 steps: evaluations at steps 10 and 20, and at the end
+  Run e = run_app("eval --json --checkpoint " + ckpt + " --data " + d.path(), d.path());
+  REQUIRE(e.status == 0);
+  auto j = nlohmann::json::parse(e.out);
+  REQUIRE(j["n"] == 100);
+  REQUIRE(j["accuracy"].get<double>() > 0.8);
+  REQUIRE(j["confusion"].size() == 10);
+  int64_t total = 0;
+  for (auto& row : j["confusion"])
+    for (auto& v : row) total += v.get<int64_t>();
+  REQUIRE(total == 100);
+
+  // A synthetic "class 7" image drawn as the training data, dark on light (predict inverts it),
+  // larger than 28x28 (predict crops and rescales it).
+  minidl::testing::SyntheticSplit one;
+  int label = -1;
+  for (uint64_t seed = 1; label != 7; ++seed) {
+    one = minidl::testing::synthetic_split(1, seed);
+    label = one.labels[0];
+  }
+  std::vector<unsigned char> big(56 * 56);
+  for (int y = 0; y < 56; ++y)
+    for (int x = 0; x < 56; ++x) big[static_cast<size_t>(y * 56 + x)] = static_cast<unsigned char>(255 - one.pixels[static_cast<size_t>((y / 2) * 28 + x / 2)]);
+  write_png(d.path() + "/seven.png", 56, 56, 1, big);
+  Run p = run_app("predict --json --checkpoint " + ckpt + " " + d.path() + "/seven.png", d.path());
+  INFO(p.err);
+  REQUIRE(p.status == 0);
+  auto pj = nlohmann::json::parse(p.out);
+  REQUIRE(pj["file"] == d.path() + "/seven.png");
+  REQUIRE(pj["top"].size() == 3);
+  double total_prob = 0;
+  for (auto& t : pj["top"]) total_prob += t["prob"].get<double>();
+  REQUIRE(total_prob <= 1.0001);
+  REQUIRE(pj["top"][0]["prob"].get<double>() >= pj["top"][1]["prob"].get<double>());
+}
+
+TEST_CASE("app: predict refuses bad images with a clear message", "[app][reliability]") {
+  TempDir d;
+  minidl::testing::write_synthetic_mnist(d.path(), 64, 16);
+  const std::string ckpt = d.path() + "/m.safetensors";
+  REQUIRE(run_app("train --data " + d.path() + " --steps 2 --quiet --save " + ckpt, d.path()).status == 0);
+  { std::ofstream(d.path() + "/not.png") << "this is text"; }
+  Run r = run_app("predict --checkpoint " + ckpt + " " + d.path() + "/not.png", d.path());
+  REQUIRE(r.status == 2);
+  REQUIRE(r.err.find("not.png: not a readable image") != std::string::npos);
+  write_png(d.path() + "/flat.png", 10, 10, 1, std::vector<unsigned char>(100, 255));
+  r = run_app("predict --checkpoint " + ckpt + " " + d.path() + "/flat.png", d.path());
+  REQUIRE(r.status == 2);
+  REQUIRE(r.err.find("uniform") != std::string::npos);
+  // a PNG header declaring 100000 x 100000 pixels: refused before any allocation
+  std::string png = "\x89PNG\r\n\x1a\n";
+  png += std::string("\0\0\0\x0dIHDR", 8);
+  png += std::string("\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x00\x00\x00\x00", 13);
+  png += std::string(4, '\0');
+  { std::ofstream(d.path() + "/huge.png", std::ios::binary) << png; }
+  r = run_app("predict --checkpoint " + ckpt + " " + d.path() + "/huge.png", d.path());
+  REQUIRE(r.status == 2);
+  REQUIRE((r.err.find("100000x100000") != std::string::npos || r.err.find("not a readable image") != std::string::npos));
+  // transparent background, 16-bit: decoded and composited on white
+  std::vector<unsigned char> rgba(28 * 28 * 4, 0);
+  for (int y = 8; y < 20; ++y)
+    for (int x = 12; x < 16; ++x) {
+      unsigned char* px = &rgba[static_cast<size_t>((y * 28 + x) * 4)];
+      px[0] = px[1] = px[2] = 0;
+      px[3] = 255;
+    }
+  write_png(d.path() + "/alpha.png", 28, 28, 4, rgba);
+  r = run_app("predict --json --checkpoint " + ckpt + " " + d.path() + "/alpha.png " + d.path() + "/alpha.png", d.path());
+  REQUIRE(r.status == 0);
+  REQUIRE(nlohmann::json::parse(r.out).is_array());
+}
+
+TEST_CASE("app: a diverging run exits 3 and names the step", "[app][reliability]") {
+  TempDir d;
+  minidl::testing::write_synthetic_mnist(d.path(), 128, 16);
+  Run r = run_app("train --data " + d.path() + " --act relu --lr 1e7 --steps 40 --quiet", d.path());
+  REQUIRE(r.status == 3);
+  REQUIRE(r.err.find("training diverged at step") != std::string::npos);
+}
+
+TEST_CASE("app: Ctrl-C saves a checkpoint and the run resumes from it", "[app][reliability]") {
+  TempDir d;
+  minidl::testing::write_synthetic_mnist(d.path(), 2000, 16);
+  const std::string ckpt = d.path() + "/run";
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    const std::string cmd = std::string(MINIDL_APP_PATH) + " --blas-core library train --data " + d.path() +
+                            " --epochs 50 --eval-every 0 --quiet --checkpoint-dir " + ckpt + " > /dev/null 2>&1";
+    execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // wait until training is under way, then interrupt
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  kill(child, SIGINT);
+  int status = 0;
+  waitpid(child, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 130);
+  REQUIRE(std::ifstream(ckpt + "/model.safetensors").good());
+  REQUIRE(std::ifstream(ckpt + "/trainer.safetensors").good());
+  const auto state = minidl::load_safetensors(ckpt + "/trainer.safetensors");
+  const int64_t step = std::stoll(state.metadata.at("step"));
+  REQUIRE(step > 0);
+  Run resumed = run_app("train --data " + d.path() + " --steps " + std::to_string(step + 3) +
+                            " --eval-every 0 --resume " + ckpt,
+                        d.path());
+  INFO(resumed.err);
+  REQUIRE(resumed.status == 0);
+  REQUIRE(resumed.out.find("steps " + std::to_string(step + 3)) != std::string::npos);
+}
