@@ -19,6 +19,9 @@ constexpr size_t kAlignment = 64;
 constexpr int64_t kMinCachedFloats = 1024;
 constexpr int64_t kCacheLimitBytes = int64_t{256} << 20;
 
+std::atomic<int64_t> g_total_bytes{0};
+std::atomic<int64_t> g_live_bytes{0};
+
 struct BufferCache {
   std::mutex mutex;
   std::unordered_map<int64_t, std::vector<float*>> free_lists;
@@ -73,8 +76,16 @@ void deallocate(float* p, int64_t size) {
 Storage::Storage(int64_t size) : data_(nullptr), size_(size) {
   MINIDL_CHECK(size >= 0, "Storage: size must be >= 0, got ", size);
   data_ = allocate(size);
+  g_total_bytes += size * static_cast<int64_t>(sizeof(float));
+  g_live_bytes += size * static_cast<int64_t>(sizeof(float));
 }
 
-Storage::~Storage() { deallocate(data_, size_); }
+Storage::~Storage() {
+  deallocate(data_, size_);
+  g_live_bytes -= size_ * static_cast<int64_t>(sizeof(float));
+}
+
+int64_t Storage::total_bytes_allocated() { return g_total_bytes.load(); }
+int64_t Storage::live_bytes() { return g_live_bytes.load(); }
 
 }  // namespace minidl

@@ -36,6 +36,11 @@ class Storage {
   const float* data() const { return data_; }
   int64_t size() const { return size_; }
 
+  // Memory accounting for benchmarks and leak tests: bytes of all storage ever created, and
+  // of storage alive now.
+  static int64_t total_bytes_allocated();
+  static int64_t live_bytes();
+
  private:
   float* data_;
   int64_t size_;

@@ -1,0 +1,105 @@
+// Microbenchmarks of minidl's kernels and ops (Google Benchmark).
+//   build/minidl_microbench [--benchmark_filter=BatchNorm] [--benchmark_repetitions=5]
+// Counters: bytes_allocated, the tensor storage created per iteration (outputs, gradients,
+// saved values, workspaces); extra_bytes, the storage alive between forward and backward beyond
+// the input (what the op keeps for backward plus its output).
+#include <benchmark/benchmark.h>
+
+#include "minidl/autograd.h"
+#include "minidl/kernels/gemm.h"
+#include "minidl/nn/batch_norm.h"
+#include "minidl/ops.h"
+
+using namespace minidl;
+
+namespace {
+
+void report_memory(benchmark::State& state, int64_t total_before, int64_t extra_bytes) {
+  state.counters["bytes_allocated"] = benchmark::Counter(
+      static_cast<double>(Storage::total_bytes_allocated() - total_before) / static_cast<double>(state.iterations()),
+      benchmark::Counter::kDefaults, benchmark::Counter::kIs1024);
+  state.counters["extra_bytes"] = benchmark::Counter(static_cast<double>(extra_bytes), benchmark::Counter::kDefaults,
+                                                     benchmark::Counter::kIs1024);
+}
+
+void BM_Sgemm(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  Generator g(1);
+  Tensor a = Tensor::normal({n, n}, 0, 1, g), b = Tensor::normal({n, n}, 0, 1, g), c = Tensor::empty({n, n});
+  for (auto _ : state) {
+    kernels::gemm(false, false, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * n * n, benchmark::Counter::kIsIterationInvariantRate,
+                                                 benchmark::Counter::kIs1000);
+  state.SetLabel(kernels::blas_info().core);
+}
+BENCHMARK(BM_Sgemm)->Arg(256)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_Conv2dForwardBackward(benchmark::State& state) {
+  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2);
+  Generator g(2);
+  Tensor x = Tensor::normal({64, C, HW, HW}, 0, 1, g).set_requires_grad(C > 1);
+  Tensor w = Tensor::normal({O, C, 5, 5}, 0, 0.1f, g).set_requires_grad();
+  Tensor seed;
+  const int64_t total_before = Storage::total_bytes_allocated();
+  int64_t extra = 0;
+  for (auto _ : state) {
+    const int64_t live = Storage::live_bytes();
+    Tensor y = conv2d(x, w, Tensor(), 1, 2);
+    extra = Storage::live_bytes() - live;
+    if (!seed.defined()) seed = Tensor::ones(y.shape());
+    y.backward(seed);
+    w.zero_grad();
+    x.zero_grad();
+  }
+  report_memory(state, total_before, extra);
+  const double flops = 2.0 * 64 * O * HW * HW * C * 25 * (C > 1 ? 3 : 2);
+  state.counters["GFLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+  state.SetLabel(kernels::blas_info().core);
+}
+BENCHMARK(BM_Conv2dForwardBackward)->Args({1, 16, 28})->Args({16, 32, 14})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_Conv2dForward(benchmark::State& state) {
+  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2);
+  Generator g(2);
+  Tensor x = Tensor::normal({64, C, HW, HW}, 0, 1, g);
+  Tensor w = Tensor::normal({O, C, 5, 5}, 0, 0.1f, g);
+  for (auto _ : state) benchmark::DoNotOptimize(conv2d(x, w, Tensor(), 1, 2));
+}
+BENCHMARK(BM_Conv2dForward)->Args({1, 16, 28})->Args({16, 32, 14})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// BatchNorm forward + backward, fused kernel vs composed ops, on [64,16,28,28] and [64,128].
+void BM_BatchNorm(benchmark::State& state) {
+  const bool fused = state.range(0) == 1;
+  const Shape shape = state.range(1) == 4 ? Shape{64, 16, 28, 28} : Shape{64, 128};
+  const int64_t C = shape[1];
+  Generator g(3);
+  Tensor x = Tensor::normal(shape, 0.5f, 2.0f, g).set_requires_grad();
+  Tensor w = Tensor::ones({C}).set_requires_grad(), b = Tensor::zeros({C}).set_requires_grad();
+  Tensor rm = Tensor::zeros({C}), rv = Tensor::ones({C});
+  Tensor seed = Tensor::normal(shape, 0, 1, g);
+  const int64_t total_before = Storage::total_bytes_allocated();
+  int64_t extra = 0;
+  for (auto _ : state) {
+    const int64_t live = Storage::live_bytes();
+    Tensor y = fused ? batch_norm_fused(x, w, b, rm, rv, true, 0.1f, 1e-5f)
+                     : batch_norm_composed(x, w, b, rm, rv, true, 0.1f, 1e-5f);
+    extra = Storage::live_bytes() - live;
+    y.backward(seed);
+    x.zero_grad();
+    w.zero_grad();
+    b.zero_grad();
+  }
+  report_memory(state, total_before, extra);
+  state.SetLabel(fused ? "fused" : "composed");
+}
+BENCHMARK(BM_BatchNorm)
+    ->ArgsProduct({{1, 0}, {4, 2}})
+    ->ArgNames({"fused", "dims"})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
