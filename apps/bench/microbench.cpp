@@ -69,6 +69,15 @@ void BM_Conv2dForward(benchmark::State& state) {
 }
 BENCHMARK(BM_Conv2dForward)->Args({1, 16, 28})->Args({16, 32, 14})->Unit(benchmark::kMillisecond)->UseRealTime();
 
+void BM_MaxPool2d(benchmark::State& state) {
+  Generator g(4);
+  Tensor x = Tensor::normal({64, 16, 28, 28}, 0, 1, g);
+  for (auto _ : state) benchmark::DoNotOptimize(max_pool2d(x, 2));
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(x.numel()) * 4 * 1.5, benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_MaxPool2d)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 // BatchNorm forward + backward, fused kernel vs composed ops, on [64,16,28,28] and [64,128].
 void BM_BatchNorm(benchmark::State& state) {
   const bool fused = state.range(0) == 1;

@@ -1,5 +1,7 @@
 #include "minidl/kernels/conv2d.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -8,80 +10,106 @@
 namespace minidl::kernels {
 
 namespace {
-// Bound the unfolded chunk so a large evaluation batch does not unfold into hundreds of MB.
-constexpr int64_t kWorkspaceBudgetFloats = int64_t{8} << 20;
+// Per-thread workspace: col (K, P), a dweight accumulator (O, K), and a zero-padded copy of one
+// sample's input (C, H + 2*padding, W + 2*padding) for the stride-1 unfold.
+int64_t padded_size(const Conv2dGeometry& g) { return g.C * (g.H + 2 * g.padding) * (g.W + 2 * g.padding); }
+int64_t per_thread(const Conv2dGeometry& g) {
+  return g.patch() * g.out_h() * g.out_w() + g.O * g.patch() + padded_size(g);
+}
+
+// Stride 1: with the input padded once, every row of col is a run of plain copies, with no
+// bounds tests in the inner loop (the general path below tests each element).
+void im2col_stride1(const float* x, float* col, float* padded, int64_t n, const Conv2dGeometry& g) {
+  const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+  std::fill(padded, padded + padded_size(g), 0.0f);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h)
+      std::memcpy(padded + (c * Hp + h + g.padding) * Wp + g.padding, x + ((n * g.C + c) * g.H + h) * g.W,
+                  sizeof(float) * static_cast<size_t>(g.W));
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        float* __restrict dst = col + ((c * g.KH + kh) * g.KW + kw) * P;
+        const float* __restrict src = padded + (c * Hp + kh) * Wp + kw;
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) dst[oh * OW + ow] = src[oh * Wp + ow];
+      }
+}
+
+void col2im_add_stride1(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
+  const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+  std::fill(padded, padded + padded_size(g), 0.0f);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const float* __restrict src = col + ((c * g.KH + kh) * g.KW + kw) * P;
+        float* __restrict dst = padded + (c * Hp + kh) * Wp + kw;
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) dst[oh * Wp + ow] += src[oh * OW + ow];
+      }
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t h = 0; h < g.H; ++h) {
+      float* __restrict out = dx + ((n * g.C + c) * g.H + h) * g.W;
+      const float* __restrict in = padded + (c * Hp + h + g.padding) * Wp + g.padding;
+      for (int64_t w = 0; w < g.W; ++w) out[w] += in[w];
+    }
+}
 }  // namespace
 
-int64_t conv2d_chunk(const Conv2dGeometry& g) {
-  const int64_t per_sample = (g.patch() + g.O) * g.out_h() * g.out_w();
-  return std::clamp<int64_t>(kWorkspaceBudgetFloats / std::max<int64_t>(per_sample, 1), 1, std::max<int64_t>(g.N, 1));
-}
+int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads) { return static_cast<int64_t>(threads) * per_thread(g); }
 
-int64_t conv2d_workspace_size(const Conv2dGeometry& g) {
-  return conv2d_chunk(g) * (g.patch() + g.O) * g.out_h() * g.out_w();
-}
-
-void im2col(const float* x, float* col, int64_t n0, int64_t B, const Conv2dGeometry& g) {
+void im2col(const float* x, float* col, int64_t n, const Conv2dGeometry& g) {
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, KK = g.KH * g.KW;
-  const int64_t rows = g.patch();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < g.patch(); ++r) {
     const int64_t c = r / KK, kh = (r % KK) / g.KW, kw = r % g.KW;
-    for (int64_t b = 0; b < B; ++b) {
-      const float* plane = x + ((n0 + b) * g.C + c) * g.H * g.W;
-      float* out = col + r * B * P + b * P;
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const int64_t ih = oh * g.stride - g.padding + kh;
-        float* row = out + oh * OW;
-        if (ih < 0 || ih >= g.H) {
-          std::fill(row, row + OW, 0.0f);
-          continue;
-        }
-        const float* in = plane + ih * g.W;
-        if (g.stride == 1) {
-          // iw = ow - padding + kw must lie in [0, W)
-          const int64_t lo = std::clamp<int64_t>(g.padding - kw, 0, OW);
-          const int64_t hi = std::clamp<int64_t>(g.W + g.padding - kw, lo, OW);
-          std::fill(row, row + lo, 0.0f);
-          std::memcpy(row + lo, in + lo - g.padding + kw, sizeof(float) * static_cast<size_t>(hi - lo));
-          std::fill(row + hi, row + OW, 0.0f);
-        } else {
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const int64_t iw = ow * g.stride - g.padding + kw;
-            row[ow] = (iw >= 0 && iw < g.W) ? in[iw] : 0.0f;
-          }
+    const float* plane = x + (n * g.C + c) * g.H * g.W;
+    float* out = col + r * P;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t ih = oh * g.stride - g.padding + kh;
+      float* row = out + oh * OW;
+      if (ih < 0 || ih >= g.H) {
+        std::fill(row, row + OW, 0.0f);
+        continue;
+      }
+      const float* in = plane + ih * g.W;
+      if (g.stride == 1) {
+        // iw = ow - padding + kw must lie in [0, W)
+        const int64_t lo = std::clamp<int64_t>(g.padding - kw, 0, OW);
+        const int64_t hi = std::clamp<int64_t>(g.W + g.padding - kw, lo, OW);
+        std::fill(row, row + lo, 0.0f);
+        const float* src = in - g.padding + kw;
+        for (int64_t ow = lo; ow < hi; ++ow) row[ow] = src[ow];
+        std::fill(row + hi, row + OW, 0.0f);
+      } else {
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const int64_t iw = ow * g.stride - g.padding + kw;
+          row[ow] = (iw >= 0 && iw < g.W) ? in[iw] : 0.0f;
         }
       }
     }
   }
 }
 
-void col2im_add(const float* col, float* dx, int64_t n0, int64_t B, const Conv2dGeometry& g) {
+void col2im_add(const float* col, float* dx, int64_t n, const Conv2dGeometry& g) {
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, KK = g.KH * g.KW;
-  // Each (sample, channel) plane of dx is written by one thread only.
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t c = 0; c < g.C; ++c) {
-      float* plane = dx + ((n0 + b) * g.C + c) * g.H * g.W;
-      for (int64_t k = 0; k < KK; ++k) {
-        const int64_t kh = k / g.KW, kw = k % g.KW;
-        const float* src = col + (c * KK + k) * B * P + b * P;
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          const int64_t ih = oh * g.stride - g.padding + kh;
-          if (ih < 0 || ih >= g.H) continue;
-          float* out = plane + ih * g.W;
-          const float* row = src + oh * OW;
-          if (g.stride == 1) {
-            const int64_t lo = std::clamp<int64_t>(g.padding - kw, 0, OW);
-            const int64_t hi = std::clamp<int64_t>(g.W + g.padding - kw, lo, OW);
-            float* o = out - g.padding + kw;
-            for (int64_t ow = lo; ow < hi; ++ow) o[ow] += row[ow];
-          } else {
-            for (int64_t ow = 0; ow < OW; ++ow) {
-              const int64_t iw = ow * g.stride - g.padding + kw;
-              if (iw >= 0 && iw < g.W) out[iw] += row[ow];
-            }
-          }
+  for (int64_t r = 0; r < g.patch(); ++r) {
+    const int64_t c = r / KK, kh = (r % KK) / g.KW, kw = r % g.KW;
+    float* plane = dx + (n * g.C + c) * g.H * g.W;
+    const float* src = col + r * P;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t ih = oh * g.stride - g.padding + kh;
+      if (ih < 0 || ih >= g.H) continue;
+      float* __restrict out = plane + ih * g.W;
+      const float* __restrict row = src + oh * OW;
+      if (g.stride == 1) {
+        const int64_t lo = std::clamp<int64_t>(g.padding - kw, 0, OW);
+        const int64_t hi = std::clamp<int64_t>(g.W + g.padding - kw, lo, OW);
+        float* __restrict o = out - g.padding + kw;
+        for (int64_t ow = lo; ow < hi; ++ow) o[ow] += row[ow];
+      } else {
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const int64_t iw = ow * g.stride - g.padding + kw;
+          if (iw >= 0 && iw < g.W) out[iw] += row[ow];
         }
       }
     }
@@ -89,31 +117,34 @@ void col2im_add(const float* col, float* dx, int64_t n0, int64_t B, const Conv2d
 }
 
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
-                    const Conv2dGeometry& g) {
-  const int64_t P = g.out_h() * g.out_w(), K = g.patch(), chunk = conv2d_chunk(g);
-  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
-    const int64_t B = std::min(chunk, g.N - n0);
-    float* col = workspace;
-    float* out = workspace + K * B * P;  // (O, B*P)
-    im2col(x, col, n0, B, g);
-    gemm(false, false, static_cast<int>(g.O), static_cast<int>(B * P), static_cast<int>(K), 1.0f, weight,
-         static_cast<int>(K), col, static_cast<int>(B * P), 0.0f, out, static_cast<int>(B * P));
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; ++b) {
-      for (int64_t o = 0; o < g.O; ++o) {
-        const float* src = out + o * B * P + b * P;
-        float* dst = y + ((n0 + b) * g.O + o) * P;
-        const float shift = bias ? bias[o] : 0.0f;
-        for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + shift;
+                    const Conv2dGeometry& g, int threads) {
+  const int64_t P = g.out_h() * g.out_w(), K = g.patch();
+  const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
+#pragma omp parallel num_threads(threads)
+  {
+    float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * per_thread(g);
+    float* padded = col + K * P + g.O * K;
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.N; ++n) {
+      float* out = y + n * g.O * P;
+      const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
+      const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
+      if (!pointwise) {
+        if (g.stride == 1) im2col_stride1(x, col, padded, n, g);
+        else im2col(x, col, n, g);
       }
+      gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, out, Pi);
+      if (bias)
+        for (int64_t o = 0; o < g.O; ++o)
+          for (int64_t p = 0; p < P; ++p) out[o * P + p] += bias[o];
     }
   }
 }
 
 void conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight, float* dbias,
-                     float* workspace, const Conv2dGeometry& g, bool col_ready) {
-  const int64_t P = g.out_h() * g.out_w(), K = g.patch(), chunk = conv2d_chunk(g);
-  col_ready = col_ready && chunk >= g.N;
+                     float* workspace, const Conv2dGeometry& g, int threads) {
+  const int64_t P = g.out_h() * g.out_w(), K = g.patch();
+  const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
   if (dbias) {
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t o = 0; o < g.O; ++o) {
@@ -124,23 +155,36 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
       }
   }
   if (!dx && !dweight) return;
-  for (int64_t n0 = 0; n0 < g.N; n0 += chunk) {
-    const int64_t B = std::min(chunk, g.N - n0);
-    float* col = workspace;              // (K, B*P), reused for dcol
-    float* dyt = workspace + K * B * P;  // (O, B*P)
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t o = 0; o < g.O; ++o)
-        std::memcpy(dyt + o * B * P + b * P, dy + ((n0 + b) * g.O + o) * P, sizeof(float) * static_cast<size_t>(P));
-    if (dweight) {
-      if (!col_ready) im2col(x, col, n0, B, g);
-      gemm(false, true, static_cast<int>(g.O), static_cast<int>(K), static_cast<int>(B * P), 1.0f, dyt,
-           static_cast<int>(B * P), col, static_cast<int>(B * P), 1.0f, dweight, static_cast<int>(K));
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    float* col = workspace + static_cast<int64_t>(t) * per_thread(g);
+    float* dw = col + K * P;  // this thread's dweight accumulator
+    float* padded = dw + g.O * K;
+    if (dweight) std::fill(dw, dw + g.O * K, 0.0f);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.N; ++n) {
+      const float* dyn = dy + n * g.O * P;
+      if (dweight) {
+        if (g.stride == 1) im2col_stride1(x, col, padded, n, g);
+        else im2col(x, col, n, g);
+        gemm(false, true, O, Ki, Pi, 1.0f, dyn, Pi, col, Pi, 1.0f, dw, Ki);
+      }
+      if (dx) {
+        gemm(true, false, Ki, Pi, O, 1.0f, weight, Ki, dyn, Pi, 0.0f, col, Pi);
+        if (g.stride == 1) col2im_add_stride1(col, dx, padded, n, g);
+        else col2im_add(col, dx, n, g);
+      }
     }
-    if (dx) {
-      gemm(true, false, static_cast<int>(K), static_cast<int>(B * P), static_cast<int>(g.O), 1.0f, weight,
-           static_cast<int>(K), dyt, static_cast<int>(B * P), 0.0f, col, static_cast<int>(B * P));
-      col2im_add(col, dx, n0, B, g);
+    if (dweight) {
+      // Sum the per-thread accumulators in a fixed order (deterministic for a thread count).
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < g.O * K; ++i) {
+        float s = 0.0f;
+        for (int u = 0; u < omp_get_num_threads(); ++u) s += workspace[static_cast<int64_t>(u) * per_thread(g) + K * P + i];
+        dweight[i] += s;
+      }
     }
   }
 }

@@ -1,4 +1,7 @@
 // conv2d and max_pool2d ops over the kernels in kernels/.
+#include <omp.h>
+
+#include <algorithm>
 #include <memory>
 
 #include "minidl/autograd.h"
@@ -27,24 +30,24 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
     MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, "conv2d: bias must be [", g.O, "], got ",
                  shape_to_string(bias.shape()));
   Tensor y = Tensor::empty({g.N, g.O, g.out_h(), g.out_w()});
-  Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g)});
-  kernels::conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), workspace.data(), g);
+  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(g.N)));
+  {
+    Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+    kernels::conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), workspace.data(),
+                            g, threads);
+  }
   if (!needs_grad({&x, &weight, &bias})) return y;
-  // When the batch was unfolded in one chunk, backward reuses the unfolded input for dweight.
-  const bool keep_col = kernels::conv2d_chunk(g) >= g.N && weight.requires_grad();
-  if (!keep_col) workspace = Tensor();
   Tensor sx = x.detach(), sw = weight.detach();
-  return record(y, "conv2d", {x, weight, bias},
-                [sx, sw, g, workspace](const Tensor& dy, const std::vector<bool>& needs) {
-                  Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
-                  Tensor dw = needs[1] ? Tensor::zeros(sw.shape()) : Tensor();
-                  Tensor db = needs[2] ? Tensor::zeros({g.O}) : Tensor();
-                  Tensor ws = workspace.defined() ? workspace : Tensor::empty({kernels::conv2d_workspace_size(g)});
-                  kernels::conv2d_backward(sx.data(), sw.data(), dy.data(), needs[0] ? dx.data() : nullptr,
-                                           needs[1] ? dw.data() : nullptr, needs[2] ? db.data() : nullptr, ws.data(), g,
-                                           workspace.defined());
-                  return std::vector<Tensor>{dx, dw, db};
-                });
+  return record(y, "conv2d", {x, weight, bias}, [sx, sw, g, threads](const Tensor& dy, const std::vector<bool>& needs) {
+    Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
+    Tensor dw = needs[1] ? Tensor::zeros(sw.shape()) : Tensor();
+    Tensor db = needs[2] ? Tensor::zeros({g.O}) : Tensor();
+    Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+    kernels::conv2d_backward(sx.data(), sw.data(), dy.data(), needs[0] ? dx.data() : nullptr,
+                             needs[1] ? dw.data() : nullptr, needs[2] ? db.data() : nullptr, workspace.data(), g,
+                             threads);
+    return std::vector<Tensor>{dx, dw, db};
+  });
 }
 
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
@@ -59,12 +62,17 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
                W);
   const int64_t OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1, planes = x.size(0) * x.size(1);
   Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW});
-  auto argmax = std::make_shared<std::vector<int32_t>>(static_cast<size_t>(y.numel()));
-  kernels::max_pool2d_forward(x.data(), y.data(), argmax->data(), planes, H, W, kernel, stride);
+  // The argmax indices live in a tensor Storage (4-byte slots, like the floats) so that they
+  // come from the recycled buffers instead of fresh pages every step.
+  auto argmax = std::make_shared<Storage>(y.numel());
+  static_assert(sizeof(int32_t) == sizeof(float), "argmax indices share float storage");
+  kernels::max_pool2d_forward(x.data(), y.data(), reinterpret_cast<int32_t*>(argmax->data()), planes, H, W, kernel,
+                              stride);
   const Shape in_shape = x.shape();
   return record(y, "max_pool2d", {x}, [argmax, in_shape, planes, H, W, OH, OW](const Tensor& dy, const std::vector<bool>&) {
     Tensor dx = Tensor::zeros(in_shape);
-    kernels::max_pool2d_backward(dy.data(), argmax->data(), dx.data(), planes, H, W, OH, OW);
+    kernels::max_pool2d_backward(dy.data(), reinterpret_cast<const int32_t*>(argmax->data()), dx.data(), planes, H, W,
+                                 OH, OW);
     return std::vector<Tensor>{dx};
   });
 }
