@@ -159,7 +159,7 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
   {
     const int t = omp_get_thread_num();
     float* col = workspace + static_cast<int64_t>(t) * per_thread(g);
-    float* dw = col + K * P;  // this thread's dweight accumulator
+    float* dw = col + K * P;  // this thread's dweight accumulator, transposed: (K, O)
     float* padded = dw + g.O * K;
     if (dweight) std::fill(dw, dw + g.O * K, 0.0f);
 #pragma omp for schedule(static)
@@ -168,7 +168,9 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
       if (dweight) {
         if (g.stride == 1) im2col_stride1(x, col, padded, n, g);
         else im2col(x, col, n, g);
-        gemm(false, true, O, Ki, Pi, 1.0f, dyn, Pi, col, Pi, 1.0f, dw, Ki);
+        // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, in the
+        // orientation OpenBLAS runs faster for these shapes (measured 46 vs 63 us for conv2).
+        gemm(false, true, Ki, O, Pi, 1.0f, col, Pi, dyn, Pi, 1.0f, dw, O);
       }
       if (dx) {
         gemm(true, false, Ki, Pi, O, 1.0f, weight, Ki, dyn, Pi, 0.0f, col, Pi);
@@ -177,12 +179,14 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
       }
     }
     if (dweight) {
-      // Sum the per-thread accumulators in a fixed order (deterministic for a thread count).
+      // Sum the per-thread accumulators in a fixed order (deterministic for a thread count)
+      // and transpose back to (O, K).
 #pragma omp barrier
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < g.O * K; ++i) {
+        const int64_t o = i / K, k = i % K;
         float s = 0.0f;
-        for (int u = 0; u < omp_get_num_threads(); ++u) s += workspace[static_cast<int64_t>(u) * per_thread(g) + K * P + i];
+        for (int u = 0; u < omp_get_num_threads(); ++u) s += workspace[static_cast<int64_t>(u) * per_thread(g) + K * P + k * g.O + o];
         dweight[i] += s;
       }
     }
