@@ -17,7 +17,7 @@ namespace {
 
 constexpr size_t kAlignment = 64;
 constexpr int64_t kMinCachedFloats = 1024;
-constexpr int64_t kCacheLimitBytes = int64_t{256} << 20;
+constexpr int64_t kCacheLimitBytes = int64_t{128} << 20;
 
 std::atomic<int64_t> g_total_bytes{0};
 std::atomic<int64_t> g_live_bytes{0};

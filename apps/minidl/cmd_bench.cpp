@@ -1,4 +1,5 @@
 // minidl bench: training and inference throughput on synthetic data (no data set needed).
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -88,6 +89,9 @@ Command add_bench_command(CLI::App& root) {
               opt.step();
             };
             for (int64_t i = 0; i < a->warmup; ++i) step();
+            // Steady state: tensor storage and the C heap in use must not grow across steps.
+            const int64_t storage_before = Storage::live_bytes();
+            const int64_t heap_before = static_cast<int64_t>(mallinfo2().uordblks);
             std::vector<double> train_rates;
             for (int r = 0; r < a->repeats; ++r) {
               const auto t0 = Clock::now();
@@ -95,6 +99,8 @@ Command add_bench_command(CLI::App& root) {
               const double s = std::chrono::duration<double>(Clock::now() - t0).count();
               train_rates.push_back(static_cast<double>(a->steps * a->batch_size) / s);
             }
+            const int64_t storage_growth = Storage::live_bytes() - storage_before;
+            const int64_t heap_growth = static_cast<int64_t>(mallinfo2().uordblks) - heap_before;
             // Inference: eval mode, no tape.
             net->eval();
             Tensor xi = Tensor::normal({a->infer_batch_size, 1, 28, 28}, 0, 1, gen);
@@ -138,6 +144,9 @@ Command add_bench_command(CLI::App& root) {
                              {"infer_gflops", infer_ips * flops.forward / 1e9},
                              {"train_mflop_per_image", flops.training / 1e6},
                              {"peak_rss_mb", peak_rss_mb()},
+                             {"training_steps_measured", a->steps * a->repeats},
+                             {"storage_growth_bytes", storage_growth},
+                             {"heap_growth_bytes", heap_growth},
                              {"blas_library", blas.library},
                              {"blas_core", blas.core},
                              {"openblas_coretype_env", env_core ? env_core : ""}};
@@ -159,7 +168,8 @@ Command add_bench_command(CLI::App& root) {
                       << " steps), " << train_ips * flops.training / 1e9 << " GFLOP/s\n"
                       << "inference  " << infer_ips << " images/s (batch " << a->infer_batch_size << "), "
                       << infer_ips * flops.forward / 1e9 << " GFLOP/s\n"
-                      << "peak RSS   " << peak_rss_mb() << " MB\n"
+                      << "peak RSS   " << peak_rss_mb() << " MB; growth over " << a->steps * a->repeats
+                      << " steps: tensor storage " << storage_growth << " B, heap " << heap_growth << " B\n"
                       << "BLAS       " << blas.library << "\n"
                       << "core       " << blas.core << (env_core ? " (OPENBLAS_CORETYPE=" + std::string(env_core) + ")" : " (library's choice)")
                       << ", " << blas.threads << " threads\n";

@@ -10,7 +10,7 @@ namespace minidl::app {
 namespace {
 struct EvalArgs {
   std::string checkpoint, data = "data/mnist", model, act, bn;
-  int64_t test_limit = 0, batch_size = 1000;
+  int64_t test_limit = 0, batch_size = 500;
   int threads = 0;
   bool json = false;
 };

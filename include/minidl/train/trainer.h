@@ -30,7 +30,7 @@ struct TrainConfig {
   bool shuffle = true;
   uint64_t seed = 0;       // weights (model.seed is set from it) and batch order
   int64_t eval_every = 100;  // steps; 0 evaluates only at the end
-  int64_t eval_batch_size = 1000;
+  int64_t eval_batch_size = 500;  // bounds the activations held at once (peak memory)
   // Resumable runs (see checkpoint_state.h): where to keep the latest model and trainer state.
   std::string checkpoint_dir;
   int64_t checkpoint_every = 0;
@@ -49,7 +49,7 @@ struct EvalResult {
 };
 
 // Eval mode, no grad; restores the module's previous mode.
-EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size = 1000);
+EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size = 500);
 
 struct CurvePoint {
   int64_t step = 0;
