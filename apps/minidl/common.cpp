@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -112,30 +113,32 @@ TrainCallbacks progress_callbacks(const std::string& label, bool quiet) {
   TrainCallbacks cb;
   const bool tty = ::isatty(STDERR_FILENO) && !quiet;
   const std::string prefix = label.empty() ? "" : "[" + label + "] ";
-  auto last_draw = std::make_shared<std::chrono::steady_clock::time_point>();
-  auto last_loss = std::make_shared<double>(NAN);
   if (tty) {
-    cb.on_step = [prefix, last_draw, last_loss](int64_t step, int64_t total, double epoch, double loss, double ips) {
-      *last_loss = loss;
+    struct BarState {
+      std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now(), last_draw{};
+      int64_t first_step = -1;
+    };
+    auto state = std::make_shared<BarState>();
+    cb.on_step = [prefix, state](int64_t step, int64_t total, double epoch, double loss, double ips) {
       const auto now = std::chrono::steady_clock::now();
-      if (step != total && now - *last_draw < std::chrono::milliseconds(100)) return;
-      *last_draw = now;
+      if (state->first_step < 0) state->first_step = step - 1;  // a resumed run starts late
+      if (step != total && now - state->last_draw < std::chrono::milliseconds(100)) return;
+      state->last_draw = now;
+      const double elapsed = std::chrono::duration<double>(now - state->start).count();
+      const double done = static_cast<double>(step - state->first_step);
+      const double eta = done > 0 ? elapsed / done * static_cast<double>(total - step) : NAN;
       const int width = 24;
       const int filled = static_cast<int>(width * step / std::max<int64_t>(total, 1));
-      const double eta = ips > 0 ? 0.0 : NAN;
-      (void)eta;
-      std::fprintf(stderr, "\r%s[%s%s] epoch %.2f step %lld/%lld loss %.4f %.0f img/s", prefix.c_str(),
+      std::fprintf(stderr, "\r\033[K%s[%s%s] epoch %.2f step %lld/%lld loss %.4f %.0f img/s ETA %s", prefix.c_str(),
                    std::string(static_cast<size_t>(filled), '#').c_str(),
                    std::string(static_cast<size_t>(width - filled), '.').c_str(), epoch, static_cast<long long>(step),
-                   static_cast<long long>(total), loss, ips);
+                   static_cast<long long>(total), loss, ips, format_duration(eta).c_str());
       std::fflush(stderr);
     };
   }
   if (!quiet) {
     cb.on_eval = [prefix, tty](const CurvePoint& p, Net&) {
-      const double eta = p.step > 0 ? 0.0 : NAN;
-      (void)eta;
-      std::fprintf(stderr, "%s%sstep %lld epoch %.2f train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s elapsed\n",
+      std::fprintf(stderr, "%s%sstep %lld epoch %.2f train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s training\n",
                    tty ? "\r\033[K" : "", prefix.c_str(), static_cast<long long>(p.step), p.epoch, p.train_loss,
                    100 * p.train_acc, p.test_loss, 100 * p.test_acc, format_duration(p.seconds).c_str());
     };
