@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "minidl/data/image.h"
 #include "minidl/io/file.h"
 #include "minidl/io/safetensors.h"
 #include "synthetic_mnist.h"
@@ -198,12 +199,16 @@ TEST_CASE("app: Ctrl-C saves a checkpoint and the run resumes from it", "[app][r
   REQUIRE(child >= 0);
   if (child == 0) {
     const std::string cmd = std::string(MINIDL_APP_PATH) + " --blas-core library train --data " + d.path() +
-                            " --epochs 50 --eval-every 0 --quiet --checkpoint-dir " + ckpt + " > /dev/null 2>&1";
+                            " --epochs 50 --eval-every 0 --quiet --checkpoint-every 5 --checkpoint-dir " + ckpt +
+                            " > /dev/null 2>&1";
     execl("/bin/sh", "sh", "-c", ("exec " + cmd).c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
-  // wait until training is under way, then interrupt
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Wait until training is under way (its first periodic checkpoint exists: the signal
+  // handlers are installed by then), then interrupt.
+  for (int i = 0; i < 1200 && !std::ifstream(ckpt + "/trainer.safetensors").good(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  REQUIRE(std::ifstream(ckpt + "/trainer.safetensors").good());
   kill(child, SIGINT);
   int status = 0;
   waitpid(child, &status, 0);
@@ -220,4 +225,29 @@ TEST_CASE("app: Ctrl-C saves a checkpoint and the run resumes from it", "[app][r
   INFO(resumed.err);
   REQUIRE(resumed.status == 0);
   REQUIRE(resumed.out.find("steps " + std::to_string(step + 3)) != std::string::npos);
+}
+
+TEST_CASE("images: 16-bit, empty and zero-sized images", "[data][image][reliability]") {
+  // An 8x8 16-bit grey PNG (light background, dark vertical bar), made with PIL.
+  const std::string png16(
+      "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x08\x00\x00\x00\x08\x10\x00\x00\x00"
+      "\x00\xb1\xf4\x3d\x14\x00\x00\x00\x1e\x49\x44\x41\x54\x78\x9c\x63\x7c\x95\xc0\x80\x02\x98\x18\x18\xb0\x0a\x48\x76"
+      "\x48\x76\xe0\x57\x81\x47\x80\x91\xa0\x2d\x00\x51\xb1\x03\xe5\x8a\xcf\x37\x16\x00\x00\x00\x00\x49\x45\x4e\x44\xae"
+      "\x42\x60\x82",
+      87);
+  minidl::GrayImage image = minidl::decode_image(png16, "bar16.png");
+  REQUIRE(image.width == 8);
+  REQUIRE(image.height == 8);
+  REQUIRE(image.pixels[0] > 200.0f);                 // 60000/65535 of white
+  REQUIRE(image.pixels[2 * 8 + 3] < 10.0f);          // the bar
+  minidl::Tensor x = minidl::mnist_preprocess(image, "bar16.png");
+  REQUIRE(x.shape() == minidl::Shape{1, 1, 28, 28});
+  // the bar is centred: the centre column is ink (positive after normalisation), the corner is background
+  REQUIRE(x.at({0, 0, 14, 14}) > 1.0f);
+  REQUIRE(x.at({0, 0, 0, 0}) == Approx(-0.1307f / 0.3081f));
+  REQUIRE_THROWS_WITH(minidl::decode_image("", "empty.png"), Catch::Contains("empty.png: empty file"));
+  // a PNG header with width 0
+  std::string zero = png16.substr(0, 33);
+  zero[16] = zero[17] = zero[18] = zero[19] = 0;
+  REQUIRE_THROWS_AS(minidl::decode_image(zero, "zero.png"), minidl::InputError);
 }
