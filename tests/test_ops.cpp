@@ -290,8 +290,9 @@ TEST_CASE("forward: conv2d against a direct 7-loop convolution", "[ops]") {
                       Catch::Contains("expects 3 input channels"));
 }
 
-TEST_CASE("forward: conv2d over a batch larger than one unfolded chunk", "[ops]") {
-  // The kernel unfolds at most a bounded number of samples at once; results must not depend on it.
+TEST_CASE("forward: conv2d of a batch equals conv2d of each sample alone", "[ops]") {
+  // The kernel spreads the samples over threads, each with its own buffers; a sample's result
+  // must not depend on which thread ran it or on its neighbours.
   Generator g(23);
   Tensor x = Tensor::normal({300, 16, 14, 14}, 0, 1, g), w = Tensor::normal({32, 16, 5, 5}, 0, 0.1f, g);
   Tensor y_all = conv2d(x, w, Tensor(), 1, 2);
