@@ -251,3 +251,25 @@ TEST_CASE("images: 16-bit, empty and zero-sized images", "[data][image][reliabil
   zero[16] = zero[17] = zero[18] = zero[19] = 0;
   REQUIRE_THROWS_AS(minidl::decode_image(zero, "zero.png"), minidl::InputError);
 }
+
+TEST_CASE("app: train --init starts from a checkpoint", "[app]") {
+  TempDir d;
+  minidl::testing::write_synthetic_mnist(d.path(), 320, 100);
+  const std::string first = d.path() + "/first.safetensors", second = d.path() + "/second.safetensors";
+  REQUIRE(run_app("train --data " + d.path() + " --act relu --batch-size 32 --epochs 2 --quiet --save " + first, d.path()).status == 0);
+  // One step with a negligible learning rate from the checkpoint: the model is (almost) the same.
+  REQUIRE(run_app("train --data " + d.path() + " --act relu --steps 1 --lr 1e-12 --quiet --init " + first + " --save " + second,
+                  d.path()).status == 0);
+  auto acc = [&](const std::string& ckpt) {
+    Run r = run_app("eval --json --checkpoint " + ckpt + " --data " + d.path(), d.path());
+    REQUIRE(r.status == 0);
+    return nlohmann::json::parse(r.out)["accuracy"].get<double>();
+  };
+  const double a = acc(first);
+  REQUIRE(a > 0.5);
+  REQUIRE(acc(second) == Approx(a).margin(0.011));
+  // a checkpoint of another architecture is refused, naming the tensors
+  Run r = run_app("train --data " + d.path() + " --model mlp --steps 1 --quiet --init " + first, d.path());
+  REQUIRE(r.status == 2);
+  REQUIRE(r.err.find("missing tensors") != std::string::npos);
+}
