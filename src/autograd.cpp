@@ -21,7 +21,11 @@ NoGradGuard::NoGradGuard() : previous_(t_grad_enabled) { t_grad_enabled = false;
 NoGradGuard::~NoGradGuard() { t_grad_enabled = previous_; }
 
 Node::Node(const char* name, std::vector<Edge> edges, BackwardFn fn, Shape output_shape)
-    : name_(name), edges_(std::move(edges)), fn_(std::move(fn)), output_shape_(std::move(output_shape)) {
+    : name_(name),
+      profile_name_(LayerScope::current() ? LayerScope::current() : name),
+      edges_(std::move(edges)),
+      fn_(std::move(fn)),
+      output_shape_(std::move(output_shape)) {
   ++g_live_nodes;
 }
 Node::~Node() {
@@ -141,7 +145,7 @@ static void run_backward(const Tensor& root, const Tensor& seed) {
     pending.erase(found);  // intermediate gradients are freed once consumed
     std::vector<Tensor> grads;
     {
-      ProfileScope scope(node->name(), true);
+      ProfileScope scope(node->profile_name(), true);
       grads = node->apply(grad_out);
     }
     const auto& edges = node->edges();

@@ -6,12 +6,17 @@ namespace minidl {
 
 namespace {
 thread_local bool t_enabled = false;
+thread_local const char* t_layer = nullptr;
 std::mutex g_mutex;
 std::map<std::string, OpTiming>& timings() {
   static std::map<std::string, OpTiming> table;
   return table;
 }
 }  // namespace
+
+LayerScope::LayerScope(const char* name) : previous_(t_layer) { t_layer = name; }
+LayerScope::~LayerScope() { t_layer = previous_; }
+const char* LayerScope::current() { return t_layer; }
 
 void Profiler::enable(bool on) { t_enabled = on; }
 bool Profiler::enabled() { return t_enabled; }

@@ -71,7 +71,7 @@ Command add_bench_command(CLI::App& root) {
   cmd->add_option("--repeats", a->repeats, "Timed repeats; figures are their median")->check(CLI::Range(1, 1000))->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", a->json, "Print one JSON object");
-  cmd->add_flag("--profile", a->profile, "Add a per-op forward/backward time table");
+  cmd->add_flag("--profile", a->profile, "Add a per-layer forward/backward time table (ops outside layers by op)");
   return {cmd, [a]() -> int {
             using Clock = std::chrono::steady_clock;
             if (a->threads) set_threads(a->threads);
@@ -178,7 +178,7 @@ Command add_bench_command(CLI::App& root) {
               std::sort(rows.begin(), rows.end(), [](const auto& l, const auto& r) {
                 return l.second.forward_seconds + l.second.backward_seconds > r.second.forward_seconds + r.second.backward_seconds;
               });
-              std::cout << "\n" << std::left << std::setw(20) << "op" << std::right << std::setw(14) << "forward ms"
+              std::cout << "\n" << std::left << std::setw(20) << "layer or op" << std::right << std::setw(14) << "forward ms"
                         << std::setw(14) << "backward ms" << "   (per step)\n";
               for (const auto& [op, t] : rows)
                 std::cout << std::left << std::setw(20) << op << std::right << std::setprecision(3) << std::setw(14)

@@ -47,6 +47,8 @@ class Node {
   ~Node();
 
   const char* name() const { return name_; }
+  // The layer the node was recorded in (LayerScope), or its op name: the profiler's key.
+  const char* profile_name() const { return profile_name_; }
   const std::vector<Edge>& edges() const { return edges_; }
   const Shape& output_shape() const { return output_shape_; }
   bool released() const { return released_; }
@@ -57,6 +59,7 @@ class Node {
 
  private:
   const char* name_;
+  const char* profile_name_;
   std::vector<Edge> edges_;
   BackwardFn fn_;
   Shape output_shape_;

@@ -1,6 +1,8 @@
-// An op-level profiler for `minidl bench --profile`: while enabled, every op's forward and
-// every node's backward add their wall time to a table keyed by op name. Disabled (the
-// default) it costs one thread-local flag test per op.
+// The profiler behind `minidl bench --profile`: while enabled, every op's forward and every
+// node's backward add their wall time to a table. The key is the enclosing layer's name when
+// the op runs inside a LayerScope (the models name theirs: "conv1", "bn1", ...), else the op's
+// name ("max_pool2d", "sigmoid"); a node remembers the layer it was recorded in, so backward
+// time is filed under the same key. Disabled (the default) it costs a thread-local test per op.
 #pragma once
 
 #include <chrono>
@@ -23,11 +25,25 @@ class Profiler {
   static void add(const char* op, bool backward, double seconds);
 };
 
-// Times the enclosing scope as op's forward (or backward).
+// Names the layer whose forward runs in this scope (a string literal: it is kept by pointer).
+class LayerScope {
+ public:
+  explicit LayerScope(const char* name);
+  ~LayerScope();
+  LayerScope(const LayerScope&) = delete;
+  LayerScope& operator=(const LayerScope&) = delete;
+  static const char* current();  // nullptr outside any layer
+
+ private:
+  const char* previous_;
+};
+
+// Times the enclosing scope as op's forward (or backward), under the current layer's name.
 class ProfileScope {
  public:
   explicit ProfileScope(const char* op, bool backward = false)
-      : op_(Profiler::enabled() ? op : nullptr), backward_(backward) {
+      : op_(Profiler::enabled() ? (backward || !LayerScope::current() ? op : LayerScope::current()) : nullptr),
+        backward_(backward) {
     if (op_) start_ = std::chrono::steady_clock::now();
   }
   ~ProfileScope() {

@@ -1,6 +1,7 @@
 #include "minidl/nn/models.h"
 
 #include "minidl/ops.h"
+#include "minidl/profiler.h"
 
 namespace minidl {
 
@@ -43,7 +44,15 @@ std::shared_ptr<Layer> make_layer(uint64_t seed, const std::string& name, Args..
   return std::make_shared<Layer>(args..., gen);
 }
 
-Tensor maybe(const std::shared_ptr<BatchNorm>& bn, const Tensor& x) { return bn ? bn->forward(x) : x; }
+// Runs a layer under its name, so the profiler files its forward and backward time there.
+Tensor run(const char* name, Module& layer, const Tensor& x) {
+  LayerScope scope(name);
+  return layer.forward(x);
+}
+
+Tensor maybe(const char* name, const std::shared_ptr<BatchNorm>& bn, const Tensor& x) {
+  return bn ? run(name, *bn, x) : x;
+}
 }  // namespace
 
 CnnNet::CnnNet(const ModelConfig& c) : Net(c) {
@@ -62,11 +71,11 @@ Tensor CnnNet::forward(const Tensor& x) {
   // The activations are monotonic, so act(max_pool(z)) == max_pool(act(z)) value for value,
   // and the gradient reaches the same element; pooling first runs the activation and its
   // backward on a quarter of the values.
-  Tensor h = act(max_pool2d(maybe(bn1_, conv1_->forward(x)), 2));
-  h = act(max_pool2d(maybe(bn2_, conv2_->forward(h)), 2));
-  h = maybe(bn3_, fc1_->forward(flatten(h)));
+  Tensor h = act(max_pool2d(maybe("bn1", bn1_, run("conv1", *conv1_, x)), 2));
+  h = act(max_pool2d(maybe("bn2", bn2_, run("conv2", *conv2_, h)), 2));
+  h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
   last_hidden_input_ = h.detach();
-  return fc2_->forward(act(h));
+  return run("fc2", *fc2_, act(h));
 }
 
 std::string CnnNet::describe() const {
@@ -87,11 +96,11 @@ MlpNet::MlpNet(const ModelConfig& c) : Net(c) {
 Tensor MlpNet::forward(const Tensor& x) {
   check_input(x);
   Tensor h = x.dim() == 4 ? flatten(x) : x;
-  h = act(maybe(bn1_, fc1_->forward(h)));
-  h = act(maybe(bn2_, fc2_->forward(h)));
-  h = maybe(bn3_, fc3_->forward(h));
+  h = act(maybe("bn1", bn1_, run("fc1", *fc1_, h)));
+  h = act(maybe("bn2", bn2_, run("fc2", *fc2_, h)));
+  h = maybe("bn3", bn3_, run("fc3", *fc3_, h));
   last_hidden_input_ = h.detach();
-  return fc4_->forward(act(h));
+  return run("fc4", *fc4_, act(h));
 }
 
 std::string MlpNet::describe() const {
