@@ -329,3 +329,20 @@ TEST_CASE("forward: log_softmax is stable and cross_entropy matches by hand", "[
   REQUIRE(cross_entropy(logits, {0, 1}).item() == Approx(expected));
   REQUIRE_THROWS_WITH(cross_entropy(logits, {0, 2}), Catch::Contains("label 2 at index 1 is outside [0, 2)"));
 }
+
+TEST_CASE("forward: max_pool2d ties go to the first maximum, NaN propagates", "[ops]") {
+  // stride 2 runs the 2x2 fast path, stride 1 the general loop: the same rules in both
+  for (int64_t stride : {2, 1}) {
+    INFO("stride " << stride);
+    Tensor x = Tensor::from_vector({1, 1, 2, 2}, {0.0f, 5.0f, 5.0f, -1.0f}).set_requires_grad(true);
+    Tensor y = max_pool2d(x, 2, stride);
+    REQUIRE(y.item() == 5.0f);
+    y.backward(Tensor::ones(y.shape()));
+    REQUIRE(x.grad().to_vector() == std::vector<float>{0.0f, 1.0f, 0.0f, 0.0f});
+    Tensor z = Tensor::from_vector({1, 1, 2, 2}, {1.0f, 2.0f, NAN, 3.0f}).set_requires_grad(true);
+    Tensor w = max_pool2d(z, 2, stride);
+    REQUIRE(std::isnan(w.item()));
+    w.backward(Tensor::ones(w.shape()));
+    REQUIRE(z.grad().to_vector() == std::vector<float>{0.0f, 0.0f, 1.0f, 0.0f});
+  }
+}
