@@ -74,7 +74,6 @@ void install_signal_handlers();
 // The CSV columns of a training curve.
 std::string curve_csv_header();
 std::string curve_csv_row(const CurvePoint& p);
-nlohmann::json curve_point_json(const CurvePoint& p);
 // First step at which the test accuracy reached `threshold`, or null.
 nlohmann::json steps_to_reach(const std::vector<CurvePoint>& curve, double threshold);
 

@@ -158,18 +158,6 @@ std::string curve_csv_row(const CurvePoint& p) {
 
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
 
-nlohmann::json curve_point_json(const CurvePoint& p) {
-  return {{"step", p.step},
-          {"epoch", p.epoch},
-          {"images", p.images},
-          {"train_loss", number_or_null(p.train_loss)},
-          {"train_acc", number_or_null(p.train_acc)},
-          {"test_loss", number_or_null(p.test_loss)},
-          {"test_acc", number_or_null(p.test_acc)},
-          {"lr", p.lr},
-          {"seconds", p.seconds}};
-}
-
 nlohmann::json steps_to_reach(const std::vector<CurvePoint>& curve, double threshold) {
   for (const CurvePoint& p : curve)
     if (p.test_acc >= threshold) return p.step;

@@ -106,17 +106,23 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
       if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat[static_cast<size_t>(c)]);
     }
     if (!dx) return;
+    // Per-channel factors once, then one pass over the rows.
+    std::vector<float> k(static_cast<size_t>(C)), mean_dy(static_cast<size_t>(C)), mean_dy_xhat(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+      const size_t i = static_cast<size_t>(c);
+      k[i] = gamma[c] * inv_std[c];
+      mean_dy[i] = static_cast<float>(sum_dy[i] / static_cast<double>(M));
+      mean_dy_xhat[i] = static_cast<float>(sum_dy_xhat[i] / static_cast<double>(M));
+    }
     for (int64_t n = 0; n < N; ++n)
       for (int64_t c = 0; c < C; ++c) {
-        const float k = gamma[c] * inv_std[c];
+        const size_t i = static_cast<size_t>(c);
         const float g = dy[n * C + c];
         if (training) {
-          const float xhat = m[static_cast<size_t>(c)].center(x[n * C + c]) * inv_std[c];
-          const float mean_dy = static_cast<float>(sum_dy[static_cast<size_t>(c)] / static_cast<double>(M));
-          const float mean_dy_xhat = static_cast<float>(sum_dy_xhat[static_cast<size_t>(c)] / static_cast<double>(M));
-          dx[n * C + c] += k * (g - mean_dy - xhat * mean_dy_xhat);
+          const float xhat = m[i].center(x[n * C + c]) * inv_std[c];
+          dx[n * C + c] += k[i] * (g - mean_dy[i] - xhat * mean_dy_xhat[i]);
         } else {
-          dx[n * C + c] += k * g;
+          dx[n * C + c] += k[i] * g;
         }
       }
     return;

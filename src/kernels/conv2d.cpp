@@ -85,6 +85,17 @@ void col2im_add_stride1(const float* col, float* dx, float* padded, int64_t n, c
       row_add(out, padded + (c * Hp + h + g.padding) * Wp + g.padding, g.W);
     }
 }
+// col for sample n: the padded stride-1 unfold when it applies, else the general one.
+void unfold(const float* x, float* col, float* padded, int64_t n, const Conv2dGeometry& g) {
+  if (g.stride == 1) im2col_stride1(x, col, padded, n, g);
+  else im2col(x, col, n, g);
+}
+
+void fold_add(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
+  if (g.stride == 1) col2im_add_stride1(col, dx, padded, n, g);
+  else col2im_add(col, dx, n, g);
+}
+
 }  // namespace
 
 int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads) { return static_cast<int64_t>(threads) * per_thread(g); }
@@ -160,10 +171,7 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
       float* out = y + n * g.O * P;
       const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
       const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
-      if (!pointwise) {
-        if (g.stride == 1) im2col_stride1(x, col, padded, n, g);
-        else im2col(x, col, n, g);
-      }
+      if (!pointwise) unfold(x, col, padded, n, g);
       gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, out, Pi);
       if (bias)
         for (int64_t o = 0; o < g.O; ++o)
@@ -197,27 +205,27 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
     for (int64_t n = 0; n < g.N; ++n) {
       const float* dyn = dy + n * g.O * P;
       if (dweight) {
-        if (g.stride == 1) im2col_stride1(x, col, padded, n, g);
-        else im2col(x, col, n, g);
+        unfold(x, col, padded, n, g);
         // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, in the
         // orientation OpenBLAS runs faster for these shapes (measured 46 vs 63 us for conv2).
         gemm(false, true, Ki, O, Pi, 1.0f, col, Pi, dyn, Pi, 1.0f, dw, O);
       }
       if (dx) {
         gemm(true, false, Ki, Pi, O, 1.0f, weight, Ki, dyn, Pi, 0.0f, col, Pi);
-        if (g.stride == 1) col2im_add_stride1(col, dx, padded, n, g);
-        else col2im_add(col, dx, n, g);
+        fold_add(col, dx, padded, n, g);
       }
     }
     if (dweight) {
       // Sum the per-thread accumulators in a fixed order (deterministic for a thread count)
       // and transpose back to (O, K).
 #pragma omp barrier
+      const int64_t stride = per_thread(g);
+      const int team = omp_get_num_threads();
 #pragma omp for schedule(static)
       for (int64_t i = 0; i < g.O * K; ++i) {
         const int64_t o = i / K, k = i % K;
         float s = 0.0f;
-        for (int u = 0; u < omp_get_num_threads(); ++u) s += workspace[static_cast<int64_t>(u) * per_thread(g) + K * P + k * g.O + o];
+        for (int u = 0; u < team; ++u) s += workspace[static_cast<int64_t>(u) * stride + K * P + k * g.O + o];
         dweight[i] += s;
       }
     }

@@ -12,10 +12,6 @@ void add_inplace(float* dst, const float* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
-void axpy(float alpha, const float* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] += alpha * src[i];
-}
-
 bool all_finite(const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i])) return false;

@@ -9,8 +9,6 @@ namespace minidl::kernels {
 void add(const float* a, const float* b, float* out, int64_t n);
 // dst[i] += src[i]
 void add_inplace(float* dst, const float* src, int64_t n);
-// dst[i] += alpha * src[i]
-void axpy(float alpha, const float* src, float* dst, int64_t n);
 // true when every value is finite
 bool all_finite(const float* x, int64_t n);
 
