@@ -119,7 +119,7 @@ TEST_CASE("layers: default init is PyTorch's U(-1/sqrt(fan_in), 1/sqrt(fan_in))"
 }
 
 TEST_CASE("models: state-dict names and shapes follow PyTorch", "[nn][models]") {
-  ModelConfig bn{ModelKind::Cnn, true, Activation::Sigmoid, BatchNormImpl::Fused, 0};
+  ModelConfig bn{ModelKind::Cnn, true, Activation::Sigmoid, BatchNormImpl::Fused, 0, {}};
   auto cnn = make_model(bn);
   std::map<std::string, Shape> got;
   for (auto& t : cnn->state_dict()) got[t.name] = t.tensor.shape();
@@ -147,7 +147,7 @@ TEST_CASE("models: state-dict names and shapes follow PyTorch", "[nn][models]") 
 
 TEST_CASE("models: BN and no-BN models from one seed share every common parameter", "[nn][models]") {
   for (ModelKind kind : {ModelKind::Cnn, ModelKind::Mlp}) {
-    ModelConfig a{kind, true, Activation::Sigmoid, BatchNormImpl::Fused, 42};
+    ModelConfig a{kind, true, Activation::Sigmoid, BatchNormImpl::Fused, 42, {}};
     ModelConfig b = a;
     b.batch_norm = false;
     auto with_bn = make_model(a), without = make_model(b);
@@ -168,7 +168,7 @@ TEST_CASE("models: BN and no-BN models from one seed share every common paramete
 }
 
 TEST_CASE("modules: train/eval reaches every child", "[nn]") {
-  auto net = make_model({ModelKind::Cnn, true, Activation::ReLU, BatchNormImpl::Fused, 0});
+  auto net = make_model({ModelKind::Cnn, true, Activation::ReLU, BatchNormImpl::Fused, 0, {}});
   net->eval();
   for (auto& child : net->children()) REQUIRE_FALSE(child.second->is_training());
   net->train();

@@ -98,7 +98,7 @@ TEST_CASE("safetensors: every corruption is reported with the tensor and the exp
 }
 
 TEST_CASE("safetensors: strict loading lists missing and unexpected tensors, checks shapes and values", "[io][safetensors]") {
-  auto net = make_model({ModelKind::Mlp, false, Activation::Sigmoid, BatchNormImpl::Fused, 0});
+  auto net = make_model({ModelKind::Mlp, false, Activation::Sigmoid, BatchNormImpl::Fused, 0, {}});
   auto state = net->state_dict();
   // missing + unexpected
   std::vector<NamedTensor> changed(state.begin() + 1, state.end());
@@ -122,7 +122,7 @@ TEST_CASE("safetensors: strict loading lists missing and unexpected tensors, che
 TEST_CASE("checkpoint: save and load a model with its architecture", "[io][checkpoint]") {
   TempDir dir;
   for (bool bn : {false, true}) {
-    ModelConfig config{ModelKind::Cnn, bn, Activation::ReLU, BatchNormImpl::Fused, 5};
+    ModelConfig config{ModelKind::Cnn, bn, Activation::ReLU, BatchNormImpl::Fused, 5, {}};
     auto net = make_model(config);
     Generator g(1);
     net->forward(Tensor::normal({4, 1, 28, 28}, 0, 1, g));  // moves BN running stats
@@ -140,7 +140,7 @@ TEST_CASE("checkpoint: save and load a model with its architecture", "[io][check
     }
   }
   // A file without metadata (as exported from PyTorch): architecture from the tensor names.
-  auto mlp = make_model({ModelKind::Mlp, true, Activation::Sigmoid, BatchNormImpl::Fused, 1});
+  auto mlp = make_model({ModelKind::Mlp, true, Activation::Sigmoid, BatchNormImpl::Fused, 1, {}});
   save_safetensors(dir.path() + "/plain.safetensors", mlp->state_dict(), {});
   auto back = load_model(dir.path() + "/plain.safetensors");
   REQUIRE(back->config().kind == ModelKind::Mlp);
@@ -157,14 +157,14 @@ void kill_self(int64_t written) {
 TEST_CASE("checkpoint: a process killed in the middle of a save leaves the previous file intact", "[io][checkpoint][reliability]") {
   TempDir dir;
   const std::string path = dir.path() + "/model.safetensors";
-  auto old_net = make_model({ModelKind::Cnn, false, Activation::Sigmoid, BatchNormImpl::Fused, 1});
+  auto old_net = make_model({ModelKind::Cnn, false, Activation::Sigmoid, BatchNormImpl::Fused, 1, {}});
   save_model(path, *old_net);
   const std::string old_bytes = read_file(path);
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
     set_atomic_write_fault_hook(kill_self);
-    auto new_net = make_model({ModelKind::Cnn, false, Activation::Sigmoid, BatchNormImpl::Fused, 2});
+    auto new_net = make_model({ModelKind::Cnn, false, Activation::Sigmoid, BatchNormImpl::Fused, 2, {}});
     save_model(path, *new_net);
     ::_exit(0);  // not reached: the hook kills the process after the first 64 KiB
   }

@@ -23,7 +23,7 @@ std::vector<std::vector<float>> weights(const Net& net) {
 
 TrainConfig tiny_config(bool bn) {
   TrainConfig c;
-  c.model = {ModelKind::Cnn, bn, Activation::ReLU, BatchNormImpl::Fused, 3};
+  c.model = {ModelKind::Cnn, bn, Activation::ReLU, BatchNormImpl::Fused, 3, {}};
   c.lr = 0.05f;
   c.batch_size = 32;
   c.seed = 3;

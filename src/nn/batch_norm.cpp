@@ -5,6 +5,7 @@
 #include "minidl/autograd.h"
 #include "minidl/profiler.h"
 #include "minidl/kernels/batch_norm.h"
+#include "minidl/nn/registry.h"
 #include "minidl/ops.h"
 
 namespace minidl {
@@ -138,4 +139,24 @@ std::string BatchNorm::describe() const {
                         ", momentum=", momentum, ", impl=", to_string(impl_), ")");
 }
 
+}  // namespace minidl
+
+// --- spec layer (nn/registry.h): BatchNorm1d after a flat input, BatchNorm2d after an image ---
+namespace minidl {
+MINIDL_REGISTER_LAYER(bn, {"bn", "bn(eps=1e-5, momentum=0.1)",
+    {{"eps", ParamType::Float, "1e-5"}, {"momentum", ParamType::Float, "0.1"}},
+    [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
+      if (ctx.input.size() != 1 && ctx.input.size() != 3)
+        throw SpecError("expects [C] or [C, H, W], got one example of shape " + shape_to_string(ctx.input));
+      const float eps = a.get_float("eps"), momentum = a.get_float("momentum");
+      if (!(eps > 0)) throw SpecError(detail::concat("'eps' must be positive, got ", eps));
+      if (!(momentum >= 0 && momentum <= 1)) throw SpecError(detail::concat("'momentum' must be in [0, 1], got ", momentum));
+      std::shared_ptr<BatchNorm> bn;
+      if (ctx.input.size() == 1) bn = std::make_shared<BatchNorm1d>(ctx.input[0], ctx.bn_impl);
+      else bn = std::make_shared<BatchNorm2d>(ctx.input[0], ctx.bn_impl);
+      bn->eps = eps;
+      bn->momentum = momentum;
+      return {bn, ctx.input};
+    },
+    true});
 }  // namespace minidl

@@ -1,5 +1,6 @@
 #include "minidl/nn/dropout.h"
 
+#include "minidl/nn/registry.h"
 #include "minidl/ops.h"
 
 namespace minidl {
@@ -20,4 +21,14 @@ Tensor Dropout::forward(const Tensor& x) {
 
 std::string Dropout::describe() const { return detail::concat("Dropout(p=", p_, ")"); }
 
+}  // namespace minidl
+
+// --- spec layer (nn/registry.h) ----------------------------------------------
+namespace minidl {
+MINIDL_REGISTER_LAYER(dropout, {"dropout", "dropout(p=0.5)", {{"p", ParamType::Float, "0.5"}},
+    [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
+      const float p = a.get_float("p");
+      if (!(p >= 0 && p < 1)) throw SpecError(detail::concat("'p' must be in [0, 1), got ", p));
+      return {std::make_shared<Dropout>(p, ctx.seed("dropout")), ctx.input};
+    }});
 }  // namespace minidl

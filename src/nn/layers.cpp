@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "minidl/nn/registry.h"
 #include "minidl/ops.h"
 
 namespace minidl {
@@ -109,5 +110,83 @@ std::string MaxPool2d::describe() const {
 }
 
 Tensor Flatten::forward(const Tensor& x) { return flatten(x, 1); }
+
+}  // namespace minidl
+
+// --- spec layers (nn/registry.h) ---------------------------------------------
+namespace minidl {
+namespace {
+
+bool spec_bias(const LayerArgs& a, const LayerContext& ctx) {
+  return a.has("bias") ? a.get_bool("bias") : !ctx.before_normalization;
+}
+
+void expect_rank(const LayerContext& ctx, size_t rank, const char* what) {
+  if (ctx.input.size() != rank)
+    throw SpecError(detail::concat("expects ", what, ", got one example of shape ", shape_to_string(ctx.input),
+                                   rank == 1 ? " (add flatten before it)" : ""));
+}
+
+int64_t positive(const LayerArgs& a, const char* name) {
+  const int64_t v = a.get_int(name);
+  if (v <= 0) throw SpecError(detail::concat("'", name, "' must be positive, got ", v));
+  return v;
+}
+
+BuiltLayer same_shape(std::shared_ptr<Module> m, const LayerContext& ctx) { return {std::move(m), ctx.input}; }
+
+}  // namespace
+
+MINIDL_REGISTER_LAYER(linear, {"linear", "linear(out, bias=auto)",
+    {{"out", ParamType::Int, ""}, {"bias", ParamType::Bool, "auto"}},
+    [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
+      expect_rank(ctx, 1, "a flat input [F]");
+      const int64_t out = positive(a, "out");
+      Generator gen = ctx.generator("fc");
+      return {std::make_shared<Linear>(ctx.input[0], out, spec_bias(a, ctx), gen), {out}};
+    }});
+
+MINIDL_REGISTER_LAYER(conv, {"conv", "conv(out, kernel, stride=1, pad=0, bias=auto)",
+    {{"out", ParamType::Int, ""}, {"kernel", ParamType::Int, ""}, {"stride", ParamType::Int, "1"},
+     {"pad", ParamType::Int, "0"}, {"bias", ParamType::Bool, "auto"}},
+    [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
+      expect_rank(ctx, 3, "an image input [C, H, W]");
+      const int64_t out = positive(a, "out"), k = positive(a, "kernel"), s = positive(a, "stride"), p = a.get_int("pad");
+      if (p < 0) throw SpecError(detail::concat("'pad' must be >= 0, got ", p));
+      const int64_t oh = (ctx.input[1] + 2 * p - k) / s + 1, ow = (ctx.input[2] + 2 * p - k) / s + 1;
+      if (ctx.input[1] + 2 * p < k || ctx.input[2] + 2 * p < k)
+        throw SpecError(detail::concat("kernel ", k, " is larger than the padded input ", ctx.input[1] + 2 * p, "x",
+                                       ctx.input[2] + 2 * p));
+      Generator gen = ctx.generator("conv");
+      return {std::make_shared<Conv2d>(ctx.input[0], out, k, s, p, spec_bias(a, ctx), gen), {out, oh, ow}};
+    }});
+
+MINIDL_REGISTER_LAYER(maxpool, {"maxpool", "maxpool(kernel, stride=kernel)",
+    {{"kernel", ParamType::Int, ""}, {"stride", ParamType::Int, "0"}},
+    [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
+      expect_rank(ctx, 3, "an image input [C, H, W]");
+      const int64_t k = positive(a, "kernel"), s0 = a.get_int("stride"), s = s0 == 0 ? k : s0;
+      if (s < 0) throw SpecError(detail::concat("'stride' must be positive, got ", s));
+      if (ctx.input[1] < k || ctx.input[2] < k)
+        throw SpecError(detail::concat("window ", k, " is larger than the input ", ctx.input[1], "x", ctx.input[2]));
+      return {std::make_shared<MaxPool2d>(k, s), {ctx.input[0], (ctx.input[1] - k) / s + 1, (ctx.input[2] - k) / s + 1}};
+    }});
+
+MINIDL_REGISTER_LAYER(flatten, {"flatten", "flatten", {},
+    [](const LayerArgs&, const LayerContext& ctx) -> BuiltLayer {
+      int64_t n = 1;
+      for (int64_t d : ctx.input) n *= d;
+      return {std::make_shared<Flatten>(), {n}};
+    }});
+
+MINIDL_REGISTER_LAYER(sigmoid, {"sigmoid", "sigmoid", {},
+    [](const LayerArgs&, const LayerContext& ctx) { return same_shape(std::make_shared<Sigmoid>(), ctx); },
+    false, true});
+MINIDL_REGISTER_LAYER(relu, {"relu", "relu", {},
+    [](const LayerArgs&, const LayerContext& ctx) { return same_shape(std::make_shared<ReLU>(), ctx); },
+    false, true});
+MINIDL_REGISTER_LAYER(tanh, {"tanh", "tanh", {},
+    [](const LayerArgs&, const LayerContext& ctx) { return same_shape(std::make_shared<Tanh>(), ctx); },
+    false, true});
 
 }  // namespace minidl

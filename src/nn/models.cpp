@@ -1,5 +1,6 @@
 #include "minidl/nn/models.h"
 
+#include "minidl/nn/spec.h"
 #include "minidl/ops.h"
 #include "minidl/profiler.h"
 
@@ -8,10 +9,29 @@ namespace minidl {
 ModelKind parse_model_kind(const std::string& name) {
   if (name == "cnn") return ModelKind::Cnn;
   if (name == "mlp") return ModelKind::Mlp;
+  if (name == "spec") return ModelKind::Spec;
   throw Error("model: expected cnn or mlp, got '" + name + "'");
 }
 
-const char* to_string(ModelKind kind) { return kind == ModelKind::Cnn ? "cnn" : "mlp"; }
+const char* to_string(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::Cnn: return "cnn";
+    case ModelKind::Mlp: return "mlp";
+    case ModelKind::Spec: return "spec";
+  }
+  return "?";
+}
+
+std::string describe_model(const ModelConfig& c) {
+  if (c.kind == ModelKind::Spec) return c.arch;
+  return detail::concat(to_string(c.kind), " ", to_string(c.activation), c.batch_norm ? " with BN" : " without BN");
+}
+
+bool Net::has_batch_norm() const {
+  for (const auto& [name, child] : children())
+    if (std::dynamic_pointer_cast<BatchNorm>(child)) return true;
+  return false;
+}
 
 void Net::set_batch_norm_impl(BatchNormImpl impl) {
   config_.batch_norm_impl = impl;
@@ -103,12 +123,24 @@ Tensor MlpNet::forward(const Tensor& x) {
   return run("fc4", *fc4_, act(h));
 }
 
+std::vector<double> CnnNet::weight_layer_macs() const {
+  return {16.0 * 28 * 28 * 25, 32.0 * 14 * 14 * 16 * 25, 1568.0 * 128, 128.0 * 10};
+}
+
+std::vector<double> MlpNet::weight_layer_macs() const { return {784.0 * 100, 100.0 * 100, 100.0 * 100, 100.0 * 10}; }
+
 std::string MlpNet::describe() const {
   return detail::concat("MlpNet(bn=", config().batch_norm ? "true" : "false", ", act=", to_string(config().activation), ")");
 }
 
 std::shared_ptr<Net> make_model(const ModelConfig& config) {
   if (config.kind == ModelKind::Cnn) return std::make_shared<CnnNet>(config);
+  if (config.kind == ModelKind::Spec) {
+    ModelConfig c = config;
+    c.arch = canonical_spec(config.arch);
+    c.batch_norm = spec_has(c.arch, "bn");
+    return std::make_shared<SpecNet>(c);
+  }
   return std::make_shared<MlpNet>(config);
 }
 

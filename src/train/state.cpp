@@ -43,8 +43,11 @@ TrainingPosition load_training_state(const std::string& dir, Net& net, Optimizer
   const std::string source = trainer_path(dir);
   Safetensors trainer = load_safetensors(source);
   Safetensors model = load_safetensors(model_path(dir));
-  for (const char* key : {"model", "bn", "act"}) {
-    const auto expected = model_metadata(net.config()).at(key);
+  const auto expected_meta = model_metadata(net.config());
+  for (const char* key : {"model", "bn", "act", "arch"}) {
+    auto want = expected_meta.find(key);
+    if (want == expected_meta.end()) continue;
+    const std::string& expected = want->second;
     auto it = model.metadata.find(key);
     if (it != model.metadata.end() && it->second != expected)
       throw InputError(model_path(dir) + ": checkpoint has " + key + "=" + it->second + ", this run has " + key + "=" +

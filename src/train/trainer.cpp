@@ -123,7 +123,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
                train_set.rows, "x", train_set.cols, ", the models expect 28x28");
   MINIDL_CHECK(config.batch_size <= train_set.count, "--batch-size ", config.batch_size,
                " is larger than the training set (", train_set.count, " images)");
-  const bool has_bn = net.config().batch_norm;
+  const bool has_bn = net.has_batch_norm();
   MINIDL_CHECK(!has_bn || config.batch_size >= 2, "--batch-size must be at least 2 with batch norm (it normalises over the batch)");
 
   auto optimizer = make_optimizer(config, net.parameters());

@@ -8,7 +8,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static auto mlp = minidl::make_model({minidl::ModelKind::Mlp, true, minidl::Activation::Sigmoid,
-                                        minidl::BatchNormImpl::Fused, 0});
+                                        minidl::BatchNormImpl::Fused, 0, {}});
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   try {
     minidl::Safetensors file = minidl::decode_safetensors(bytes, "fuzz");

@@ -10,10 +10,12 @@
 //      fc1 Linear(784,100) -> [bn1] -> act -> fc2 (100,100) -> [bn2] -> act
 //      -> fc3 (100,100) -> [bn3] -> act -> fc4 Linear(100,10)
 // A layer followed by BN has no bias (BN's mean subtraction would cancel it).
+// Any other architecture: a spec (nn/spec.h), `--arch` on the command line.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "minidl/nn/batch_norm.h"
 #include "minidl/nn/layers.h"
@@ -21,8 +23,9 @@
 
 namespace minidl {
 
-enum class ModelKind { Cnn, Mlp };
-ModelKind parse_model_kind(const std::string& name);  // "cnn" | "mlp"
+// Cnn and Mlp are the named presets; Spec is a model built from ModelConfig::arch (nn/spec.h).
+enum class ModelKind { Cnn, Mlp, Spec };
+ModelKind parse_model_kind(const std::string& name);  // "cnn" | "mlp" | "spec"
 const char* to_string(ModelKind kind);
 
 struct ModelConfig {
@@ -31,7 +34,13 @@ struct ModelConfig {
   Activation activation = Activation::Sigmoid;
   BatchNormImpl batch_norm_impl = BatchNormImpl::Fused;
   uint64_t seed = 0;  // initial weights; each layer draws from layer_seed(seed, its name)
+  // The spec of a ModelKind::Spec model (nn/spec.h); batch_norm and activation do not apply to
+  // it (the spec names its layers), batch_norm_impl does.
+  std::string arch;
 };
+
+// The model a config describes, for logs: "cnn", "cnn+bn", or the spec.
+std::string describe_model(const ModelConfig& config);
 
 class Net : public Module {
  public:
@@ -41,6 +50,10 @@ class Net : public Module {
   // tracks one unit of it.
   const Tensor& last_hidden_input() const { return last_hidden_input_; }
   void set_batch_norm_impl(BatchNormImpl impl);
+  // Whether some layer normalizes over the batch (training then needs batches of 2 or more).
+  bool has_batch_norm() const;
+  // Multiply-adds per example of each conv/linear layer's forward, first layer first.
+  virtual std::vector<double> weight_layer_macs() const = 0;
   // Expected input, for error messages and the data pipeline: [N, 1, 28, 28].
   static constexpr int64_t kImageSize = 28;
   static constexpr int64_t kClasses = 10;
@@ -62,6 +75,7 @@ class CnnNet : public Net {
   explicit CnnNet(const ModelConfig& config);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  std::vector<double> weight_layer_macs() const override;
 
  private:
   std::shared_ptr<Conv2d> conv1_, conv2_;
@@ -74,6 +88,7 @@ class MlpNet : public Net {
   explicit MlpNet(const ModelConfig& config);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  std::vector<double> weight_layer_macs() const override;
 
  private:
   std::shared_ptr<Linear> fc1_, fc2_, fc3_, fc4_;

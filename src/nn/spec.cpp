@@ -1,0 +1,265 @@
+#include "minidl/nn/spec.h"
+
+#include <cctype>
+
+#include "minidl/nn/layers.h"
+#include "minidl/profiler.h"
+
+namespace minidl {
+
+namespace {
+
+bool name_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+bool name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; }
+bool space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
+
+std::string trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && space(s[b])) ++b;
+  while (e > b && space(s[e - 1])) --e;
+  return s.substr(b, e - b);
+}
+
+[[noreturn]] void fail_at(size_t column, const std::string& message) {
+  throw SpecError(detail::concat("spec: column ", column, ": ", message));
+}
+
+std::string token_text(const SpecToken& t) {
+  if (t.args.empty()) return t.name;
+  std::string out = t.name + "(";
+  for (size_t i = 0; i < t.args.size(); ++i) {
+    if (i) out += ",";
+    if (!t.args[i].key.empty()) out += t.args[i].key + "=";
+    out += t.args[i].value;
+  }
+  return out + ")";
+}
+
+std::string where(const SpecToken& t) {
+  return detail::concat("spec: token ", t.index, " '", t.text, "' (column ", t.column, ")");
+}
+
+const char* type_name(ParamType t) {
+  switch (t) {
+    case ParamType::Int: return "an integer";
+    case ParamType::Float: return "a number";
+    case ParamType::Bool: return "true or false";
+  }
+  return "?";
+}
+
+std::string known_layers() {
+  std::string out;
+  for (const std::string& n : LayerRegistry::instance().names()) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+}  // namespace
+
+std::vector<SpecToken> parse_spec(const std::string& spec) {
+  std::vector<SpecToken> tokens;
+  size_t i = 0;
+  const size_t n = spec.size();
+  while (true) {
+    while (i < n && space(spec[i])) ++i;
+    if (i == n) break;
+    SpecToken t;
+    t.column = i + 1;
+    t.index = tokens.size() + 1;
+    if (!name_start(spec[i]))
+      fail_at(i + 1, detail::concat("expected a layer name, got '", spec[i], "'"));
+    while (i < n && name_char(spec[i])) t.name += spec[i++];
+    size_t j = i;
+    while (j < n && space(spec[j])) ++j;
+    if (j < n && spec[j] == '(') {
+      const size_t open = j;
+      i = j + 1;
+      std::string arg;
+      size_t arg_column = i + 1;
+      bool closed = false;
+      while (i < n) {
+        const char c = spec[i];
+        if (c == '(') fail_at(i + 1, "'(' inside a parameter list");
+        if (c == ',' || c == ')') {
+          const std::string a = trim(arg);
+          const bool empty_list = c == ')' && a.empty() && t.args.empty() && arg.find(',') == std::string::npos;
+          if (!empty_list) {
+            if (a.empty()) fail_at(arg_column, detail::concat("empty parameter in '", t.name, "(...)'"));
+            SpecArg sa;
+            const size_t eq = a.find('=');
+            if (eq == std::string::npos) {
+              sa.value = a;
+            } else {
+              sa.key = trim(a.substr(0, eq));
+              sa.value = trim(a.substr(eq + 1));
+              if (sa.key.empty() || sa.value.empty())
+                fail_at(arg_column, detail::concat("expected name=value, got '", a, "'"));
+            }
+            for (char ch : sa.value)
+              if (space(ch)) fail_at(arg_column, detail::concat("a value has no spaces, got '", sa.value, "'"));
+            t.args.push_back(sa);
+          }
+          arg.clear();
+          arg_column = i + 2;
+          ++i;
+          if (c == ')') {
+            closed = true;
+            break;
+          }
+          continue;
+        }
+        arg += c;
+        ++i;
+      }
+      if (!closed) fail_at(open + 1, detail::concat("'(' of '", t.name, "' is never closed"));
+    } else if (i < n && !space(spec[i])) {
+      fail_at(i + 1, detail::concat("unexpected '", spec[i], "' after '", t.name, "'"));
+    }
+    t.text = token_text(t);
+    tokens.push_back(std::move(t));
+  }
+  if (tokens.empty()) throw SpecError("spec: empty (expected layers such as \"flatten linear(10)\")");
+  return tokens;
+}
+
+std::string canonical_spec(const std::string& spec) {
+  std::string out;
+  for (const SpecToken& t : parse_spec(spec)) out += (out.empty() ? "" : " ") + t.text;
+  return out;
+}
+
+std::string spec_without(const std::string& spec, const std::string& layer) {
+  std::string out;
+  for (const SpecToken& t : parse_spec(spec))
+    if (t.name != layer) out += (out.empty() ? "" : " ") + t.text;
+  return out;
+}
+
+bool spec_has(const std::string& spec, const std::string& layer) {
+  for (const SpecToken& t : parse_spec(spec))
+    if (t.name == layer) return true;
+  return false;
+}
+
+namespace {
+
+struct ResolvedToken {
+  const SpecToken* token;
+  const LayerSpec* layer;
+  LayerArgs args;
+};
+
+}  // namespace
+
+// Fills LayerArgs from a token, checking names, counts and types against the declaration.
+struct SpecParser {
+  static LayerArgs resolve(const SpecToken& t, const LayerSpec& layer) {
+    LayerArgs out;
+    size_t positional = 0;
+    bool keyword_seen = false;
+    for (const SpecArg& a : t.args) {
+      std::string key = a.key;
+      if (key.empty()) {
+        if (keyword_seen)
+          throw SpecError(where(t) + ": positional value '" + a.value + "' after a name=value parameter");
+        if (positional >= layer.params.size())
+          throw SpecError(detail::concat(where(t), ": ", layer.name, " takes at most ", layer.params.size(),
+                                         " parameter(s), got ", t.args.size(), "; expected ", layer.signature));
+        key = layer.params[positional++].name;
+      } else {
+        keyword_seen = true;
+        bool declared = false;
+        for (const LayerParam& p : layer.params) declared |= p.name == key;
+        if (!declared)
+          throw SpecError(where(t) + ": " + layer.name + " has no parameter '" + key + "'; expected " + layer.signature);
+      }
+      if (out.values_.count(key)) throw SpecError(where(t) + ": parameter '" + key + "' given twice");
+      out.values_[key] = a.value;
+    }
+    for (const LayerParam& p : layer.params) {
+      out.types_[p.name] = p.type;
+      if (!out.values_.count(p.name)) {
+        if (p.default_value.empty())
+          throw SpecError(where(t) + ": " + layer.name + " needs '" + p.name + "'; expected " + layer.signature);
+        out.values_[p.name] = p.default_value;
+      }
+      const std::string& v = out.values_[p.name];
+      if (v == "auto" && p.type == ParamType::Bool) continue;
+      try {
+        switch (p.type) {
+          case ParamType::Int: out.get_int(p.name); break;
+          case ParamType::Float: out.get_float(p.name); break;
+          case ParamType::Bool: out.get_bool(p.name); break;
+        }
+      } catch (const SpecError&) {
+        throw SpecError(where(t) + ": " + layer.name + " parameter '" + p.name + "' expects " + type_name(p.type) +
+                        ", got '" + v + "'");
+      }
+    }
+    return out;
+  }
+};
+
+SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
+  const std::vector<SpecToken> tokens = parse_spec(config.arch);
+  // Resolve every token before building any layer: a bad spec builds nothing.
+  std::vector<ResolvedToken> resolved;
+  for (const SpecToken& t : tokens) {
+    const LayerSpec* layer = LayerRegistry::instance().find(t.name);
+    if (!layer) throw SpecError(where(t) + ": unknown layer '" + t.name + "'; known layers: " + known_layers());
+    resolved.push_back({&t, layer, SpecParser::resolve(t, *layer)});
+  }
+  Shape shape{1, kImageSize, kImageSize};
+  std::map<std::string, int64_t> ordinals;
+  std::vector<std::shared_ptr<Module>> modules;
+  for (size_t i = 0; i < resolved.size(); ++i) {
+    const ResolvedToken& r = resolved[i];
+    LayerContext ctx;
+    ctx.input = shape;
+    ctx.before_normalization = i + 1 < resolved.size() && resolved[i + 1].layer->normalization;
+    ctx.bn_impl = config.batch_norm_impl;
+    ctx.model_seed = config.seed;
+    ctx.ordinal = ++ordinals[r.layer->name];
+    BuiltLayer built;
+    try {
+      built = r.layer->build(r.args, ctx);
+    } catch (const Error& e) {
+      throw SpecError(detail::concat(where(*r.token), ": ", e.what(), " (its input: one example of shape ",
+                                     shape_to_string(shape), ")"));
+    }
+    MINIDL_CHECK(built.module, where(*r.token), ": the layer's factory returned no module");
+    double macs = 0;
+    if (auto lin = std::dynamic_pointer_cast<Linear>(built.module)) macs = static_cast<double>(lin->weight.numel());
+    if (auto conv = std::dynamic_pointer_cast<Conv2d>(built.module))
+      macs = static_cast<double>(conv->weight.numel()) * static_cast<double>(built.output.at(1) * built.output.at(2));
+    if (macs > 0) macs_.push_back(macs);
+    if (r.layer->activation) last_activation_ = i;
+    modules.push_back(built.module);
+    shape = built.output;
+  }
+  if (shape != Shape{kClasses})
+    throw SpecError(detail::concat(where(*resolved.back().token), ": the model ends with one example of shape ",
+                                   shape_to_string(shape), "; it must end with ", kClasses,
+                                   " logits (e.g. flatten linear(10))"));
+  for (size_t i = 0; i < modules.size(); ++i) {
+    register_module(std::to_string(i), modules[i]);
+    layer_names_.push_back(detail::concat(i, ":", resolved[i].layer->name));
+  }
+}
+
+Tensor SpecNet::forward(const Tensor& x) {
+  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 1 && x.size(2) == kImageSize && x.size(3) == kImageSize,
+               "spec model: expected input [N, 1, 28, 28], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  Tensor h = x;
+  const auto& layers = children();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (i == last_activation_) last_hidden_input_ = h.detach();
+    LayerScope scope(layer_names_[i].c_str());
+    h = layers[i].second->forward(h);
+  }
+  return h;
+}
+
+std::string SpecNet::describe() const { return "SpecNet(" + config().arch + ")"; }
+
+}  // namespace minidl
