@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Draws minidl's plots from the CSV/JSON files its commands write.
 
-  plot.py compare DIR   DIR/curves.csv + summary.json -> DIR/compare.png
-  plot.py sweep DIR     DIR/sweep.csv + sweep.json   -> DIR/sweep.png
+  plot.py compare DIR [PEER_DIR]  DIR/curves.csv + summary.json -> DIR/compare.png
+  plot.py sweep DIR [PEER_DIR]    DIR/sweep.csv + sweep.json   -> DIR/sweep.png
+  (PEER_DIR: the same experiment from scripts/pytorch_peer.py, drawn on the same axes)
   plot.py fig1 DIR      DIR/fig1.csv + fig1.json     -> DIR/fig1.png
 """
 import csv
@@ -17,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 LABELS = {"no_bn": "without BN", "bn": "with BN"}
 COLORS = {"no_bn": "tab:blue", "bn": "tab:red"}
+PALETTE = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:gray"]
 
 
 def rows(path):
@@ -28,59 +30,128 @@ def num(v):
     return float(v) if v not in ("", None) else float("nan")
 
 
-def title(config):
-    return (f"{config['model']} {config['act']}, {config['optimizer']} lr={config['lr']:g}"
+def label(arm):
+    return LABELS.get(arm, arm)
+
+
+def color(arm, i, arms=("no_bn", "bn")):
+    return COLORS[arm] if set(arms) <= set(COLORS) else PALETTE[i % len(PALETTE)]
+
+
+def title(config, with_model=True):
+    model = (config.get("arch") or f"{config['model']} {config['act']}") + ", " if with_model else ""
+    return (f"{model}{config['optimizer']} lr={config['lr']:g}"
             + (f" momentum={config['momentum']:g}" if config["optimizer"] == "sgd" else "")
-            + f", batch {config['batch_size']}, seed {config['seed']}")
+            + f", batch {config['batch_size']}")
 
 
-def compare(d):
+def median(v):
+    v = sorted(x for x in v if x == x)
+    if not v:
+        return float("nan")
+    n = len(v)
+    return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+
+
+def band(curves, key):
+    """curves: {seed: [rows]} -> steps, median, min, max of key over the seeds at each step."""
+    by_step = {}
+    for pts in curves.values():
+        for r in pts:
+            by_step.setdefault(int(r["step"]), []).append(num(r[key]))
+    steps = sorted(by_step)
+    vals = [by_step[s] for s in steps]
+    return (steps, [median(v) for v in vals], [min(v) for v in vals], [max(v) for v in vals])
+
+
+def compare_axes(ax_acc, ax_loss, d, prefix="", linestyle="-", alpha=0.18):
+    """Draws one compare directory's arms: median over seeds with a min-max band."""
     data = rows(os.path.join(d, "curves.csv"))
     summary = json.load(open(os.path.join(d, "summary.json")))
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for run in ("no_bn", "bn"):
-        pts = [r for r in data if r["run"] == run]
-        steps = [int(r["step"]) for r in pts]
-        ax_acc.plot(steps, [100 * num(r["test_acc"]) for r in pts], label=LABELS[run], color=COLORS[run])
-        ax_loss.plot(steps, [num(r["train_loss"]) for r in pts], label=LABELS[run], color=COLORS[run])
-        info = summary["runs"].get(run, {})
-        if info.get("diverged"):
-            ax_acc.axvline(info["diverged_step"], color=COLORS[run], linestyle=":", label=f"{LABELS[run]} diverged")
+    arms = [a["name"] for a in summary.get("arms", [])] or sorted({r["arm"] for r in data})
+    for i, arm in enumerate(arms):
+        curves = {}
+        for r in data:
+            if r["arm"] == arm:
+                curves.setdefault(r["seed"], []).append(r)
+        if not curves:
+            continue
+        c = color(arm, i, arms)
+        name = f"{prefix}{label(arm)} (n={len(curves)})"
+        steps, med, lo, hi = band(curves, "test_acc")
+        ax_acc.plot(steps, [100 * v for v in med], color=c, linestyle=linestyle, label=name)
+        ax_acc.fill_between(steps, [100 * v for v in lo], [100 * v for v in hi], color=c, alpha=alpha, linewidth=0)
+        steps, med, lo, hi = band(curves, "train_loss")
+        ax_loss.plot(steps, med, color=c, linestyle=linestyle, label=name)
+        ax_loss.fill_between(steps, lo, hi, color=c, alpha=alpha, linewidth=0)
+        for run in summary.get("runs", []):
+            if run["arm"] == arm and run.get("diverged"):
+                ax_acc.axvline(run["diverged_step"], color=c, linestyle=":", linewidth=0.8)
+    return summary
+
+
+def finish_compare(fig, ax_acc, ax_loss, heading, path):
     ax_acc.set_xlabel("training step")
-    ax_acc.set_ylabel("test accuracy (%)")
+    ax_acc.set_ylabel("test accuracy (%)  median, min-max band")
     ax_acc.set_ylim(0, 100)
     ax_acc.grid(alpha=0.3)
-    ax_acc.legend()
+    ax_acc.legend(fontsize=8)
     ax_loss.set_xlabel("training step")
     ax_loss.set_ylabel("training loss (mean since previous point)")
     ax_loss.set_yscale("log")
     ax_loss.grid(alpha=0.3)
-    ax_loss.legend()
-    fig.suptitle("BN vs no BN: " + title(summary["config"]))
+    ax_loss.legend(fontsize=8)
+    fig.suptitle(heading, fontsize=10)
     fig.tight_layout()
-    fig.savefig(os.path.join(d, "compare.png"), dpi=110)
+    fig.savefig(path, dpi=110)
 
 
-def sweep(d):
+def compare(d, peer=None):
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
+    summary = compare_axes(ax_acc, ax_loss, d, prefix="minidl " if peer else "")
+    if peer:
+        compare_axes(ax_acc, ax_loss, peer, prefix="PyTorch ", linestyle="--", alpha=0.08)
+    seeds = summary.get("seeds", [])
+    arms = [a["name"] for a in summary.get("arms", [])]
+    default = set(arms) <= {"no_bn", "bn"}
+    finish_compare(fig, ax_acc, ax_loss, f"{title(summary['config'], default)}, seeds: {len(seeds)}",
+                   os.path.join(d, "compare.png"))
+
+
+def sweep_axes(ax, d, prefix="", marker="o", offset=1.0):
     data = rows(os.path.join(d, "sweep.csv"))
     summary = json.load(open(os.path.join(d, "sweep.json")))
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for run, flag in (("no_bn", "false"), ("bn", "true")):
-        pts = sorted((num(r["lr"]), r) for r in data if r["bn"] == flag)
-        lrs = [lr for lr, _ in pts]
-        acc = [100 * num(r["final_test_acc"]) if r["diverged"] == "false" else float("nan") for _, r in pts]
-        ax.plot(lrs, acc, marker="o", label=LABELS[run], color=COLORS[run])
-        for lr, r in pts:
-            if r["diverged"] == "true":
-                ax.plot([lr], [0], marker="x", color=COLORS[run], markersize=10)
+    for i, arm in enumerate(("no_bn", "bn")):
+        c = color(arm, i)
+        pts = [r for r in data if r["arm"] == arm]
+        lrs = sorted({num(r["lr"]) for r in pts})
+        med, lo, hi = [], [], []
+        for lr in lrs:
+            acc = [100 * num(r["final_test_acc"]) if r["diverged"] == "false" else 0.0 for r in pts if num(r["lr"]) == lr]
+            med.append(median(acc))
+            lo.append(min(acc))
+            hi.append(max(acc))
+            for a in acc:
+                ax.plot([lr * offset], [a], marker=marker, color=c, alpha=0.35, markersize=3, linestyle="none")
+        x = [lr * offset for lr in lrs]
+        ax.errorbar(x, med, yerr=[[m - l for m, l in zip(med, lo)], [h - m for m, h in zip(med, hi)]], marker=marker,
+                    color=c, capsize=3, label=f"{prefix}{label(arm)}")
+    return summary
+
+
+def sweep(d, peer=None):
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    summary = sweep_axes(ax, d, prefix="minidl " if peer else "", offset=0.93 if peer else 1.0)
+    if peer:
+        sweep_axes(ax, peer, prefix="PyTorch ", marker="s", offset=1.07)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("final test accuracy (%)  (x: diverged)")
+    ax.set_ylabel("final test accuracy (%)\nmedian, min-max bars, dots: seeds (diverged: 0)")
     ax.set_ylim(-3, 100)
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    ax.set_title("Learning-rate tolerance\n" + title(summary["config"]).replace(f" lr={summary['config']['lr']:g}", ""),
-                 fontsize=10)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Learning-rate tolerance, seeds: {len(summary.get('seeds', []))}\n"
+                 + title(summary["config"]).replace(f" lr={summary['config']['lr']:g}", ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(d, "sweep.png"), dpi=110)
 
@@ -113,6 +184,9 @@ def fig1(d):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("compare", "sweep", "fig1"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("compare", "sweep", "fig1"):
         sys.exit(__doc__)
-    {"compare": compare, "sweep": sweep, "fig1": fig1}[sys.argv[1]](sys.argv[2])
+    if sys.argv[1] == "fig1":
+        fig1(sys.argv[2])
+    else:
+        {"compare": compare, "sweep": sweep}[sys.argv[1]](sys.argv[2], *sys.argv[3:])

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "minidl/nn/spec.h"
 #include "minidl/train/trainer.h"
 
 namespace minidl::app {
@@ -33,12 +34,42 @@ constexpr int kExitBadInput = 2;
 constexpr int kExitDiverged = 3;
 constexpr int kExitInterrupted = 130;
 
-struct TrainFlags {
-  std::string data = "data/mnist";
+// The architecture flags, one definition for every command that describes a model (train,
+// compare, sweep, paper-fig1, bench, eval, predict): --model, --arch, --bn/--no-bn, --bn-impl,
+// --act. The options remember whether they were given, for the commands where a flag does not
+// apply or must agree with a checkpoint.
+struct ModelFlags {
   std::string model = "cnn";
+  std::string arch;
   bool bn = false;
   std::string bn_impl = "fused";
   std::string act = "sigmoid";
+  CLI::Option *model_opt = nullptr, *arch_opt = nullptr, *bn_opt = nullptr, *bn_impl_opt = nullptr, *act_opt = nullptr;
+
+  bool given(const CLI::Option* o) const { return o && o->count() > 0; }
+  // Error (exit 1) when --arch comes with a preset flag it replaces.
+  void check_arch_alone() const;
+  // The model these flags describe: the spec of --arch, else the preset.
+  ModelConfig config() const;
+  // For commands that train with and without BN (compare, sweep, paper-fig1): refuses --bn/--no-bn
+  // naming the command, and returns the base config; see arm_config.
+  ModelConfig config_for_arms(const char* command) const;
+};
+
+void add_model_flags(CLI::App* cmd, ModelFlags& flags);
+
+// An arm of a with/without-BN experiment: a preset with batch_norm set, or for a spec its BN
+// arm (the spec itself, which must have bn) or its no-BN arm (the spec without its bn layers).
+ModelConfig arm_config(const ModelConfig& base, bool bn);
+
+// eval and predict: the model a checkpoint describes, with the architecture flags as the
+// fallback when it has no metadata; flags that contradict the metadata are refused (InputError
+// naming both). --bn-impl always applies.
+std::shared_ptr<Net> load_checkpoint_model(const std::string& path, const ModelFlags& flags);
+
+struct TrainFlags {
+  std::string data = "data/mnist";
+  ModelFlags model;
   std::string optimizer = "sgd";
   float lr = 0.05f;
   float momentum = 0.9f;
@@ -54,8 +85,8 @@ struct TrainFlags {
   int64_t test_limit = 0;
 };
 
-// Adds the training flags to cmd. with_bn adds --bn/--no-bn (compare and sweep run both).
-void add_train_flags(CLI::App* cmd, TrainFlags& flags, bool with_bn);
+// Adds the training flags to cmd, the architecture flags among them.
+void add_train_flags(CLI::App* cmd, TrainFlags& flags);
 TrainConfig to_config(const TrainFlags& flags);
 // Applies --threads and loads the data named by --data with the limits.
 Mnist load_data(const TrainFlags& flags);

@@ -19,22 +19,20 @@ namespace minidl::app {
 namespace {
 
 struct BenchArgs {
-  std::string model = "cnn", bn_impl = "fused", act = "sigmoid";
-  bool bn = false, json = false, profile = false;
+  ModelFlags model;
+  bool json = false, profile = false;
   int64_t batch_size = 64, infer_batch_size = 1000, steps = 200, warmup = 10;
   int threads = 0, repeats = 3;
 };
 
-// Multiply-adds per image of one forward pass, from the architecture (see nn/models.h).
+// Multiply-adds per image of one forward pass, from the model's conv and linear layers.
 // Training costs about three times the forward (forward, input gradient, weight gradient),
 // except that the first layer computes no input gradient.
 struct Flops {
   double forward = 0, training = 0;
 };
-Flops model_flops(ModelKind kind) {
-  std::vector<double> layers;  // multiply-adds of each weight layer, first layer first
-  if (kind == ModelKind::Cnn) layers = {16.0 * 28 * 28 * 25, 32.0 * 14 * 14 * 16 * 25, 1568.0 * 128, 128.0 * 10};
-  else layers = {784.0 * 100, 100.0 * 100, 100.0 * 100, 100.0 * 10};
+Flops model_flops(const Net& net) {
+  const std::vector<double> layers = net.weight_layer_macs();  // first layer first
   Flops f;
   for (size_t i = 0; i < layers.size(); ++i) {
     f.forward += 2 * layers[i];
@@ -60,10 +58,7 @@ double median(std::vector<double> v) {
 Command add_bench_command(CLI::App& root) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* cmd = root.add_subcommand("bench", "Measure training and inference speed on synthetic data");
-  cmd->add_option("--model", a->model)->check(CLI::IsMember({"cnn", "mlp"}))->capture_default_str();
-  cmd->add_flag("--bn,!--no-bn", a->bn, "With or without batch normalization");
-  cmd->add_option("--bn-impl", a->bn_impl)->check(CLI::IsMember({"fused", "composed"}))->capture_default_str();
-  cmd->add_option("--act", a->act)->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))->capture_default_str();
+  add_model_flags(cmd, a->model);
   cmd->add_option("--batch-size", a->batch_size)->check(CLI::Range(int64_t{2}, int64_t{1} << 16))->capture_default_str();
   cmd->add_option("--infer-batch-size", a->infer_batch_size)->check(CLI::Range(int64_t{1}, int64_t{1} << 16))->capture_default_str();
   cmd->add_option("--steps", a->steps, "Timed training steps per repeat")->check(CLI::Range(int64_t{1}, int64_t{1} << 30))->capture_default_str();
@@ -75,7 +70,7 @@ Command add_bench_command(CLI::App& root) {
   return {cmd, [a]() -> int {
             using Clock = std::chrono::steady_clock;
             if (a->threads) set_threads(a->threads);
-            ModelConfig mc{parse_model_kind(a->model), a->bn, parse_activation(a->act), parse_batch_norm_impl(a->bn_impl), 0};
+            const ModelConfig mc = a->model.config();
             auto net = make_model(mc);
             Generator gen(1);
             Tensor x = Tensor::normal({a->batch_size, 1, 28, 28}, 0, 1, gen);
@@ -126,13 +121,13 @@ Command add_bench_command(CLI::App& root) {
               profile = Profiler::table();
             }
             const auto blas = kernels::blas_info();
-            const Flops flops = model_flops(mc.kind);
+            const Flops flops = model_flops(*net);
             const double train_ips = median(train_rates), infer_ips = median(infer_rates);
             const char* env_core = std::getenv("OPENBLAS_CORETYPE");
-            nlohmann::json j{{"model", a->model},
-                             {"bn", a->bn},
-                             {"bn_impl", a->bn_impl},
-                             {"act", a->act},
+            nlohmann::json j{{"model", mc.kind == ModelKind::Spec ? mc.arch : std::string(to_string(mc.kind))},
+                             {"bn", net->has_batch_norm()},
+                             {"bn_impl", to_string(mc.batch_norm_impl)},
+                             {"act", mc.kind == ModelKind::Spec ? std::string() : std::string(to_string(mc.activation))},
                              {"batch_size", a->batch_size},
                              {"threads", blas.threads},
                              {"steps", a->steps},
@@ -162,8 +157,9 @@ Command add_bench_command(CLI::App& root) {
               return kExitOk;
             }
             std::cout << std::fixed << std::setprecision(1);
-            std::cout << "model      " << a->model << (a->bn ? " with BN (" + a->bn_impl + ")" : " without BN") << ", "
-                      << a->act << ", batch " << a->batch_size << "\n"
+            std::cout << "model      " << describe_model(mc)
+                      << (net->has_batch_norm() ? std::string(" (BN ") + to_string(mc.batch_norm_impl) + ")" : "")
+                      << ", batch " << a->batch_size << "\n"
                       << "training   " << train_ips << " images/s (median of " << a->repeats << " x " << a->steps
                       << " steps), " << train_ips * flops.training / 1e9 << " GFLOP/s\n"
                       << "inference  " << infer_ips << " images/s (batch " << a->infer_batch_size << "), "

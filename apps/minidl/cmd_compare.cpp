@@ -1,93 +1,123 @@
-// minidl compare: the same model with and without BN, same seed, batches and learning rate.
+// minidl compare: models trained from the same start on the same batches, over several seeds.
+// Default arms: the model without and with BN; --arm NAME=SPEC names arms of your own.
 #include <cstdio>
-#include <iomanip>
 #include <iostream>
 #include <sstream>
 
 #include "cli.h"
+#include "experiment.h"
 
 namespace minidl::app {
 
 namespace {
 struct CompareArgs {
   TrainFlags flags;
+  std::vector<std::string> arms;
+  std::string seeds = "3";
   std::string out = "out/compare";
   bool quiet = false;
 };
 
-nlohmann::json run_summary(const TrainResult& r) {
-  nlohmann::json j{{"final_test_acc", r.diverged ? nlohmann::json(nullptr) : number_or_null(r.final_eval.accuracy)},
-                   {"final_test_loss", r.diverged ? nlohmann::json(nullptr) : number_or_null(r.final_eval.loss)},
-                   {"steps", r.steps},
-                   {"diverged", r.diverged},
-                   {"diverged_step", r.diverged ? nlohmann::json(r.diverged_step) : nlohmann::json(nullptr)},
-                   {"diverged_reason", r.diverged ? nlohmann::json(r.diverged_reason) : nlohmann::json(nullptr)},
-                   {"images_per_s", r.images_per_s},
-                   {"train_seconds", r.train_seconds}};
-  for (double t : {0.90, 0.95, 0.97, 0.98}) {
-    char key[32];
-    std::snprintf(key, sizeof key, "steps_to_%d", static_cast<int>(t * 100 + 0.5));
-    j[key] = steps_to_reach(r.curve, t);
-  }
-  return j;
-}
+struct Arm {
+  std::string name;
+  ModelConfig model;
+};
 
-std::string cell(const nlohmann::json& v, bool percent = false) {
-  if (v.is_null()) return "-";
-  std::ostringstream os;
-  if (percent) os << std::fixed << std::setprecision(2) << 100 * v.get<double>() << "%";
-  else os << v;
-  return os.str();
+std::vector<Arm> resolve_arms(const CompareArgs& a) {
+  std::vector<Arm> arms;
+  if (a.arms.empty()) {
+    const ModelConfig base = a.flags.model.config_for_arms("compare");
+    return {{"no_bn", arm_config(base, false)}, {"bn", arm_config(base, true)}};
+  }
+  const ModelFlags& f = a.flags.model;
+  MINIDL_CHECK(!f.given(f.model_opt) && !f.given(f.arch_opt) && !f.given(f.bn_opt) && !f.given(f.act_opt),
+               "--arm names whole architectures; --model, --arch, --bn/--no-bn and --act do not apply with it");
+  MINIDL_CHECK(a.arms.size() >= 2, "--arm: give two or more arms (NAME=SPEC each), got ", a.arms.size());
+  for (const std::string& text : a.arms) {
+    const size_t eq = text.find('=');
+    MINIDL_CHECK(eq != std::string::npos && eq > 0, "--arm: expected NAME=SPEC, got '", text, "'");
+    Arm arm;
+    arm.name = text.substr(0, eq);
+    for (char c : arm.name)
+      MINIDL_CHECK(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-', "--arm: the name '", arm.name,
+                   "' may hold letters, digits, _ and - only");
+    for (const Arm& other : arms) MINIDL_CHECK(other.name != arm.name, "--arm: two arms are named '", arm.name, "'");
+    arm.model.kind = ModelKind::Spec;
+    arm.model.batch_norm_impl = parse_batch_norm_impl(f.bn_impl);
+    try {
+      arm.model.arch = canonical_spec(text.substr(eq + 1));
+      arm.model.batch_norm = spec_has(arm.model.arch, "bn");
+      make_model(arm.model);  // a bad spec stops here, before any training
+    } catch (const Error& e) {
+      throw Error("--arm " + arm.name + ": " + e.what());
+    }
+    arms.push_back(arm);
+  }
+  return arms;
 }
 }  // namespace
 
 Command add_compare_command(CLI::App& root) {
   auto a = std::make_shared<CompareArgs>();
-  CLI::App* cmd = root.add_subcommand("compare", "Train with and without BatchNorm from the same start; curves, summary and plot");
-  add_train_flags(cmd, a->flags, false);
+  CLI::App* cmd = root.add_subcommand("compare", "Train models from the same start on the same batches over several seeds "
+                                                 "(default: without and with BN); curves, summary and plot");
+  add_train_flags(cmd, a->flags);
+  cmd->add_option("--arm", a->arms, "An arm NAME=SPEC (repeat, two or more; default: the model without and with BN)");
+  cmd->add_option("--seeds", a->seeds, "Seeds: a count (3 means 0,1,2) or a list (0,4,7); each a full run per arm")
+      ->capture_default_str();
   cmd->add_option("--out", a->out, "Output directory")->capture_default_str();
   cmd->add_flag("--quiet", a->quiet, "No progress output");
   return {cmd, [a]() -> int {
+            const std::vector<uint64_t> seeds = parse_seeds(a->seeds);
             TrainConfig base = to_config(a->flags);
+            const std::vector<Arm> arms = resolve_arms(*a);
             Mnist data = load_data(a->flags);
             make_dir(a->out);
             install_signal_handlers();
             std::ostringstream csv;
-            csv << "run," << curve_csv_header() << "\n";
-            nlohmann::json summary{{"config", config_json(base)}, {"train_images", data.train.count},
-                                   {"test_images", data.test.count}, {"runs", nlohmann::json::object()}};
-            for (bool bn : {false, true}) {
-              const std::string name = bn ? "bn" : "no_bn";
-              TrainConfig c = base;
-              c.model.batch_norm = bn;
-              auto net = make_model(c.model);
-              if (!a->quiet) std::cerr << "minidl compare: " << (bn ? "with BN" : "without BN") << ", " << describe(c) << "\n";
-              TrainResult r = train(*net, data, c, progress_callbacks(name, a->quiet));
-              if (r.diverged && !a->quiet) std::cerr << "[" << name << "] diverged: " << r.diverged_reason << "\n";
-              for (const CurvePoint& p : r.curve) csv << name << "," << curve_csv_row(p) << "\n";
-              summary["runs"][name] = run_summary(r);
-              if (r.interrupted) {
-                write_text(a->out + "/curves.csv", csv.str());
-                write_text(a->out + "/summary.json", summary.dump(2) + "\n");
-                std::cerr << "minidl: interrupted; partial results in " << a->out << "\n";
-                return kExitInterrupted;
+            csv << "arm,seed," << curve_csv_header() << "\n";
+            nlohmann::json arm_list = nlohmann::json::array();
+            for (const Arm& arm : arms) arm_list.push_back({{"name", arm.name}, {"model", describe_model(arm.model)}});
+            nlohmann::json runs = nlohmann::json::array();
+            auto write = [&] {
+              nlohmann::json summary{{"config", config_json(base)}, {"seeds", seeds}, {"arms", arm_list},
+                                     {"train_images", data.train.count}, {"test_images", data.test.count},
+                                     {"runs", runs}, {"summary", summarize(runs)}};
+              summary["paired"] = arms.size() == 2 && arms[0].name == "no_bn" ? paired(runs, "bn", "no_bn")
+                                                                              : paired(runs, arms[0].name, arms[1].name);
+              for (auto& p : summary["paired"])
+                if (p["a"] == "bn" && p["b"] == "no_bn") p["bn_better_on"] = p["a_better_on"];
+              write_text(a->out + "/curves.csv", csv.str());
+              write_text(a->out + "/summary.json", summary.dump(2) + "\n");
+              return summary;
+            };
+            for (uint64_t seed : seeds) {
+              for (const Arm& arm : arms) {
+                TrainConfig c = base;
+                c.seed = seed;
+                c.model = arm.model;
+                c.model.seed = seed;
+                auto net = make_model(c.model);
+                const std::string label = arm.name + " seed " + std::to_string(seed);
+                if (!a->quiet) std::cerr << "minidl compare: " << label << ": " << describe(c) << "\n";
+                TrainResult r = train(*net, data, c, progress_callbacks(label, a->quiet));
+                if (r.diverged && !a->quiet) std::cerr << "[" << label << "] diverged: " << r.diverged_reason << "\n";
+                for (const CurvePoint& p : r.curve) csv << arm.name << "," << seed << "," << curve_csv_row(p) << "\n";
+                if (r.interrupted) {
+                  write();
+                  std::cerr << "minidl: interrupted; partial results in " << a->out << "\n";
+                  return kExitInterrupted;
+                }
+                runs.push_back(run_record(arm.name, c.lr, seed, r));
               }
             }
-            write_text(a->out + "/curves.csv", csv.str());
-            write_text(a->out + "/summary.json", summary.dump(2) + "\n");
-            const auto& runs = summary["runs"];
-            std::printf("\n%-8s %10s %9s %9s %9s %9s %10s %12s\n", "run", "final acc", "to 90%", "to 95%", "to 97%",
-                        "to 98%", "diverged", "images/s");
-            for (const char* name : {"no_bn", "bn"}) {
-              const auto& r = runs[name];
-              std::printf("%-8s %10s %9s %9s %9s %9s %10s %12.0f\n", name, cell(r["final_test_acc"], true).c_str(),
-                          cell(r["steps_to_90"]).c_str(), cell(r["steps_to_95"]).c_str(), cell(r["steps_to_97"]).c_str(),
-                          cell(r["steps_to_98"]).c_str(),
-                          r["diverged"].get<bool>() ? ("step " + cell(r["diverged_step"])).c_str() : "no",
-                          r["images_per_s"].get<double>());
-            }
-            std::printf("(steps to reach a test accuracy, evaluated every %lld steps)\n",
-                        static_cast<long long>(base.eval_every));
+            const nlohmann::json summary = write();
+            print_summary(summary["summary"], false);
+            for (const auto& p : summary["paired"])
+              std::printf("%s ended higher than %s on %lld of %lld seeds\n", p["a"].get<std::string>().c_str(),
+                          p["b"].get<std::string>().c_str(), static_cast<long long>(p["a_better_on"].get<int64_t>()),
+                          static_cast<long long>(p["n"].get<int64_t>()));
+            std::printf("(test accuracy evaluated every %lld steps)\n", static_cast<long long>(base.eval_every));
             run_plot("compare", a->out);
             std::cout << "results: " << a->out << "/curves.csv, summary.json, compare.png\n";
             return kExitOk;

@@ -9,28 +9,13 @@ namespace minidl::app {
 
 namespace {
 struct EvalArgs {
-  std::string checkpoint, data = "data/mnist", model, act, bn;
+  std::string checkpoint, data = "data/mnist";
+  ModelFlags model;
   int64_t test_limit = 0, batch_size = 500;
   int threads = 0;
   bool json = false;
 };
 }  // namespace
-
-// Architecture flags for a checkpoint without metadata (exported from PyTorch).
-std::optional<ModelConfig> fallback_config(const std::string& model, const std::string& act, const std::string& bn) {
-  if (model.empty() && act.empty() && bn.empty()) return std::nullopt;
-  ModelConfig c;
-  c.kind = parse_model_kind(model.empty() ? "cnn" : model);
-  c.activation = parse_activation(act.empty() ? "sigmoid" : act);
-  c.batch_norm = bn == "true";
-  return c;
-}
-
-void add_architecture_flags(CLI::App* cmd, std::string& model, std::string& act, std::string& bn) {
-  cmd->add_option("--model", model, "Architecture when the checkpoint has no metadata")->check(CLI::IsMember({"cnn", "mlp"}));
-  cmd->add_option("--act", act, "Activation when the checkpoint has no metadata")->check(CLI::IsMember({"sigmoid", "relu", "tanh"}));
-  cmd->add_option("--bn", bn, "Whether the model has BN, when the checkpoint has no metadata")->check(CLI::IsMember({"true", "false"}));
-}
 
 Command add_eval_command(CLI::App& root) {
   auto a = std::make_shared<EvalArgs>();
@@ -40,11 +25,11 @@ Command add_eval_command(CLI::App& root) {
   cmd->add_option("--test-limit", a->test_limit, "Use only the first N test images")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch-size", a->batch_size, "Evaluation batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
-  add_architecture_flags(cmd, a->model, a->act, a->bn);
+  add_model_flags(cmd, a->model);
   cmd->add_flag("--json", a->json, "Print one JSON object");
   return {cmd, [a]() -> int {
             if (a->threads) set_threads(a->threads);
-            auto net = load_model(a->checkpoint, fallback_config(a->model, a->act, a->bn));
+            auto net = load_checkpoint_model(a->checkpoint, a->model);
             Dataset test = load_idx_dataset(find_idx_file(a->data, "t10k-images-idx3-ubyte"),
                                             find_idx_file(a->data, "t10k-labels-idx1-ubyte"), a->test_limit);
             EvalResult r = evaluate(*net, test, a->batch_size);

@@ -32,12 +32,12 @@ double percentile(std::vector<float> v, double q) {
 
 Command add_fig1_command(CLI::App& root) {
   auto a = std::make_shared<Fig1Args>();
-  a->flags.model = "mlp";
+  a->flags.model.model = "mlp";
   a->flags.batch_size = 60;
   a->flags.steps = 50000;
   a->flags.eval_every = 500;
   CLI::App* cmd = root.add_subcommand("paper-fig1", "Reproduce the BN paper's Figure 1 (MNIST, 3x100 sigmoid MLP)");
-  add_train_flags(cmd, a->flags, false);
+  add_train_flags(cmd, a->flags);
   cmd->add_option("--unit", a->unit, "Which sigmoid of the last hidden layer to follow")->check(CLI::Range(0, 99))->capture_default_str();
   cmd->add_option("--probe-images", a->probe_images, "Test images over which the percentiles are taken")
       ->check(CLI::Range(int64_t{2}, int64_t{1} << 20))->capture_default_str();
@@ -45,6 +45,7 @@ Command add_fig1_command(CLI::App& root) {
   cmd->add_flag("--quiet", a->quiet, "No progress output");
   return {cmd, [a]() -> int {
             TrainConfig base = to_config(a->flags);
+            const ModelConfig model = a->flags.model.config_for_arms("paper-fig1");
             Mnist data = load_data(a->flags);
             make_dir(a->out);
             install_signal_handlers();
@@ -63,7 +64,8 @@ Command add_fig1_command(CLI::App& root) {
             for (bool bn : {false, true}) {
               const std::string name = bn ? "bn" : "no_bn";
               TrainConfig c = base;
-              c.model.batch_norm = bn;
+              c.model = arm_config(model, bn);
+              c.model.seed = base.seed;
               auto net = make_model(c.model);
               TrainCallbacks cb = progress_callbacks(name, a->quiet);
               auto print = cb.on_eval;

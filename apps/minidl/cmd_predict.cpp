@@ -12,12 +12,11 @@
 
 namespace minidl::app {
 
-std::optional<ModelConfig> fallback_config(const std::string& model, const std::string& act, const std::string& bn);
-void add_architecture_flags(CLI::App* cmd, std::string& model, std::string& act, std::string& bn);
 
 namespace {
 struct PredictArgs {
-  std::string checkpoint, model, act, bn;
+  std::string checkpoint;
+  ModelFlags model;
   std::vector<std::string> images;
   bool json = false;
 };
@@ -28,10 +27,10 @@ Command add_predict_command(CLI::App& root) {
   CLI::App* cmd = root.add_subcommand("predict", "Classify images of handwritten digits (PNG, JPEG, BMP, ...)");
   cmd->add_option("--checkpoint", a->checkpoint, "safetensors checkpoint")->required();
   cmd->add_option("images", a->images, "Image files")->required();
-  add_architecture_flags(cmd, a->model, a->act, a->bn);
+  add_model_flags(cmd, a->model);
   cmd->add_flag("--json", a->json, "Print JSON (an object per image; an array for several)");
   return {cmd, [a]() -> int {
-            auto net = load_model(a->checkpoint, fallback_config(a->model, a->act, a->bn));
+            auto net = load_checkpoint_model(a->checkpoint, a->model);
             net->eval();
             NoGradGuard no_grad;
             nlohmann::json all = nlohmann::json::array();

@@ -20,7 +20,7 @@ struct TrainArgs {
 Command add_train_command(CLI::App& root) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = root.add_subcommand("train", "Train a model on MNIST (or another IDX data set)");
-  add_train_flags(cmd, args->flags, true);
+  add_train_flags(cmd, args->flags);
   cmd->add_option("--init", args->init, "Start from this safetensors checkpoint (PyTorch names)");
   cmd->add_option("--save", args->save, "Write the final model here (safetensors)");
   cmd->add_option("--log", args->log, "Write the training curve here (CSV)");
@@ -45,6 +45,7 @@ Command add_train_command(CLI::App& root) {
             if (!args->quiet) std::cerr << "minidl train: " << describe(config) << (config.model.batch_norm ? ", bn (" : ", no bn")
                                         << (config.model.batch_norm ? std::string(to_string(config.model.batch_norm_impl)) + ")" : "")
                                         << ", " << data.train.count << " training images\n";
+            if (!args->quiet && config.model.kind == ModelKind::Spec) std::cerr << net->summary();
             std::ofstream log;
             TrainCallbacks callbacks = progress_callbacks("", args->quiet);
             if (!args->log.empty()) {

@@ -13,18 +13,105 @@
 #include <thread>
 
 #include "cli.h"
+#include "minidl/checkpoint.h"
 #include "minidl/io/file.h"
+#include "minidl/io/safetensors.h"
 
 namespace minidl::app {
 
-void add_train_flags(CLI::App* cmd, TrainFlags& f, bool with_bn) {
+void add_model_flags(CLI::App* cmd, ModelFlags& f) {
+  f.model_opt = cmd->add_option("--model", f.model, "Preset architecture: cnn or mlp (README \"Models\")")
+                    ->check(CLI::IsMember({"cnn", "mlp"}))
+                    ->capture_default_str();
+  f.arch_opt = cmd->add_option("--arch", f.arch,
+                               "Architecture as a spec instead of a preset, e.g. \"conv(16,5,pad=2) bn sigmoid maxpool(2) "
+                               "flatten linear(10)\" (README \"Models from a spec\")");
+  f.bn_opt = cmd->add_flag("--bn,!--no-bn", f.bn, "Preset with or without BatchNorm (default: without)");
+  f.bn_impl_opt = cmd->add_option("--bn-impl", f.bn_impl, "BatchNorm implementation: fused or composed")
+                      ->check(CLI::IsMember({"fused", "composed"}))
+                      ->capture_default_str();
+  f.act_opt = cmd->add_option("--act", f.act, "Preset activation: sigmoid, relu or tanh")
+                  ->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))
+                  ->capture_default_str();
+}
+
+void ModelFlags::check_arch_alone() const {
+  if (!given(arch_opt)) return;
+  std::string clash;
+  if (given(model_opt)) clash = "--model";
+  else if (given(bn_opt)) clash = "--bn/--no-bn";
+  else if (given(act_opt)) clash = "--act";
+  MINIDL_CHECK(clash.empty(), "--arch replaces ", clash, " (the spec names its layers); give one or the other");
+}
+
+ModelConfig ModelFlags::config() const {
+  check_arch_alone();
+  ModelConfig c;
+  c.batch_norm_impl = parse_batch_norm_impl(bn_impl);
+  if (given(arch_opt)) {
+    c.kind = ModelKind::Spec;
+    try {
+      c.arch = canonical_spec(arch);
+      c.batch_norm = spec_has(c.arch, "bn");
+      make_model(c);  // a bad spec stops here, with its token and position
+    } catch (const Error& e) {
+      throw Error(std::string("--arch: ") + e.what());
+    }
+    return c;
+  }
+  c.kind = parse_model_kind(model);
+  c.batch_norm = bn;
+  c.activation = parse_activation(act);
+  return c;
+}
+
+ModelConfig ModelFlags::config_for_arms(const char* command) const {
+  MINIDL_CHECK(!given(bn_opt), command, " trains every model with and without BN; --bn/--no-bn does not apply here");
+  ModelConfig c = config();
+  if (c.kind == ModelKind::Spec)
+    MINIDL_CHECK(c.batch_norm, "--arch: ", command, " needs a spec with bn layers (its no-BN arm is the spec without them)");
+  return c;
+}
+
+ModelConfig arm_config(const ModelConfig& base, bool bn) {
+  ModelConfig c = base;
+  c.batch_norm = bn;
+  if (base.kind == ModelKind::Spec) c.arch = bn ? base.arch : spec_without(base.arch, "bn");
+  return c;
+}
+
+std::shared_ptr<Net> load_checkpoint_model(const std::string& path, const ModelFlags& f) {
+  f.check_arch_alone();
+  Safetensors file = load_safetensors(path);
+  const std::optional<ModelConfig> stored = checkpoint_model_config(path, file.metadata);
+  std::optional<ModelConfig> fallback;
+  const bool any = f.given(f.model_opt) || f.given(f.arch_opt) || f.given(f.bn_opt) || f.given(f.act_opt);
+  if (any || f.given(f.bn_impl_opt)) {
+    ModelConfig wanted = f.config();
+    if (stored && any) {
+      auto refuse = [&](const std::string& flag, const std::string& given, const std::string& has) {
+        throw InputError(path + ": the checkpoint's metadata says " + has + ", the command line " + flag + " " + given +
+                         "; drop the flag or use another checkpoint");
+      };
+      if (f.given(f.arch_opt) && (stored->kind != ModelKind::Spec || stored->arch != wanted.arch))
+        refuse("--arch", "\"" + wanted.arch + "\"", "model " + describe_model(*stored));
+      if (f.given(f.model_opt) && (stored->kind != wanted.kind))
+        refuse("--model", f.model, "model " + describe_model(*stored));
+      if (f.given(f.bn_opt) && stored->batch_norm != wanted.batch_norm)
+        refuse(f.bn ? "--bn" : "--no-bn", "", std::string("bn=") + (stored->batch_norm ? "true" : "false"));
+      if (f.given(f.act_opt) && (stored->kind == ModelKind::Spec || stored->activation != wanted.activation))
+        refuse("--act", f.act,
+               stored->kind == ModelKind::Spec ? "model " + describe_model(*stored)
+                                               : std::string("act=") + to_string(stored->activation));
+    }
+    fallback = wanted;
+  }
+  return load_model(path, fallback);
+}
+
+void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--data", f.data, "Directory with the IDX files (MNIST or alike)")->capture_default_str();
-  cmd->add_option("--model", f.model, "Architecture")->check(CLI::IsMember({"cnn", "mlp"}))->capture_default_str();
-  if (with_bn) cmd->add_flag("--bn,!--no-bn", f.bn, "With or without batch normalization (default: without)");
-  cmd->add_option("--bn-impl", f.bn_impl, "BatchNorm implementation")
-      ->check(CLI::IsMember({"fused", "composed"}))
-      ->capture_default_str();
-  cmd->add_option("--act", f.act, "Activation")->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))->capture_default_str();
+  add_model_flags(cmd, f.model);
   cmd->add_option("--optimizer", f.optimizer, "Optimizer")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
   cmd->add_option("--lr", f.lr, "Learning rate (> 0)")->capture_default_str();
   cmd->add_option("--momentum", f.momentum, "SGD momentum, in [0, 1)")->capture_default_str();
@@ -44,10 +131,7 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f, bool with_bn) {
 
 TrainConfig to_config(const TrainFlags& f) {
   TrainConfig c;
-  c.model.kind = parse_model_kind(f.model);
-  c.model.batch_norm = f.bn;
-  c.model.batch_norm_impl = parse_batch_norm_impl(f.bn_impl);
-  c.model.activation = parse_activation(f.act);
+  c.model = f.model.config();
   c.model.seed = f.seed;
   c.optimizer = parse_optimizer_kind(f.optimizer);
   c.lr = f.lr;
@@ -71,6 +155,11 @@ Mnist load_data(const TrainFlags& f) {
 }
 
 nlohmann::json config_json(const TrainConfig& c) {
+  if (c.model.kind == ModelKind::Spec)
+    return {{"model", "spec"}, {"arch", c.model.arch}, {"bn_impl", to_string(c.model.batch_norm_impl)},
+            {"optimizer", to_string(c.optimizer)}, {"lr", c.lr}, {"momentum", c.momentum},
+            {"weight_decay", c.weight_decay}, {"batch_size", c.batch_size}, {"epochs", c.epochs},
+            {"steps", c.steps}, {"seed", c.seed}, {"shuffle", c.shuffle}, {"eval_every", c.eval_every}};
   return {{"model", to_string(c.model.kind)},       {"act", to_string(c.model.activation)},
           {"bn_impl", to_string(c.model.batch_norm_impl)}, {"optimizer", to_string(c.optimizer)},
           {"lr", c.lr},                               {"momentum", c.momentum},
@@ -82,7 +171,8 @@ nlohmann::json config_json(const TrainConfig& c) {
 
 std::string describe(const TrainConfig& c) {
   std::ostringstream os;
-  os << to_string(c.model.kind) << " " << to_string(c.model.activation) << ", " << to_string(c.optimizer)
+  if (c.model.kind == ModelKind::Spec) os << "\"" << c.model.arch << "\", " << to_string(c.optimizer);
+  else os << to_string(c.model.kind) << " " << to_string(c.model.activation) << ", " << to_string(c.optimizer)
      << " lr=" << c.lr;
   if (c.optimizer == OptimizerKind::SGD) os << " momentum=" << c.momentum;
   os << ", batch " << c.batch_size << ", seed " << c.seed;

@@ -224,8 +224,11 @@ SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
     try {
       built = r.layer->build(r.args, ctx);
     } catch (const Error& e) {
-      throw SpecError(detail::concat(where(*r.token), ": ", e.what(), " (its input: one example of shape ",
-                                     shape_to_string(shape), ")"));
+      const std::string what = e.what();
+      throw SpecError(detail::concat(where(*r.token), ": ", what,
+                                     what.find("one example of shape") == std::string::npos
+                                         ? " (its input: one example of shape " + shape_to_string(shape) + ")"
+                                         : ""));
     }
     MINIDL_CHECK(built.module, where(*r.token), ": the layer's factory returned no module");
     double macs = 0;
