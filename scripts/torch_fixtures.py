@@ -76,6 +76,64 @@ cases["sgd_nesterov"] = optimizer_case(lambda ps: torch.optim.SGD(ps, lr=0.05, m
 cases["sgd_plain"] = optimizer_case(lambda ps: torch.optim.SGD(ps, lr=0.3))
 cases["adam"] = optimizer_case(lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.8, 0.95), weight_decay=0.1), steps=4)
 
+def norm_case(module, shape, scale=2.0, shift=0.5):
+    """Float32 inputs and parameters; the expected values are computed in float64 from them,
+    since PyTorch's float32 GroupNorm loses ~1e-3 relative on a group of mean 100, std 0.01
+    (measured) where minidl's two-pass centring does not."""
+    x32 = torch.randn(*shape) * scale + shift
+    with torch.no_grad():
+        module.weight.uniform_(0.5, 2.0)
+        module.bias.uniform_(-1, 1)
+    module = module.double()
+    x = x32.double().requires_grad_()
+    y = module(x)
+    r = torch.randn_like(y)
+    (y * r).sum().backward()
+    return {"x": t(x), "r": t(r), "weight": t(module.weight), "bias": t(module.bias), "y": t(y), "dx": t(x.grad),
+            "dweight": t(module.weight.grad), "dbias": t(module.bias.grad)}
+
+
+cases["groupnorm_4d"] = dict(norm_case(torch.nn.GroupNorm(3, 6), (3, 6, 4, 5)), groups=3)
+cases["groupnorm_2d"] = dict(norm_case(torch.nn.GroupNorm(2, 8), (5, 8)), groups=2)
+cases["groupnorm_1group"] = dict(norm_case(torch.nn.GroupNorm(1, 4), (2, 4, 3, 3), scale=0.01, shift=100.0), groups=1)
+cases["layernorm_chw"] = dict(norm_case(torch.nn.LayerNorm([3, 4, 5]), (2, 3, 4, 5)), normalized_shape=[3, 4, 5])
+cases["layernorm_last"] = dict(norm_case(torch.nn.LayerNorm([7]), (4, 3, 7)), normalized_shape=[7])
+
+# A spec model against the nn.Sequential of the same layers: minidl builds
+#   conv(4,3,pad=1) bn relu maxpool(2) conv(6,3) groupnorm(2) sigmoid maxpool(2) flatten linear(16) layernorm tanh
+#   dropout(0) linear(10)
+# loads this state dict with PyTorch's names, and must give the same logits, loss gradients and
+# BN running statistics (one training step's forward and backward, then eval logits).
+seq = torch.nn.Sequential(
+    torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+    torch.nn.Conv2d(4, 6, 3, bias=False), torch.nn.GroupNorm(2, 6), torch.nn.Sigmoid(), torch.nn.MaxPool2d(2),
+    torch.nn.Flatten(), torch.nn.Linear(6 * 6 * 6, 16, bias=False), torch.nn.LayerNorm([16]), torch.nn.Tanh(),
+    torch.nn.Dropout(0.0), torch.nn.Linear(16, 10))
+with torch.no_grad():
+    for name, p in seq.named_parameters():
+        if name.endswith("weight") and p.dim() == 1:
+            p.uniform_(0.5, 1.5)
+        elif name.endswith("bias") and p.dim() == 1:
+            p.uniform_(-0.5, 0.5)
+x = torch.rand(5, 1, 28, 28)
+labels = torch.tensor([1, 7, 3, 3, 0])
+state = {k: t(v) for k, v in seq.state_dict().items()}
+seq.train()
+logits = seq(x)
+loss = F.cross_entropy(logits, labels)
+loss.backward()
+grads = {k: t(p.grad) for k, p in seq.named_parameters()}
+after = {k: t(v) for k, v in seq.state_dict().items() if "running" in k or "num_batches" in k}
+seq.eval()
+with torch.no_grad():
+    eval_logits = seq(x)
+cases["sequential_spec"] = {
+    "spec": "conv(4,3,pad=1) bn relu maxpool(2) conv(6,3) groupnorm(2) sigmoid maxpool(2) flatten linear(16) "
+            "layernorm tanh dropout(0) linear(10)",
+    "state_dict": state, "state_dict_order": list(seq.state_dict().keys()), "x": t(x), "labels": labels.tolist(),
+    "train_logits": t(logits), "loss": float(loss), "grads": grads, "buffers_after": after,
+    "eval_logits": t(eval_logits)}
+
 out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/torch_reference.json"
 with open(out, "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, indent=None, separators=(",", ":"))

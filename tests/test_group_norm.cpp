@@ -1,0 +1,135 @@
+// GroupNorm and LayerNorm: gradient checks, PyTorch fixtures, and the properties that set them
+// apart from BatchNorm (per-example statistics).
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "gradcheck.h"
+#include "minidl/nn/group_norm.h"
+#include "minidl/ops.h"
+
+using namespace minidl;
+using namespace minidl::testing;
+using nlohmann::json;
+
+namespace {
+
+const json& cases() {
+  static const json c = [] {
+    std::ifstream in(MINIDL_SOURCE_DIR "/tests/fixtures/torch_reference.json");
+    REQUIRE(in.good());
+    return json::parse(in)["cases"];
+  }();
+  return c;
+}
+
+Tensor tensor(const json& j) { return Tensor::from_vector(j["shape"].get<Shape>(), j["data"].get<std::vector<float>>()); }
+
+void require_close(const Tensor& got, const json& expected, double tol = 1e-5) {
+  Tensor want = tensor(expected);
+  REQUIRE(got.shape() == want.shape());
+  double scale = 1e-6;
+  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::abs(double(want.data()[i])));
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    INFO("index " << i << ": got " << got.data()[i] << ", PyTorch " << want.data()[i]);
+    REQUIRE(std::abs(double(got.data()[i]) - want.data()[i]) <= tol * scale);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("group_norm and layer_norm: gradients match finite differences", "[norm][gradcheck]") {
+  Generator gen(11);
+  Tensor x4 = random_input({3, 6, 3, 2}, gen, -2, 2), w6 = random_input({6}, gen, 0.5, 1.5), b6 = random_input({6}, gen);
+  for (int64_t groups : {1, 2, 3, 6}) {
+    INFO("groups " << groups);
+    auto r = gradcheck([&](const std::vector<Tensor>& in) { return group_norm(in[0], groups, in[1], in[2]); }, {x4, w6, b6});
+    INFO(r.report);
+    REQUIRE(r.ok);
+  }
+  Tensor x2 = random_input({4, 6}, gen, -2, 2);
+  auto r2 = gradcheck([&](const std::vector<Tensor>& in) { return group_norm(in[0], 3, in[1], in[2]); }, {x2, w6, b6});
+  INFO(r2.report);
+  REQUIRE(r2.ok);
+  Tensor x3 = random_input({2, 3, 4}, gen, -2, 2), w = random_input({3, 4}, gen, 0.5, 1.5), b = random_input({3, 4}, gen);
+  auto r3 = gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(in[0], {3, 4}, in[1], in[2]); }, {x3, w, b});
+  INFO(r3.report);
+  REQUIRE(r3.ok);
+  Tensor w4 = random_input({4}, gen, 0.5, 1.5), b4 = random_input({4}, gen);
+  auto r4 = gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(in[0], {4}, in[1], in[2]); }, {x3, w4, b4});
+  INFO(r4.report);
+  REQUIRE(r4.ok);
+}
+
+TEST_CASE("pytorch reference: GroupNorm and LayerNorm forward and backward", "[norm][torch]") {
+  for (const char* name : {"groupnorm_4d", "groupnorm_2d", "groupnorm_1group", "layernorm_chw", "layernorm_last"}) {
+    INFO(name);
+    const json& c = cases()[name];
+    Tensor x = tensor(c["x"]).set_requires_grad();
+    std::shared_ptr<Module> m;
+    Tensor weight, bias;
+    if (c.contains("groups")) {
+      auto gn = std::make_shared<GroupNorm>(c["groups"].get<int64_t>(), x.size(1));
+      weight = gn->weight;
+      bias = gn->bias;
+      m = gn;
+    } else {
+      auto ln = std::make_shared<LayerNorm>(c["normalized_shape"].get<Shape>());
+      weight = ln->weight;
+      bias = ln->bias;
+      m = ln;
+    }
+    REQUIRE(m->state_dict().size() == 2);
+    REQUIRE(m->state_dict()[0].name == "weight");
+    REQUIRE(m->state_dict()[1].name == "bias");
+    weight.copy_(tensor(c["weight"]));
+    bias.copy_(tensor(c["bias"]));
+    Tensor y = m->forward(x);
+    sum(mul(y, tensor(c["r"]))).backward();
+    // groupnorm_1group has mean 100, std 0.01 per group: float centring must hold there too.
+    require_close(y, c["y"], 2e-5);
+    require_close(x.grad(), c["dx"], 2e-4);
+    require_close(weight.grad(), c["dweight"], 2e-5);
+    require_close(bias.grad(), c["dbias"], 2e-5);
+  }
+}
+
+TEST_CASE("GroupNorm and LayerNorm: per-example statistics, same in train and eval", "[norm]") {
+  Generator gen(3);
+  Tensor x = Tensor::normal({4, 6, 5, 5}, 3.0f, 2.0f, gen);
+  GroupNorm gn(3, 6);
+  LayerNorm ln({6, 5, 5});
+  for (Module* m : std::vector<Module*>{&gn, &ln}) {
+    m->train();
+    Tensor y = m->forward(x);
+    // (1) each group (GN: 2 channels x 25 positions) / each example (LN) has mean 0, variance 1
+    const int64_t group = m == &gn ? 2 * 25 : 6 * 25;
+    for (int64_t g = 0; g < y.numel() / group; ++g) {
+      double s = 0, s2 = 0;
+      for (int64_t i = 0; i < group; ++i) s += y.data()[g * group + i];
+      const double mu = s / group;
+      for (int64_t i = 0; i < group; ++i) s2 += (y.data()[g * group + i] - mu) * (y.data()[g * group + i] - mu);
+      REQUIRE(std::abs(mu) < 1e-5);
+      REQUIRE(std::abs(s2 / group - 1.0) < 1e-3);  // eps 1e-5 against variance 4
+    }
+    // (2) an example's output does not depend on the rest of the batch, in training too
+    Tensor one = Tensor::empty({1, 6, 5, 5});
+    std::copy(x.data() + 150, x.data() + 300, one.data());
+    Tensor y1 = m->forward(one);
+    for (int64_t i = 0; i < 150; ++i) REQUIRE(y1.data()[i] == Approx(y.data()[150 + i]).margin(1e-6));
+    // (3) evaluation mode gives the same numbers (no running statistics)
+    m->eval();
+    Tensor ye = m->forward(x);
+    for (int64_t i = 0; i < y.numel(); ++i) REQUIRE(ye.data()[i] == y.data()[i]);
+    REQUIRE(m->named_buffers().empty());
+  }
+}
+
+TEST_CASE("GroupNorm and LayerNorm refuse shapes that do not fit", "[norm]") {
+  REQUIRE_THROWS_WITH(GroupNorm(4, 6), Catch::Contains("divisible"));
+  GroupNorm gn(2, 6);
+  REQUIRE_THROWS_WITH(gn.forward(Tensor::zeros({2, 4, 3, 3})), Catch::Contains("expected input [N, 6, ...]"));
+  LayerNorm ln({4});
+  REQUIRE_THROWS_WITH(ln.forward(Tensor::zeros({2, 5})), Catch::Contains("does not end in the normalized shape [4]"));
+}
