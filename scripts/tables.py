@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""Markdown tables for the README from the JSON files minidl (and scripts/pytorch_peer.py) write.
+
+  tables.py norms DIR              DIR/b{B}_lr{LR}/summary.json -> arms x (batch, lr)
+  tables.py sweep DIR [PEER_DIR]   DIR/sweep.json (+ the PyTorch peer's) -> lr x arm, side by side
+  tables.py compare DIR [PEER_DIR] DIR/summary.json (+ peer) -> arm rows, steps to 95 % and final accuracy
+"""
+import glob
+import json
+import os
+import re
+import sys
+
+
+def pct(s):
+    if s is None or s.get("median") is None:
+        return "-"
+    return f"{100 * s['median']:.2f} [{100 * s['min']:.2f}-{100 * s['max']:.2f}]"
+
+
+def acc_cell(e):
+    cell = pct(e["final_test_acc"])
+    if e["diverged"]:
+        cell += f", diverged {e['diverged']} of {e['n']}"
+    return cell
+
+
+def steps_cell(e, level="0.95"):
+    t = e["steps_to"][level]
+    if t["median"] is None:
+        return f"not reached (0 of {e['n']})"
+    return f"{t['median']:g} [{t['min']:g}-{t['max']:g}] ({t['reached']} of {e['n']})"
+
+
+def norms(d):
+    cells = {}
+    arms = []
+    n = None
+    for path in sorted(glob.glob(os.path.join(d, "b*_lr*/summary.json"))):
+        m = re.search(r"b(\d+)_lr([0-9.]+)", path)
+        batch, lr = int(m.group(1)), float(m.group(2))
+        s = json.load(open(path))
+        n = len(s["seeds"])
+        for e in s["summary"]:
+            if e["arm"] not in arms:
+                arms.append(e["arm"])
+            cells[(e["arm"], batch, lr)] = e
+    cols = sorted({(b, lr) for (_, b, lr) in cells}, key=lambda c: (-c[0], c[1]))
+    print(f"Final test accuracy %, median [min-max] over {n} seeds, one epoch:\n")
+    print("| arm | " + " | ".join(f"batch {b}, lr {lr:g}" for b, lr in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for arm in arms:
+        print(f"| {arm} | " + " | ".join(acc_cell(cells[(arm, b, lr)]) if (arm, b, lr) in cells else "" for b, lr in cols) + " |")
+    print(f"\nSteps to 95 % test accuracy, median [min-max] of the seeds that reached it (k of {n}):\n")
+    print("| arm | " + " | ".join(f"batch {b}, lr {lr:g}" for b, lr in cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for arm in arms:
+        print(f"| {arm} | " + " | ".join(steps_cell(cells[(arm, b, lr)]) if (arm, b, lr) in cells else "" for b, lr in cols) + " |")
+
+
+def sweep(d, peer=None):
+    mine = json.load(open(os.path.join(d, "sweep.json")))
+    theirs = json.load(open(os.path.join(peer, "sweep.json"))) if peer else None
+    n = len(mine["seeds"])
+    print(f"Final test accuracy %, median [min-max] over {n} seeds, one epoch:\n")
+    head = "| lr | minidl no BN | minidl BN |" + (" PyTorch no BN | PyTorch BN |" if theirs else "")
+    print(head)
+    print("|---|---|---|" + ("---|---|" if theirs else ""))
+
+    def find(s, arm, lr):
+        for e in s["summary"]:
+            if e["arm"] == arm and abs(e["lr"] - lr) < 1e-9:
+                return e
+        return None
+
+    for lr in mine["lrs"]:
+        row = [acc_cell(find(mine, a, lr)) for a in ("no_bn", "bn")]
+        if theirs:
+            row += [acc_cell(find(theirs, a, lr)) if find(theirs, a, lr) else "" for a in ("no_bn", "bn")]
+        print(f"| {lr:g} | " + " | ".join(row) + " |")
+
+
+def compare(d, peer=None):
+    sources = [("minidl", json.load(open(os.path.join(d, "summary.json"))))]
+    if peer:
+        sources.append(("PyTorch", json.load(open(os.path.join(peer, "summary.json")))))
+    print("| framework | arm | steps to 95 % | steps to 98 % | final test accuracy % |")
+    print("|---|---|---|---|---|")
+    for name, s in sources:
+        for e in s["summary"]:
+            print(f"| {name} | {e['arm']} | {steps_cell(e)} | {steps_cell(e, '0.98')} | {acc_cell(e)} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("norms", "sweep", "compare"):
+        sys.exit(__doc__)
+    {"norms": norms, "sweep": sweep, "compare": compare}[sys.argv[1]](*sys.argv[2:])
