@@ -12,6 +12,7 @@ scripts/get_mnist.sh > /dev/null
 cnn() {  # cnn NORM_CONV NORM_FC: the reference CNN with a normalization after each conv and fc1
   echo "conv(16,5,pad=2) $1 sigmoid maxpool(2) conv(32,5,pad=2) $1 sigmoid maxpool(2) flatten linear(128) $2 sigmoid linear(10)"
 }
+mkdir -p out/norms
 for batch in 64 4; do
   # one evaluation per 6,400 images at batch 64 and per 4,000 at batch 4
   every=$([ "$batch" = 64 ] && echo 100 || echo 1000)
