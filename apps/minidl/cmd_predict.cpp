@@ -18,6 +18,7 @@ struct PredictArgs {
   std::string checkpoint;
   ModelFlags model;
   std::vector<std::string> images;
+  int64_t max_pixels = kMaxImagePixels;
   bool json = false;
 };
 }  // namespace
@@ -28,6 +29,11 @@ Command add_predict_command(CLI::App& root) {
   cmd->add_option("--checkpoint", a->checkpoint, "safetensors checkpoint")->required();
   cmd->add_option("images", a->images, "Image files")->required();
   add_model_flags(cmd, a->model);
+  cmd->add_option("--max-pixels", a->max_pixels,
+                  "Refuse images declaring more pixels than this, before decoding (peak memory is about 24 bytes "
+                  "per pixel allowed)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 31))
+      ->capture_default_str();
   cmd->add_flag("--json", a->json, "Print JSON (an object per image; an array for several)");
   return {cmd, [a]() -> int {
             auto net = load_checkpoint_model(a->checkpoint, a->model);
@@ -35,7 +41,7 @@ Command add_predict_command(CLI::App& root) {
             NoGradGuard no_grad;
             nlohmann::json all = nlohmann::json::array();
             for (const std::string& path : a->images) {
-              Tensor x = mnist_preprocess(load_image(path), path);
+              Tensor x = mnist_preprocess(load_image(path, a->max_pixels), path);
               Tensor logp = log_softmax(net->forward(x));
               std::vector<std::pair<float, int>> ranked;
               for (int k = 0; k < Net::kClasses; ++k) ranked.push_back({std::exp(logp.data()[k]), k});

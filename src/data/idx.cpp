@@ -19,9 +19,27 @@ bool is_gzip(const std::string& bytes) {
   return bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1f && static_cast<unsigned char>(bytes[1]) == 0x8b;
 }
 
-// Inflates a gzip stream, refusing to produce more than max_out bytes (a small corrupt or
-// hostile file cannot make us allocate gigabytes).
+// The total size an IDX file's header declares (header + data), once `head` holds the whole
+// header; 0 until then.
+uint64_t declared_idx_bytes(const std::string& head) {
+  if (head.size() < 4) return 0;
+  const uint64_t ndims = static_cast<unsigned char>(head[3]), header = 4 + 4 * ndims;
+  if (head.size() < header) return 0;
+  uint64_t count = 1;
+  for (uint64_t d = 0; d < ndims; ++d) {
+    const auto* p = reinterpret_cast<const unsigned char*>(head.data() + 4 + 4 * d);
+    const uint64_t v = (uint64_t{p[0]} << 24) | (uint64_t{p[1]} << 16) | (uint64_t{p[2]} << 8) | uint64_t{p[3]};
+    if (v != 0 && count > kMaxIdxBytes / v) return kMaxIdxBytes + 1;  // parse_idx names the dimension
+    count *= v;
+  }
+  return header + count;
+}
+
+// Inflates a gzip stream, refusing to produce more than max_out bytes, nor more than the IDX
+// header at its start declares: a small corrupt or hostile file (a "zip bomb") cannot make us
+// allocate more than its header claims, and the header's claim is checked against the data.
 std::string gunzip(const std::string& in, const std::string& source, uint64_t max_out) {
+  uint64_t declared = 0;
   z_stream zs{};
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK) throw InputError(source + ": cannot initialise gzip decoding");
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
@@ -42,6 +60,16 @@ std::string gunzip(const std::string& in, const std::string& source, uint64_t ma
     if (out.size() > max_out) {
       inflateEnd(&zs);
       throw InputError(detail::concat(source, ": gzip data expands to more than ", max_out, " bytes"));
+    }
+    if (declared == 0) declared = declared_idx_bytes(out);
+    if (declared > max_out) {
+      inflateEnd(&zs);
+      throw InputError(detail::concat(source, ": the IDX header declares more than ", max_out, " bytes of data"));
+    }
+    if (declared != 0 && out.size() > declared) {
+      inflateEnd(&zs);
+      throw InputError(detail::concat(source, ": gzip data expands to more than the ", declared,
+                                      " bytes its IDX header declares (trailing data)"));
     }
     if (rc == Z_OK && zs.avail_in == 0 && zs.avail_out != 0) {
       inflateEnd(&zs);

@@ -1,7 +1,9 @@
 #include "minidl/data/image.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "minidl/data/idx.h"
@@ -22,10 +24,90 @@
 
 namespace minidl {
 
-GrayImage decode_image(const std::string& bytes, const std::string& source) {
+namespace {
+
+uint32_t le16(const std::string& b, size_t at) {
+  return uint32_t{static_cast<unsigned char>(b[at])} | uint32_t{static_cast<unsigned char>(b[at + 1])} << 8;
+}
+uint32_t le32(const std::string& b, size_t at) { return le16(b, at) | le16(b, at + 2) << 16; }
+uint32_t be32(const std::string& b, size_t at) {
+  return uint32_t{static_cast<unsigned char>(b[at])} << 24 | uint32_t{static_cast<unsigned char>(b[at + 1])} << 16 |
+         uint32_t{static_cast<unsigned char>(b[at + 2])} << 8 | uint32_t{static_cast<unsigned char>(b[at + 3])};
+}
+
+// The least number of bytes a file of this format needs for the pixels its header declares
+// (0 when the format is not one this checks, or the header is too short to tell: stb then
+// refuses it). `why` says what the bound comes from.
+uint64_t least_file_bytes(const std::string& b, const char*& why) {
+  const size_t n = b.size();
+  if (n >= 30 && b[0] == 'B' && b[1] == 'M') {  // BMP
+    const uint64_t offset = le32(b, 10), dib = le32(b, 14);
+    uint64_t w, h, bpp, compression = 0;
+    if (dib == 12) {
+      w = le16(b, 18), h = le16(b, 20), bpp = le16(b, 24);
+    } else {
+      if (n < 34) return 0;
+      const auto sw = static_cast<int32_t>(le32(b, 18)), sh = static_cast<int32_t>(le32(b, 22));
+      w = static_cast<uint64_t>(std::abs(static_cast<int64_t>(sw)));
+      h = static_cast<uint64_t>(std::abs(static_cast<int64_t>(sh)));
+      bpp = le16(b, 28);
+      compression = le32(b, 30);
+    }
+    if (compression != 0 && compression != 3 && compression != 6) return 0;  // RLE: bounded by the pixel limit
+    if (w == 0 || h == 0 || bpp == 0) return 0;
+    why = "BMP stores its pixels uncompressed";
+    const uint64_t row = (bpp * w + 31) / 32 * 4, last_row = (bpp * w + 7) / 8;  // the last row's padding may be absent
+    return offset + row * (h - 1) + last_row;
+  }
+  if (n >= 3 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) {  // binary PGM / PPM
+    size_t i = 2;
+    uint64_t v[3] = {0, 0, 0};
+    for (int k = 0; k < 3; ++k) {
+      for (;;) {  // white space and comments
+        while (i < n && std::isspace(static_cast<unsigned char>(b[i]))) ++i;
+        if (i < n && b[i] == '#') {
+          while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
+          continue;
+        }
+        break;
+      }
+      if (i >= n || !std::isdigit(static_cast<unsigned char>(b[i]))) return 0;
+      while (i < n && std::isdigit(static_cast<unsigned char>(b[i])) && v[k] < (uint64_t{1} << 40)) v[k] = v[k] * 10 + static_cast<uint64_t>(b[i++] - '0');
+    }
+    ++i;  // the single white space before the pixels
+    why = "PNM stores its pixels uncompressed";
+    const uint64_t channels = b[1] == '5' ? 1 : 3, sample = v[2] > 255 ? 2 : 1;
+    return i + v[0] * v[1] * channels * sample;
+  }
+  if (n >= 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3 || b[2] == 9 || b[2] == 10 || b[2] == 11) &&
+      (b[1] == 0 || b[1] == 1)) {  // TGA (stb's test: image type and colour-map type)
+    const uint64_t id = static_cast<unsigned char>(b[0]), cmap = b[1] ? le16(b, 5) * ((static_cast<unsigned char>(b[7]) + 7u) / 8) : 0;
+    const uint64_t w = le16(b, 12), h = le16(b, 14), pixel = (static_cast<unsigned char>(b[16]) + 7u) / 8;
+    if (w == 0 || h == 0 || pixel == 0) return 0;
+    if (b[2] < 9) {
+      why = "TGA without RLE stores its pixels uncompressed";
+      return 18 + id + cmap + w * h * pixel;
+    }
+    why = "TGA's RLE packets hold at most 128 pixels each";
+    return 18 + id + cmap + (w * h + 127) / 128 * (1 + pixel);
+  }
+  if (n >= 26 && b.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 && b.compare(12, 4, "IHDR") == 0) {
+    const uint64_t w = be32(b, 16), h = be32(b, 20), depth = static_cast<unsigned char>(b[24]);
+    const int type = static_cast<unsigned char>(b[25]);
+    const uint64_t channels = type == 2 ? 3 : type == 4 ? 2 : type == 6 ? 4 : 1;
+    why = "PNG's deflate compresses at most 1032:1";
+    return (h * (1 + (w * channels * depth + 7) / 8)) / 1032;
+  }
+  return 0;
+}
+
+}  // namespace
+
+GrayImage decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels) {
   if (bytes.empty()) throw InputError(source + ": empty file, expected an image");
-  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
-    throw InputError(source + ": file too large for an image");
+  if (bytes.size() > static_cast<size_t>(kMaxImageFileBytes))
+    throw InputError(detail::concat(source, ": file has ", bytes.size(), " bytes, more than the ", kMaxImageFileBytes,
+                                    " accepted for an image"));
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
@@ -33,9 +115,15 @@ GrayImage decode_image(const std::string& bytes, const std::string& source) {
     throw InputError(source + ": not a readable image (" + stbi_failure_reason() +
                      "); expected PNG, JPEG, BMP, GIF, TGA, PSD or PNM");
   if (w <= 0 || h <= 0) throw InputError(detail::concat(source, ": image has size ", w, "x", h, ", expected at least 1x1"));
-  if (static_cast<int64_t>(w) * h > kMaxImagePixels)
-    throw InputError(detail::concat(source, ": image is ", w, "x", h, " pixels, more than the ", kMaxImagePixels,
-                                    " accepted"));
+  if (static_cast<int64_t>(w) * h > max_pixels)
+    throw InputError(detail::concat(source, ": image declares ", w, "x", h, " = ", static_cast<int64_t>(w) * h,
+                                    " pixels, more than the limit of ", max_pixels,
+                                    " (minidl predict --max-pixels raises it)"));
+  const char* why = "";
+  const uint64_t least = least_file_bytes(bytes, why);
+  if (least > bytes.size())
+    throw InputError(detail::concat(source, ": image declares ", w, "x", h, " pixels, which need at least ", least,
+                                    " bytes, but the file has ", bytes.size(), " (", why, "): truncated or corrupt"));
   // Grey + alpha, 8 bits per channel (stb reduces 16-bit images).
   int got = 0;
   stbi_uc* pixels = stbi_load_from_memory(data, len, &w, &h, &got, 2);
@@ -52,7 +140,9 @@ GrayImage decode_image(const std::string& bytes, const std::string& source) {
   return image;
 }
 
-GrayImage load_image(const std::string& path) { return decode_image(read_file(path, int64_t{1} << 28), path); }
+GrayImage load_image(const std::string& path, int64_t max_pixels) {
+  return decode_image(read_file(path, kMaxImageFileBytes), path, max_pixels);
+}
 
 namespace {
 
@@ -101,22 +191,24 @@ Tensor mnist_preprocess(const GrayImage& image, const std::string& source) {
   std::nth_element(border.begin(), border.begin() + static_cast<std::ptrdiff_t>(border.size() / 2), border.end());
   const float background = border[border.size() / 2];
   const bool invert = background > 127.5f;
-  std::vector<float> ink(image.pixels.size());
+  // Ink levels are computed on the fly, never stored for the whole image: peak memory stays
+  // at the image plus the digit's bounding box (see kImageBytesPerPixel).
+  auto ink_of = [&](size_t i) { return invert ? 255.0f - image.pixels[i] : image.pixels[i]; };
   float lo = 255.0f, hi = 0.0f;
-  for (size_t i = 0; i < ink.size(); ++i) {
-    ink[i] = invert ? 255.0f - image.pixels[i] : image.pixels[i];
-    lo = std::min(lo, ink[i]);
-    hi = std::max(hi, ink[i]);
+  for (size_t i = 0; i < image.pixels.size(); ++i) {
+    lo = std::min(lo, ink_of(i));
+    hi = std::max(hi, ink_of(i));
   }
   if (hi - lo < 1.0f) throw InputError(source + ": the image is uniform; expected a digit on a plain background");
   // Stretch to 0..255 with the background at 0.
   const float floor_level = invert ? 255.0f - background : background;
-  for (float& v : ink) v = std::clamp((v - floor_level) / std::max(hi - floor_level, 1.0f) * 255.0f, 0.0f, 255.0f);
+  const float span = std::max(hi - floor_level, 1.0f);
+  auto ink = [&](size_t i) { return std::clamp((ink_of(i) - floor_level) / span * 255.0f, 0.0f, 255.0f); };
   // Bounding box of the ink.
   int x0 = w, y0 = h, x1 = -1, y1 = -1;
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
-      if (ink[static_cast<size_t>(y) * w + x] > 25.0f) {
+      if (ink(static_cast<size_t>(y) * w + x) > 25.0f) {
         x0 = std::min(x0, x);
         x1 = std::max(x1, x);
         y0 = std::min(y0, y);
@@ -127,7 +219,7 @@ Tensor mnist_preprocess(const GrayImage& image, const std::string& source) {
   std::vector<float> crop(static_cast<size_t>(cw) * static_cast<size_t>(ch));
   for (int y = 0; y < ch; ++y)
     for (int x = 0; x < cw; ++x)
-      crop[static_cast<size_t>(y) * cw + x] = ink[static_cast<size_t>(y0 + y) * w + (x0 + x)];
+      crop[static_cast<size_t>(y) * cw + x] = ink(static_cast<size_t>(y0 + y) * w + (x0 + x));
   // Fit in 20x20, keeping the aspect ratio.
   const double scale = 20.0 / std::max(cw, ch);
   const int nw = std::max(1, static_cast<int>(std::lround(cw * scale)));

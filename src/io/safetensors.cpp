@@ -14,8 +14,13 @@ namespace {
 
 using nlohmann::json;
 
-// Checkpoints larger than this are refused before anything is allocated for them.
-constexpr uint64_t kMaxHeaderBytes = uint64_t{100} << 20;
+// A header longer than this is refused before it is parsed. minidl's own headers are a few KB
+// (about 100 bytes a tensor), so 1 MiB holds some 10,000 tensors; parsing it costs at most a
+// small multiple of it (JSON nesting is also limited: kMaxHeaderDepth).
+constexpr uint64_t kMaxHeaderBytes = uint64_t{1} << 20;
+// {"name": {"shape": [..]}}: an object of objects of arrays. Deeper nesting is refused while it
+// is parsed (a 1 MiB header of "[[[[..." would otherwise build a million nested values).
+constexpr int kMaxHeaderDepth = 2;  // nlohmann counts the top object as depth 0
 
 const char* dtype_name(DType d) { return d == DType::F32 ? "F32" : "I64"; }
 
@@ -69,12 +74,24 @@ std::string encode_safetensors(const std::vector<NamedTensor>& tensors,
 Safetensors decode_safetensors(const std::string& bytes, const std::string& source) {
   if (bytes.size() < 8) bad(source, detail::concat("file has ", bytes.size(), " bytes, fewer than the 8-byte header length"));
   const uint64_t header_len = read_u64_le(reinterpret_cast<const unsigned char*>(bytes.data()));
-  if (header_len > kMaxHeaderBytes || header_len > bytes.size() - 8)
+  if (header_len > bytes.size() - 8)
     bad(source, detail::concat("header length ", header_len, " exceeds the file (", bytes.size() - 8,
                                " bytes after the length field)"));
+  if (header_len > kMaxHeaderBytes)
+    bad(source, detail::concat("header length ", header_len, " is more than the ", kMaxHeaderBytes, " accepted"));
   json header;
+  struct TooDeep {};
   try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len),
+                         [](int depth, json::parse_event_t event, json&) {
+                           if (depth > kMaxHeaderDepth &&
+                               (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start))
+                             throw TooDeep{};
+                           return true;
+                         });
+  } catch (const TooDeep&) {
+    bad(source, detail::concat("header nests deeper than the ", kMaxHeaderDepth + 1,
+                               " levels of a safetensors header (object, tensor, shape)"));
   } catch (const json::exception& e) {
     bad(source, std::string("header is not valid JSON (") + e.what() + ")");
   }

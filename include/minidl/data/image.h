@@ -14,12 +14,25 @@ struct GrayImage {
 };
 
 // Decodes PNG, JPEG, BMP, GIF, TGA, PSD, PNM (stb_image) from memory to grey levels. 16-bit
-// images are reduced to 8 bits; transparent pixels are composited on white. Images over
-// kMaxImagePixels or with a zero side are refused before decoding. Throws InputError naming
-// `source`.
-constexpr int64_t kMaxImagePixels = int64_t{1} << 26;  // 64 Mpixel
-GrayImage decode_image(const std::string& bytes, const std::string& source);
-GrayImage load_image(const std::string& path);
+// images are reduced to 8 bits; transparent pixels are composited on white.
+//
+// What an image may cost is bounded before anything is decoded (README "Reliability"); the
+// image is refused (InputError naming `source`, the declared size and the limit) when
+//  - its declared pixel count exceeds max_pixels (default kMaxImagePixels, 16 Mpixel: a
+//    12-Mpixel phone photo of a digit passes; `minidl predict --max-pixels` raises it), or a
+//    side is zero;
+//  - the file is shorter than the pixel data it declares, for the formats that store pixels
+//    uncompressed (BMP without RLE, PNM, TGA without RLE), or than the least a format's
+//    compression needs for that many pixels (TGA RLE: a byte per 128 pixels; PNG: deflate's
+//    1032:1).
+// Peak memory of decode_image + mnist_preprocess is then at most kImageBytesPerPixel bytes per
+// declared pixel plus the file itself (measured by a test).
+constexpr int64_t kMaxImagePixels = int64_t{1} << 24;  // 16 Mpixel
+constexpr int64_t kImageBytesPerPixel = 24;
+// Files larger than this are refused before they are read.
+constexpr int64_t kMaxImageFileBytes = int64_t{1} << 28;  // 256 MiB
+GrayImage decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels = kMaxImagePixels);
+GrayImage load_image(const std::string& path, int64_t max_pixels = kMaxImagePixels);
 
 // MNIST's preprocessing, as the data set was made: a white digit on black (inverted when the
 // background is light), cropped to the digit, scaled to fit 20x20 keeping its aspect ratio,
