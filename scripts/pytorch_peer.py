@@ -1,0 +1,398 @@
+#!/usr/bin/python3
+"""PyTorch peer of `minidl compare` and `minidl sweep`: the same experiments in PyTorch (Debian's
+python3-torch), with the same seeds, learning rates, batch order and evaluation points, written
+in the same JSON and CSV schema, so that minidl's distribution over seeds can be put beside
+PyTorch's (scripts/plot.py and scripts/tables.py take both directories).
+
+  pytorch_peer.py compare --data DIR [--model cnn|mlp] [--act sigmoid|relu|tanh] [--lr 0.05]
+                          [--epochs 1 | --steps N] [--batch-size 64] [--momentum 0.9]
+                          [--seeds 3|0,1,2] [--eval-every 100] [--out DIR]
+  pytorch_peer.py sweep   ... [--lrs 0.01,0.05,0.2,1,5] (evaluates only at the end by default)
+
+What is the same as minidl: the models (the reference CNN of ../shared/peers/torch_cnn.py and
+the BN paper's 784-100-100-100-10 MLP, BN before each activation, no bias before BN), PyTorch's
+default initialization (the distribution minidl copies; the values differ, drawn by
+torch.manual_seed(seed)), SGD with momentum, cross-entropy, the data normalization, the batch
+order (minidl's PCG32 shuffle of each epoch, reimplemented here bit for bit, so seed s sees the
+same batches in both), a last batch of one skipped with BN, the evaluation points and the
+divergence rule (a non-finite loss or weight stops the run).
+"""
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MASK64 = (1 << 64) - 1
+
+
+# --- minidl's generator (include/minidl/random.h) and batch order (data/idx.h) ------------
+class Pcg32:
+    INC = 1442695040888963407
+
+    def __init__(self, seed):
+        self.state = 0
+        self.next_u32()
+        self.state = (self.state + seed) & MASK64
+        self.next_u32()
+
+    def next_u32(self):
+        old = self.state
+        self.state = (old * 6364136223846793005 + self.INC) & MASK64
+        xorshifted = (((old >> 18) ^ old) >> 27) & 0xFFFFFFFF
+        rot = old >> 59
+        return ((xorshifted >> rot) | (xorshifted << ((32 - rot) & 31))) & 0xFFFFFFFF
+
+    def below(self, n):
+        threshold = ((1 << 32) - n) % n
+        while True:
+            r = self.next_u32()
+            if r >= threshold:
+                return r % n
+
+
+def layer_seed(seed, name):
+    h = 1469598103934665603
+    for c in name.encode():
+        h = ((h ^ c) * 1099511628211) & MASK64
+    z = (seed + 0x9E3779B97F4A7C15 * (h | 1)) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def epoch_order(count, gen):
+    order = list(range(count))
+    for i in range(count - 1, 0, -1):
+        j = gen.below(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+# --- data ------------------------------------------------------------------------------------
+def read_idx(path):
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        path += ".gz"
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\x1f\x8b":
+        import gzip
+        data = gzip.decompress(data)
+    ndim = data[3]
+    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def load(d, train_limit=0, test_limit=0):
+    def split(prefix, limit):
+        x = read_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte")).astype(np.float32) / np.float32(255.0)
+        y = read_idx(os.path.join(d, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
+        if limit:
+            x, y = x[:limit], y[:limit]
+        x = (x - np.float32(0.1307)) / np.float32(0.3081)
+        return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1), torch.from_numpy(y)
+    return split("train", train_limit), split("t10k", test_limit)
+
+
+# --- models ------------------------------------------------------------------------------------
+ACTS = {"sigmoid": torch.sigmoid, "relu": F.relu, "tanh": torch.tanh}
+
+
+class Cnn(nn.Module):
+    def __init__(self, bn, act):
+        super().__init__()
+        self.bn, self.act = bn, ACTS[act]
+        self.conv1 = nn.Conv2d(1, 16, 5, padding=2, bias=not bn)
+        self.conv2 = nn.Conv2d(16, 32, 5, padding=2, bias=not bn)
+        self.fc1 = nn.Linear(32 * 7 * 7, 128, bias=not bn)
+        self.fc2 = nn.Linear(128, 10)
+        if bn:
+            self.bn1, self.bn2, self.bn3 = nn.BatchNorm2d(16), nn.BatchNorm2d(32), nn.BatchNorm1d(128)
+
+    def forward(self, x):
+        n = (lambda m, v: m(v)) if self.bn else (lambda m, v: v)
+        x = F.max_pool2d(self.act(n(getattr(self, "bn1", None), self.conv1(x))), 2)
+        x = F.max_pool2d(self.act(n(getattr(self, "bn2", None), self.conv2(x))), 2)
+        x = self.act(n(getattr(self, "bn3", None), self.fc1(x.flatten(1))))
+        return self.fc2(x)
+
+
+class Mlp(nn.Module):
+    def __init__(self, bn, act):
+        super().__init__()
+        self.bn, self.act = bn, ACTS[act]
+        self.fc1 = nn.Linear(784, 100, bias=not bn)
+        self.fc2 = nn.Linear(100, 100, bias=not bn)
+        self.fc3 = nn.Linear(100, 100, bias=not bn)
+        self.fc4 = nn.Linear(100, 10)
+        if bn:
+            self.bn1, self.bn2, self.bn3 = nn.BatchNorm1d(100), nn.BatchNorm1d(100), nn.BatchNorm1d(100)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        for i in (1, 2, 3):
+            x = getattr(self, f"fc{i}")(x)
+            if self.bn:
+                x = getattr(self, f"bn{i}")(x)
+            x = self.act(x)
+        return self.fc4(x)
+
+
+def evaluate(net, x, y, batch=500):
+    net.eval()
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            out = net(x[i:i + batch])
+            loss += F.cross_entropy(out, y[i:i + batch], reduction="sum").item()
+            correct += (out.argmax(1) == y[i:i + batch]).sum().item()
+    net.train()
+    return loss / len(x), correct / len(x)
+
+
+# --- one run -------------------------------------------------------------------------------------
+def train_run(a, data, bn, lr, seed, eval_every):
+    (xtr, ytr), (xte, yte) = data
+    torch.manual_seed(seed)
+    net = (Cnn if a.model == "cnn" else Mlp)(bn, a.act)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=a.momentum)
+    n = len(xtr)
+    per_epoch = (n + a.batch_size - 1) // a.batch_size
+    total = a.steps if a.steps else math.ceil((a.epochs or 1.0) * per_epoch)
+    gen = Pcg32(layer_seed(seed, "data-order"))
+    curve, step, epoch, batch_in_epoch = [], 0, 0, 0
+    order = None
+    loss_since, correct_since, seen_since, images, seconds = 0.0, 0, 0, 0, 0.0
+    diverged, diverged_step, reason = False, None, None
+
+    def point():
+        nonlocal loss_since, correct_since, seen_since
+        tl, ta = evaluate(net, xte, yte)
+        curve.append({"step": step, "epoch": epoch + batch_in_epoch / per_epoch, "images": images,
+                      "train_loss": loss_since / seen_since if seen_since else float("nan"),
+                      "train_acc": correct_since / seen_since if seen_since else float("nan"),
+                      "test_loss": tl, "test_acc": ta, "lr": lr, "seconds": seconds})
+        loss_since, correct_since, seen_since = 0.0, 0, 0
+        return tl, ta
+
+    net.train()
+    while step < total:
+        t0 = time.perf_counter()
+        if order is None:
+            order = torch.tensor(epoch_order(n, gen)) if not a.no_shuffle else torch.arange(n)
+        begin = batch_in_epoch * a.batch_size
+        end = min(begin + a.batch_size, n)
+        idx = order[begin:end]
+        batch_in_epoch += 1
+        if batch_in_epoch == per_epoch:
+            batch_in_epoch, epoch, order = 0, epoch + 1, None
+        if bn and end - begin < 2:
+            continue
+        xb, yb = xtr[idx], ytr[idx]
+        opt.zero_grad()
+        out = net(xb)
+        loss = F.cross_entropy(out, yb)
+        lv = loss.item()
+        if not math.isfinite(lv):
+            diverged, diverged_step, reason = True, step + 1, f"loss is {lv} at step {step + 1}"
+            break
+        loss.backward()
+        opt.step()
+        step += 1
+        bad = next((k for k, p in net.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad:
+            diverged, diverged_step, reason = True, step, f"parameter '{bad}' became non-finite at step {step}"
+            break
+        b = end - begin
+        loss_since += lv * b
+        correct_since += (out.argmax(1) == yb).sum().item()
+        seen_since += b
+        images += b
+        seconds += time.perf_counter() - t0
+        if step == total:
+            break
+        if eval_every and step % eval_every == 0:
+            point()
+    final = None if diverged else point()
+    return curve, {"diverged": diverged, "diverged_step": diverged_step, "diverged_reason": reason, "steps": step,
+                   "final_test_acc": final[1] if final else None, "final_test_loss": final[0] if final else None,
+                   "images_per_s": images / seconds if seconds else 0.0, "train_seconds": seconds}
+
+
+# --- records and summaries: the schema of apps/minidl/experiment.h --------------------------------
+LEVELS = (0.9, 0.95, 0.97, 0.98)
+
+
+def key(level):
+    return f"{level:g}"
+
+
+def run_record(arm, lr, seed, curve, r):
+    steps_to = {}
+    for level in LEVELS:
+        steps_to[key(level)] = next((p["step"] for p in curve if p["test_acc"] >= level), None)
+    return dict({"arm": arm, "lr": lr, "seed": seed, "steps_to": steps_to}, **r)
+
+
+def stats(v):
+    if not v:
+        return {"median": None, "mean": None, "std": None, "min": None, "max": None}
+    v = sorted(v)
+    n = len(v)
+    med = v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
+    mean = sum(v) / n
+    return {"median": med, "mean": mean, "std": math.sqrt(sum((x - mean) ** 2 for x in v) / n), "min": v[0], "max": v[-1]}
+
+
+def summarize(runs):
+    cells = []
+    for r in runs:
+        if (r["arm"], r["lr"]) not in cells:
+            cells.append((r["arm"], r["lr"]))
+    out = []
+    for arm, lr in cells:
+        rs = [r for r in runs if r["arm"] == arm and r["lr"] == lr]
+        acc = [r["final_test_acc"] for r in rs if r["final_test_acc"] is not None]
+        steps_to = {}
+        for level in LEVELS:
+            v = [r["steps_to"][key(level)] for r in rs if r["steps_to"][key(level)] is not None]
+            s = stats(v)
+            steps_to[key(level)] = {"reached": len(v), "median": s["median"], "min": s["min"], "max": s["max"]}
+        out.append({"arm": arm, "lr": lr, "n": len(rs), "finished": len(acc), "final_test_acc": stats(acc),
+                    "steps_to": steps_to, "diverged": sum(1 for r in rs if r["diverged"])})
+    return out
+
+
+def paired(runs, a="bn", b="no_bn"):
+    out = []
+    lrs = []
+    for r in runs:
+        if r["lr"] not in lrs:
+            lrs.append(r["lr"])
+    score = lambda r: -1.0 if r["final_test_acc"] is None else r["final_test_acc"]
+    for lr in lrs:
+        better = n = 0
+        for ra in runs:
+            if ra["arm"] != a or ra["lr"] != lr:
+                continue
+            for rb in runs:
+                if rb["arm"] == b and rb["lr"] == lr and rb["seed"] == ra["seed"]:
+                    n += 1
+                    better += score(ra) > score(rb)
+        if n:
+            out.append({"lr": lr, "a": a, "b": b, "a_better_on": better, "n": n, "bn_better_on": better})
+    return out
+
+
+def parse_seeds(text):
+    if "," not in text:
+        return list(range(int(text)))
+    seeds = [int(s) for s in text.split(",")]
+    if len(set(seeds)) != len(seeds):
+        sys.exit(f"--seeds: the list '{text}' repeats a seed")
+    return seeds
+
+
+def config_json(a, lr):
+    return {"model": a.model, "act": a.act, "bn_impl": "pytorch", "optimizer": "sgd", "lr": lr, "momentum": a.momentum,
+            "weight_decay": 0.0, "batch_size": a.batch_size, "epochs": a.epochs or 0.0, "steps": a.steps or 0,
+            "seed": 0, "shuffle": not a.no_shuffle, "eval_every": a.eval_every, "framework": f"pytorch {torch.__version__}"}
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def log(a, msg):
+    if not a.quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=["compare", "sweep"])
+    p.add_argument("--data", default="data/mnist")
+    p.add_argument("--model", default="cnn", choices=["cnn", "mlp"])
+    p.add_argument("--act", default="sigmoid", choices=list(ACTS))
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lrs", default="0.01,0.05,0.2,1,5")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=float, default=0.0)
+    p.add_argument("--steps", type=int, default=0)
+    p.add_argument("--seeds", default="3")
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--train-limit", type=int, default=0)
+    p.add_argument("--test-limit", type=int, default=0)
+    p.add_argument("--no-shuffle", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=None)
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args()
+    if a.epochs and a.steps:
+        sys.exit("--epochs and --steps cannot both be given")
+    if a.eval_every is None:
+        a.eval_every = 100 if a.command == "compare" else 0
+    a.out = a.out or f"out/pytorch-{a.command}"
+    torch.set_num_threads(a.threads)
+    seeds = parse_seeds(a.seeds)
+    data = load(a.data, a.train_limit, a.test_limit)
+    os.makedirs(a.out, exist_ok=True)
+    lrs = [a.lr] if a.command == "compare" else [float(x) for x in a.lrs.split(",")]
+    runs, curves_csv = [], io.StringIO()
+    w = csv.writer(curves_csv, lineterminator="\n")
+    cols = ["step", "epoch", "images", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds"]
+    w.writerow(["arm", "seed"] + cols)
+    sweep_rows = [["lr", "arm", "seed", "final_test_acc", "final_test_loss", "diverged", "diverged_step", "steps",
+                   "images_per_s"]]
+    for lr in lrs:
+        for seed in seeds:
+            for arm in ("no_bn", "bn"):
+                curve, r = train_run(a, data, arm == "bn", lr, seed, a.eval_every)
+                rec = run_record(arm, lr, seed, curve, r)
+                runs.append(rec)
+                for pt in curve:
+                    w.writerow([arm, seed] + [pt[c] for c in cols])
+                sweep_rows.append([lr, arm, seed, "" if rec["final_test_acc"] is None else rec["final_test_acc"],
+                                   "" if rec["final_test_loss"] is None else rec["final_test_loss"],
+                                   "true" if rec["diverged"] else "false",
+                                   "" if rec["diverged_step"] is None else rec["diverged_step"], rec["steps"],
+                                   rec["images_per_s"]])
+                log(a, f"[pytorch {arm} lr={lr:g} seed {seed}] "
+                       + (f"diverged at step {rec['diverged_step']}" if rec["diverged"]
+                          else f"test accuracy {100 * rec['final_test_acc']:.2f}%"))
+    summary = summarize(runs)
+    common = {"config": config_json(a, lrs[0]), "seeds": seeds, "runs": runs, "summary": summary,
+              "paired": paired(runs), "train_images": len(data[0][0]), "test_images": len(data[1][0])}
+    if a.command == "compare":
+        common["arms"] = [{"name": "no_bn", "model": f"{a.model} {a.act} without BN"},
+                          {"name": "bn", "model": f"{a.model} {a.act} with BN"}]
+        write_atomic(os.path.join(a.out, "curves.csv"), curves_csv.getvalue())
+        write_atomic(os.path.join(a.out, "summary.json"), json.dumps(common, indent=2) + "\n")
+    else:
+        common["lrs"] = lrs
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(sweep_rows)
+        write_atomic(os.path.join(a.out, "sweep.csv"), buf.getvalue())
+        write_atomic(os.path.join(a.out, "sweep.json"), json.dumps(common, indent=2) + "\n")
+    for s in summary:
+        acc = s["final_test_acc"]
+        cell = "-" if acc["median"] is None else f"{100 * acc['median']:.2f} [{100 * acc['min']:.2f}-{100 * acc['max']:.2f}]"
+        print(f"{s['arm']:6s} lr {s['lr']:<6g} {cell}  diverged {s['diverged']} of {s['n']}")
+    print(f"results: {a.out}")
+
+
+if __name__ == "__main__":
+    main()
