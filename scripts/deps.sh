@@ -6,6 +6,7 @@ set -euo pipefail
 MINIDL_BUILD_PACKAGES=(build-essential cmake pkg-config libopenblas-dev libstb-dev catch2 libcli11-dev
                        nlohmann-json3-dev zlib1g-dev libbenchmark-dev)
 MINIDL_DEMO_PACKAGES=(python3-matplotlib)
+MINIDL_TORCH_PACKAGES=(python3-torch)
 
 install_deps() {
   local wanted=() missing=() group pkg
@@ -18,6 +19,7 @@ install_deps() {
         command -v npm > /dev/null || wanted+=(npm)
         ;;
       fuzz) wanted+=(clang libclang-rt-14-dev) ;;
+      torch) wanted+=("${MINIDL_TORCH_PACKAGES[@]}") ;;
       *) echo "install_deps: unknown group '$group'" >&2; return 1 ;;
     esac
   done

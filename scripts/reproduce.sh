@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Regenerates every result table and figure of the README from scratch: minidl and its PyTorch
+# peer over 5 seeds (lr sweep, steps to 95 % at lr 0.05), the BN paper's Figure 1 in two setups,
+# and BN vs GroupNorm vs LayerNorm. Results land in out/; plots are copied to docs/; the
+# tables are printed (and kept in out/tables.md).
+#   scripts/reproduce.sh [STAGE ...]   stages: sweep compare fig1 norms tables (default: all)
+# Running time on 2 cores: see README "Reproducing the results".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+install_deps build demo
+command -v /usr/bin/python3 > /dev/null && /usr/bin/python3 -c 'import torch' 2> /dev/null || install_deps torch
+[ -x build/minidl ] || scripts/build.sh
+scripts/get_mnist.sh > /dev/null
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(sweep compare fig1 norms tables)
+minidl="${MINIDL:-./build/minidl}"  # MINIDL=path runs another binary (e.g. a copy while you rebuild)
+peer="/usr/bin/python3 scripts/pytorch_peer.py"
+seeds=5
+mkdir -p out docs
+stamp() { echo "[$(date +%H:%M:%S)] $*" >&2; }
+for stage in "${stages[@]}"; do
+  case "$stage" in
+    sweep)
+      stamp "minidl sweep, $seeds seeds"
+      "$minidl" sweep --data data/mnist --lrs 0.01,0.05,0.2,1,5 --seeds $seeds --quiet --out out/sweep > out/sweep.txt
+      stamp "PyTorch sweep, $seeds seeds"
+      $peer sweep --data data/mnist --lrs 0.01,0.05,0.2,1,5 --seeds $seeds --quiet --out out/pytorch-sweep > out/pytorch-sweep.txt
+      /usr/bin/python3 scripts/plot.py sweep out/sweep out/pytorch-sweep
+      cp out/sweep/sweep.png docs/sweep.png
+      ;;
+    compare)
+      for lr in 0.05 1.0; do
+        stamp "minidl compare lr $lr, $seeds seeds"
+        "$minidl" compare --data data/mnist --lr $lr --eval-every 50 --seeds $seeds --quiet --out out/compare-lr$lr > out/compare-lr$lr.txt
+        stamp "PyTorch compare lr $lr, $seeds seeds"
+        $peer compare --data data/mnist --lr $lr --eval-every 50 --seeds $seeds --quiet --out out/pytorch-compare-lr$lr > out/pytorch-compare-lr$lr.txt
+        /usr/bin/python3 scripts/plot.py compare out/compare-lr$lr out/pytorch-compare-lr$lr
+        cp out/compare-lr$lr/compare.png docs/compare_lr${lr/./}.png
+      done
+      ;;
+    fig1)
+      stamp "paper-fig1, PyTorch's uniform init and momentum 0.9"
+      "$minidl" paper-fig1 --data data/mnist --quiet --out out/fig1 > out/fig1.txt
+      cp out/fig1/fig1.png docs/fig1.png
+      stamp "paper-fig1, Gaussian init (std 0.1) and plain SGD"
+      "$minidl" paper-fig1 --data data/mnist --init normal:0.1 --momentum 0 --quiet --out out/fig1-gauss > out/fig1-gauss.txt
+      cp out/fig1-gauss/fig1.png docs/fig1_gauss.png
+      ;;
+    norms)
+      scripts/norm_compare.sh 3 > out/norms.txt
+      for d in out/norms/b64_lr0.05 out/norms/b4_lr0.05; do
+        /usr/bin/python3 scripts/plot.py compare "$d"
+        cp "$d/compare.png" "docs/norms_$(basename "$d" | tr -d .).png"
+      done
+      ;;
+    tables)
+      {
+        echo "## lr sweep"; /usr/bin/python3 scripts/tables.py sweep out/sweep out/pytorch-sweep
+        for lr in 0.05 1.0; do echo; echo "## compare lr $lr"; /usr/bin/python3 scripts/tables.py compare out/compare-lr$lr out/pytorch-compare-lr$lr; done
+        echo; echo "## normalizations"; /usr/bin/python3 scripts/tables.py norms out/norms
+      } | tee out/tables.md
+      ;;
+    *) echo "reproduce.sh: unknown stage '$stage' (sweep compare fig1 norms tables)" >&2; exit 1 ;;
+  esac
+done
+stamp "done"
