@@ -159,26 +159,40 @@ def sweep(d, peer=None):
 def fig1(d):
     data = rows(os.path.join(d, "fig1.csv"))
     summary = json.load(open(os.path.join(d, "fig1.json")))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    seeds = sorted({r["seed"] for r in data}, key=int)
+    first = seeds[0]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.9))
     for run in ("no_bn", "bn"):
-        pts = [r for r in data if r["run"] == run]
-        axes[0].plot([int(r["step"]) for r in pts], [num(r["test_acc"]) for r in pts], label=LABELS[run], color=COLORS[run])
+        curves = {}
+        for r in data:
+            if r["run"] == run:
+                curves.setdefault(r["seed"], []).append(r)
+        steps, med, lo, hi = band(curves, "test_acc")
+        axes[0].plot(steps, med, label=f"{LABELS[run]} (n={len(curves)})", color=COLORS[run])
+        if len(curves) > 1:
+            axes[0].fill_between(steps, lo, hi, color=COLORS[run], alpha=0.18, linewidth=0)
     axes[0].set_xlabel("training step")
     axes[0].set_ylabel("test accuracy")
     axes[0].set_title("(a) test accuracy")
     axes[0].legend()
     axes[0].grid(alpha=0.3)
     for ax, run, letter in ((axes[1], "no_bn", "b"), (axes[2], "bn", "c")):
-        pts = [r for r in data if r["run"] == run]
+        pts = [r for r in data if r["run"] == run and r["seed"] == first]
         steps = [int(r["step"]) for r in pts]
         for key, style in (("p15", "--"), ("p50", "-"), ("p85", "--")):
-            ax.plot(steps, [num(r[key]) for r in pts], style, color=COLORS[run], label=key.replace("p", "") + "th pct")
+            ax.plot(steps, [num(r[key]) for r in pts], style, color=COLORS[run],
+                    label=f"unit {summary['unit']}: {key[1:]}th pct")
+        for key in ("m15", "m50", "m85"):
+            ax.plot(steps, [num(r[key]) for r in pts], ":", color="black", linewidth=1,
+                    label="median over units" if key == "m50" else None)
         ax.set_xlabel("training step")
-        ax.set_ylabel(f"input to sigmoid unit {summary['unit']}")
-        ax.set_title(f"({letter}) {LABELS[run]}")
-        ax.legend(fontsize=8)
+        ax.set_ylabel("input to a last-hidden-layer sigmoid")
+        ax.set_title(f"({letter}) {LABELS[run]}, seed {first}")
+        ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.suptitle("BN paper, Figure 1 on MNIST: " + title(summary["config"]))
+    c = summary["config"]
+    init = "Gaussian init" if c.get("init_std") else "PyTorch's uniform init"
+    fig.suptitle(f"BN paper, Figure 1 on MNIST: {title(c)}, {init}", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(d, "fig1.png"), dpi=110)
 

@@ -78,12 +78,17 @@ struct TrainFlags {
   double epochs = 0.0;
   int64_t steps = 0;
   uint64_t seed = 0;
+  std::string init = "uniform";  // or normal:STD; train also takes a checkpoint path here
+  float init_scale = 1.0f;
   bool no_shuffle = false;
   int threads = 0;  // 0: all cores
   int64_t eval_every = 100;
   int64_t train_limit = 0;
   int64_t test_limit = 0;
 };
+
+// Whether --init names a checkpoint (anything but "uniform" and "normal:STD").
+bool is_init_checkpoint(const std::string& init);
 
 // Adds the training flags to cmd, the architecture flags among them.
 void add_train_flags(CLI::App* cmd, TrainFlags& flags);

@@ -69,8 +69,14 @@ Command add_compare_command(CLI::App& root) {
   cmd->add_flag("--quiet", a->quiet, "No progress output");
   return {cmd, [a]() -> int {
             const std::vector<uint64_t> seeds = parse_seeds(a->seeds);
+            MINIDL_CHECK(!is_init_checkpoint(a->flags.init),
+                         "--init: compare takes uniform or normal:STD (only train starts from a checkpoint), got '", a->flags.init, "'");
             TrainConfig base = to_config(a->flags);
-            const std::vector<Arm> arms = resolve_arms(*a);
+            std::vector<Arm> arms = resolve_arms(*a);
+            for (Arm& arm : arms) {
+              arm.model.init_std = base.model.init_std;
+              arm.model.init_scale = base.model.init_scale;
+            }
             Mnist data = load_data(a->flags);
             make_dir(a->out);
             install_signal_handlers();

@@ -32,7 +32,10 @@ Command add_sweep_command(CLI::App& root) {
             MINIDL_CHECK(!a->lrs.empty(), "--lrs needs at least one learning rate");
             const std::vector<uint64_t> seeds = parse_seeds(a->seeds);
             TrainConfig base = to_config(a->flags);
-            const ModelConfig model = a->flags.model.config_for_arms("sweep");
+            ModelConfig model = a->flags.model.config_for_arms("sweep");
+            MINIDL_CHECK(!is_init_checkpoint(a->flags.init), "--init: sweep takes uniform or normal:STD (only train starts from a checkpoint), got '", a->flags.init, "'");
+            model.init_std = base.model.init_std;
+            model.init_scale = base.model.init_scale;
             for (float lr : a->lrs) {
               TrainConfig c = base;
               c.lr = lr;

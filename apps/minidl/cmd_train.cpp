@@ -11,7 +11,7 @@ namespace minidl::app {
 namespace {
 struct TrainArgs {
   TrainFlags flags;
-  std::string init, save, log, checkpoint_dir, resume;
+  std::string save, log, checkpoint_dir, resume;
   int64_t checkpoint_every = 0;
   bool quiet = false;
 };
@@ -21,7 +21,6 @@ Command add_train_command(CLI::App& root) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = root.add_subcommand("train", "Train a model on MNIST (or another IDX data set)");
   add_train_flags(cmd, args->flags);
-  cmd->add_option("--init", args->init, "Start from this safetensors checkpoint (PyTorch names)");
   cmd->add_option("--save", args->save, "Write the final model here (safetensors)");
   cmd->add_option("--log", args->log, "Write the training curve here (CSV)");
   cmd->add_option("--checkpoint-dir", args->checkpoint_dir, "Keep the latest model and trainer state here");
@@ -38,9 +37,9 @@ Command add_train_command(CLI::App& root) {
             validate(config);
             Mnist data = load_data(args->flags);
             auto net = make_model(config.model);
-            if (!args->init.empty()) {
-              Safetensors file = load_safetensors(args->init);
-              load_state_dict(*net, file.tensors, args->init);
+            if (is_init_checkpoint(args->flags.init)) {
+              Safetensors file = load_safetensors(args->flags.init);
+              load_state_dict(*net, file.tensors, args->flags.init);
             }
             if (!args->quiet) std::cerr << "minidl train: " << describe(config) << (config.model.batch_norm ? ", bn (" : ", no bn")
                                         << (config.model.batch_norm ? std::string(to_string(config.model.batch_norm_impl)) + ")" : "")

@@ -16,6 +16,7 @@
 #include "minidl/checkpoint.h"
 #include "minidl/io/file.h"
 #include "minidl/io/safetensors.h"
+#include "minidl/nn/init.h"
 
 namespace minidl::app {
 
@@ -109,6 +110,8 @@ std::shared_ptr<Net> load_checkpoint_model(const std::string& path, const ModelF
   return load_model(path, fallback);
 }
 
+bool is_init_checkpoint(const std::string& init) { return init != "uniform" && init.rfind("normal:", 0) != 0; }
+
 void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   cmd->add_option("--data", f.data, "Directory with the IDX files (MNIST or alike)")->capture_default_str();
   add_model_flags(cmd, f.model);
@@ -121,6 +124,12 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   auto* steps = cmd->add_option("--steps", f.steps, "Steps to train instead of epochs");
   epochs->excludes(steps);
   cmd->add_option("--seed", f.seed, "Seed for the initial weights and the batch order")->capture_default_str();
+  cmd->add_option("--init", f.init,
+                  "Initial weights: uniform (PyTorch's default), normal:STD (Gaussian weights, zero biases), or, for "
+                  "train, a safetensors checkpoint to start from")
+      ->capture_default_str();
+  cmd->add_option("--init-scale", f.init_scale, "Multiply every initial conv and linear weight by this")
+      ->capture_default_str();
   cmd->add_flag("--no-shuffle", f.no_shuffle, "Consecutive batches in file order, from image 0");
   cmd->add_option("--threads", f.threads, "Threads for OpenMP and OpenBLAS (default: all cores)");
   cmd->add_option("--eval-every", f.eval_every, "Evaluate on the test set every N steps (0: only at the end)")
@@ -133,6 +142,9 @@ TrainConfig to_config(const TrainFlags& f) {
   TrainConfig c;
   c.model = f.model.config();
   c.model.seed = f.seed;
+  c.model.init_std = is_init_checkpoint(f.init) ? 0.0f : parse_init_std(f.init);
+  c.model.init_scale = f.init_scale;
+  MINIDL_CHECK(f.init_scale > 0 && std::isfinite(f.init_scale), "--init-scale must be a positive number, got ", f.init_scale);
   c.optimizer = parse_optimizer_kind(f.optimizer);
   c.lr = f.lr;
   c.momentum = f.momentum;
@@ -159,14 +171,16 @@ nlohmann::json config_json(const TrainConfig& c) {
     return {{"model", "spec"}, {"arch", c.model.arch}, {"bn_impl", to_string(c.model.batch_norm_impl)},
             {"optimizer", to_string(c.optimizer)}, {"lr", c.lr}, {"momentum", c.momentum},
             {"weight_decay", c.weight_decay}, {"batch_size", c.batch_size}, {"epochs", c.epochs},
-            {"steps", c.steps}, {"seed", c.seed}, {"shuffle", c.shuffle}, {"eval_every", c.eval_every}};
+            {"steps", c.steps}, {"seed", c.seed}, {"shuffle", c.shuffle}, {"eval_every", c.eval_every},
+            {"init_std", c.model.init_std}, {"init_scale", c.model.init_scale}};
   return {{"model", to_string(c.model.kind)},       {"act", to_string(c.model.activation)},
           {"bn_impl", to_string(c.model.batch_norm_impl)}, {"optimizer", to_string(c.optimizer)},
           {"lr", c.lr},                               {"momentum", c.momentum},
           {"weight_decay", c.weight_decay},           {"batch_size", c.batch_size},
           {"epochs", c.epochs},                       {"steps", c.steps},
           {"seed", c.seed},                           {"shuffle", c.shuffle},
-          {"eval_every", c.eval_every}};
+          {"eval_every", c.eval_every},               {"init_std", c.model.init_std},
+          {"init_scale", c.model.init_scale}};
 }
 
 std::string describe(const TrainConfig& c) {

@@ -1,5 +1,6 @@
 #include "minidl/nn/models.h"
 
+#include "minidl/nn/init.h"
 #include "minidl/nn/spec.h"
 #include "minidl/ops.h"
 #include "minidl/profiler.h"
@@ -134,14 +135,19 @@ std::string MlpNet::describe() const {
 }
 
 std::shared_ptr<Net> make_model(const ModelConfig& config) {
-  if (config.kind == ModelKind::Cnn) return std::make_shared<CnnNet>(config);
-  if (config.kind == ModelKind::Spec) {
+  std::shared_ptr<Net> net;
+  if (config.kind == ModelKind::Cnn) {
+    net = std::make_shared<CnnNet>(config);
+  } else if (config.kind == ModelKind::Spec) {
     ModelConfig c = config;
     c.arch = canonical_spec(config.arch);
     c.batch_norm = spec_has(c.arch, "bn");
-    return std::make_shared<SpecNet>(c);
+    net = std::make_shared<SpecNet>(c);
+  } else {
+    net = std::make_shared<MlpNet>(config);
   }
-  return std::make_shared<MlpNet>(config);
+  initialize_weights(*net, config.init_std, config.init_scale, config.seed);
+  return net;
 }
 
 }  // namespace minidl

@@ -37,6 +37,11 @@ struct ModelConfig {
   // The spec of a ModelKind::Spec model (nn/spec.h); batch_norm and activation do not apply to
   // it (the spec names its layers), batch_norm_impl does.
   std::string arch;
+  // Initial weights (nn/init.h): init_std 0 keeps PyTorch's default (uniform); init_std > 0
+  // draws every conv and linear weight from N(0, init_std^2) and zeroes their biases. Then
+  // every conv and linear weight is multiplied by init_scale.
+  float init_std = 0.0f;
+  float init_scale = 1.0f;
 };
 
 // The model a config describes, for logs: "cnn", "cnn+bn", or the spec.
