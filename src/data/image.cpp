@@ -12,6 +12,14 @@
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_NO_STDIO
 #define STBI_FAILURE_USERMSG
+// The formats minidl documents; stb's HDR and PIC readers are left out.
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_GIF
+#define STBI_ONLY_TGA
+#define STBI_ONLY_PSD
+#define STBI_ONLY_PNM
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -38,8 +46,32 @@ uint32_t be32(const std::string& b, size_t at) {
 // The least number of bytes a file of this format needs for the pixels its header declares
 // (0 when the format is not one this checks, or the header is too short to tell: stb then
 // refuses it). `why` says what the bound comes from.
-uint64_t least_file_bytes(const std::string& b, const char*& why) {
+uint64_t least_file_bytes(const std::string& b, uint64_t width, uint64_t height, const char*& why) {
   const size_t n = b.size();
+  const uint64_t pixels = width * height;
+  if (n >= 3 && static_cast<unsigned char>(b[0]) == 0xff && static_cast<unsigned char>(b[1]) == 0xd8) {  // JPEG
+    // Every 8x8 block of the full-resolution component has a DC coefficient, coded with a
+    // Huffman code of at least one bit, baseline or progressive.
+    why = "a JPEG codes each 8x8 block in at least one bit";
+    return ((width + 7) / 8) * ((height + 7) / 8) / 8;
+  }
+  if (n >= 6 && b.compare(0, 3, "GIF") == 0) {
+    // LZW codes are at least 3 bits, and the k-th code since a clear expands to at most k + 1
+    // pixels (4096 at most): c codes give at most sum_k min(k + 2, 4096) pixels.
+    why = "GIF's LZW codes are at least 3 bits and each expands to at most 4096 pixels";
+    const uint64_t ramp = 4094, ramp_pixels = ramp * (ramp + 3) / 2;  // codes 0..4093 give k + 2 pixels each
+    uint64_t codes;
+    if (pixels <= ramp_pixels) {
+      codes = static_cast<uint64_t>(std::ceil((std::sqrt(9.0 + 8.0 * static_cast<double>(pixels)) - 3.0) / 2.0));
+    } else {
+      codes = ramp + (pixels - ramp_pixels + 4095) / 4096;
+    }
+    return codes * 3 / 8;
+  }
+  if (n >= 26 && b.compare(0, 4, "8BPS") == 0) {  // PSD: raw, or PackBits with at most 128 bytes per 2
+    why = "PSD's PackBits runs hold at most 64 samples per byte";
+    return pixels / 64;
+  }
   if (n >= 30 && b[0] == 'B' && b[1] == 'M') {  // BMP
     const uint64_t offset = le32(b, 10), dib = le32(b, 14);
     uint64_t w, h, bpp, compression = 0;
@@ -120,7 +152,7 @@ GrayImage decode_image(const std::string& bytes, const std::string& source, int6
                                     " pixels, more than the limit of ", max_pixels,
                                     " (minidl predict --max-pixels raises it)"));
   const char* why = "";
-  const uint64_t least = least_file_bytes(bytes, why);
+  const uint64_t least = least_file_bytes(bytes, static_cast<uint64_t>(w), static_cast<uint64_t>(h), why);
   if (least > bytes.size())
     throw InputError(detail::concat(source, ": image declares ", w, "x", h, " pixels, which need at least ", least,
                                     " bytes, but the file has ", bytes.size(), " (", why, "): truncated or corrupt"));

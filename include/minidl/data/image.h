@@ -24,7 +24,8 @@ struct GrayImage {
 //  - the file is shorter than the pixel data it declares, for the formats that store pixels
 //    uncompressed (BMP without RLE, PNM, TGA without RLE), or than the least a format's
 //    compression needs for that many pixels (TGA RLE: a byte per 128 pixels; PNG: deflate's
-//    1032:1).
+//    1032:1; JPEG: a bit per 8x8 block; GIF: LZW codes of 3+ bits expanding to 4096 pixels at
+//    most; PSD: PackBits' 64 samples per byte).
 // Peak memory of decode_image + mnist_preprocess is then at most kImageBytesPerPixel bytes per
 // declared pixel plus the file itself (measured by a test).
 constexpr int64_t kMaxImagePixels = int64_t{1} << 24;  // 16 Mpixel
