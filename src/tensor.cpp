@@ -170,6 +170,13 @@ Tensor& Tensor::set_requires_grad(bool requires) {
 
 void Tensor::zero_grad() { impl_->grad.reset(); }
 
+void Tensor::set_grad(const Tensor& grad) {
+  if (grad.defined())
+    MINIDL_CHECK(grad.shape() == shape(), "set_grad: gradient of shape ", shape_to_string(grad.shape()), " for a tensor of shape ",
+                 shape_to_string(shape()));
+  impl_->grad = grad.defined() ? grad.impl_ptr() : nullptr;
+}
+
 std::ostream& operator<<(std::ostream& os, const Tensor& t) {
   if (!t.defined()) return os << "Tensor(undefined)";
   os << "Tensor(shape=" << shape_to_string(t.shape()) << ", data=[";

@@ -26,6 +26,7 @@ Command add_fig1_command(CLI::App& root);
 Command add_eval_command(CLI::App& root);
 Command add_predict_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
+Command add_study_command(CLI::App& root);
 
 // Exit statuses (README "Exit status").
 constexpr int kExitOk = 0;

@@ -28,8 +28,10 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
                                "Architecture as a spec instead of a preset, e.g. \"conv(16,5,pad=2) bn sigmoid maxpool(2) "
                                "flatten linear(10)\" (README \"Models from a spec\")");
   f.bn_opt = cmd->add_flag("--bn,!--no-bn", f.bn, "Preset with or without BatchNorm (default: without)");
-  f.bn_impl_opt = cmd->add_option("--bn-impl", f.bn_impl, "BatchNorm implementation: fused or composed")
-                      ->check(CLI::IsMember({"fused", "composed"}))
+  f.bn_impl_opt = cmd->add_option("--bn-impl", f.bn_impl,
+                                  "BatchNorm implementation: fused, composed, or detached (statistics outside the "
+                                  "gradient, see study detached)")
+                      ->check(CLI::IsMember({"fused", "composed", "detached"}))
                       ->capture_default_str();
   f.act_opt = cmd->add_option("--act", f.act, "Preset activation: sigmoid, relu or tanh")
                   ->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))

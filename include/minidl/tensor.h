@@ -110,6 +110,7 @@ class Tensor {
   bool is_leaf() const { return impl_->grad_fn == nullptr; }
   Tensor grad() const { return Tensor(impl_->grad); }
   void zero_grad();  // drops the gradient (like PyTorch's set_to_none=True)
+  void set_grad(const Tensor& grad);  // holds `grad` (not a copy) as the gradient; undefined drops it
   // Seeds with 1 (scalar outputs only) and back-propagates through the recorded graph, then
   // releases the graph.
   void backward() const;

@@ -13,10 +13,18 @@ namespace minidl {
 BatchNormImpl parse_batch_norm_impl(const std::string& name) {
   if (name == "fused") return BatchNormImpl::Fused;
   if (name == "composed") return BatchNormImpl::Composed;
-  throw Error("batch norm implementation: expected fused or composed, got '" + name + "'");
+  if (name == "detached") return BatchNormImpl::Detached;
+  throw Error("batch norm implementation: expected fused, composed or detached, got '" + name + "'");
 }
 
-const char* to_string(BatchNormImpl impl) { return impl == BatchNormImpl::Fused ? "fused" : "composed"; }
+const char* to_string(BatchNormImpl impl) {
+  switch (impl) {
+    case BatchNormImpl::Fused: return "fused";
+    case BatchNormImpl::Composed: return "composed";
+    case BatchNormImpl::Detached: return "detached";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -76,6 +84,28 @@ Tensor batch_norm_composed(const Tensor& x, const Tensor& weight, const Tensor& 
   return add(mul(xhat, reshape(weight, channel_shape)), reshape(bias, channel_shape));
 }
 
+Tensor batch_norm_detached(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                           Tensor running_var, bool training, float momentum, float eps) {
+  if (!training) return batch_norm_composed(x, weight, bias, running_mean, running_var, false, momentum, eps);
+  const Layout l = check_input(x, weight, running_mean, training, "batch_norm_detached");
+  const Shape channel_shape = x.dim() == 4 ? Shape{1, l.C, 1, 1} : Shape{1, l.C};
+  Tensor mu, inv_std;
+  {
+    // The statistics as constants: computed like the composed form's, off the tape.
+    NoGradGuard no_grad;
+    const std::vector<int64_t> axes = x.dim() == 4 ? std::vector<int64_t>{0, 2, 3} : std::vector<int64_t>{0};
+    Tensor xd = x.detach();
+    Tensor m0 = mean(xd, axes, true);
+    Tensor residue = mean(sub(xd, m0), axes, true);
+    mu = add(m0, residue);
+    Tensor var = mean(square(sub(xd, mu)), axes, true);
+    update_running_stats(running_mean, running_var, mu.data(), var.data(), l.N * l.S, momentum);
+    inv_std = rsqrt(add(var, eps));
+  }
+  Tensor xhat = mul(sub(x, mu), inv_std);
+  return add(mul(xhat, reshape(weight, channel_shape)), reshape(bias, channel_shape));
+}
+
 Tensor batch_norm_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                         Tensor running_var, bool training, float momentum, float eps) {
   ProfileScope scope("batch_norm_fused");
@@ -129,7 +159,9 @@ Tensor BatchNorm::forward(const Tensor& x) {
   const bool training = is_training();
   Tensor y = impl_ == BatchNormImpl::Fused
                  ? batch_norm_fused(x, weight, bias, running_mean, running_var, training, momentum, eps)
-                 : batch_norm_composed(x, weight, bias, running_mean, running_var, training, momentum, eps);
+             : impl_ == BatchNormImpl::Composed
+                 ? batch_norm_composed(x, weight, bias, running_mean, running_var, training, momentum, eps)
+                 : batch_norm_detached(x, weight, bias, running_mean, running_var, training, momentum, eps);
   if (training) num_batches_tracked.data()[0] += 1.0f;
   return y;
 }

@@ -1,6 +1,7 @@
 #include "minidl/nn/models.h"
 
 #include "minidl/nn/init.h"
+#include "minidl/nn/noise.h"
 #include "minidl/nn/spec.h"
 #include "minidl/ops.h"
 #include "minidl/profiler.h"
@@ -26,6 +27,18 @@ const char* to_string(ModelKind kind) {
 std::string describe_model(const ModelConfig& c) {
   if (c.kind == ModelKind::Spec) return c.arch;
   return detail::concat(to_string(c.kind), " ", to_string(c.activation), c.batch_norm ? " with BN" : " without BN");
+}
+
+std::vector<Generator*> Net::generators() {
+  std::vector<Generator*> out;
+  for (Generator& g : noise_gens_) out.push_back(&g);
+  return out;
+}
+
+Tensor Net::maybe_noise(size_t k, const Tensor& x) {
+  if (!config_.covariate_noise || !is_training()) return x;
+  while (noise_gens_.size() <= k) noise_gens_.emplace_back(layer_seed(config_.seed, "noise" + std::to_string(noise_gens_.size())));
+  return covariate_noise(x, noise_gens_[k]);
 }
 
 bool Net::has_batch_norm() const {
@@ -77,7 +90,7 @@ Tensor maybe(const char* name, const std::shared_ptr<BatchNorm>& bn, const Tenso
 }  // namespace
 
 CnnNet::CnnNet(const ModelConfig& c) : Net(c) {
-  const bool bias = !c.batch_norm;
+  const bool bias = !c.batch_norm || c.bias_before_bn;
   conv1_ = register_module("conv1", make_layer<Conv2d>(c.seed, "conv1", int64_t{1}, int64_t{16}, int64_t{5}, int64_t{1}, int64_t{2}, bias));
   bn1_ = maybe_bn2d("bn1", 16);
   conv2_ = register_module("conv2", make_layer<Conv2d>(c.seed, "conv2", int64_t{16}, int64_t{32}, int64_t{5}, int64_t{1}, int64_t{2}, bias));
@@ -89,12 +102,13 @@ CnnNet::CnnNet(const ModelConfig& c) : Net(c) {
 
 Tensor CnnNet::forward(const Tensor& x) {
   check_input(x);
+  begin_forward();
   // The activations are monotonic, so act(max_pool(z)) == max_pool(act(z)) value for value,
   // and the gradient reaches the same element; pooling first runs the activation and its
   // backward on a quarter of the values.
-  Tensor h = act(max_pool2d(maybe("bn1", bn1_, run("conv1", *conv1_, x)), 2));
-  h = act(max_pool2d(maybe("bn2", bn2_, run("conv2", *conv2_, h)), 2));
-  h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
+  Tensor h = act(max_pool2d(maybe_noise(0, maybe("bn1", bn1_, run("conv1", *conv1_, x))), 2));
+  h = act(max_pool2d(maybe_noise(1, maybe("bn2", bn2_, run("conv2", *conv2_, h))), 2));
+  h = maybe_noise(2, maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h))));
   last_hidden_input_ = h.detach();
   return run("fc2", *fc2_, act(h));
 }
@@ -104,7 +118,7 @@ std::string CnnNet::describe() const {
 }
 
 MlpNet::MlpNet(const ModelConfig& c) : Net(c) {
-  const bool bias = !c.batch_norm;
+  const bool bias = !c.batch_norm || c.bias_before_bn;
   fc1_ = register_module("fc1", make_layer<Linear>(c.seed, "fc1", int64_t{784}, int64_t{100}, bias));
   bn1_ = maybe_bn1d("bn1", 100);
   fc2_ = register_module("fc2", make_layer<Linear>(c.seed, "fc2", int64_t{100}, int64_t{100}, bias));
@@ -116,10 +130,11 @@ MlpNet::MlpNet(const ModelConfig& c) : Net(c) {
 
 Tensor MlpNet::forward(const Tensor& x) {
   check_input(x);
+  begin_forward();
   Tensor h = x.dim() == 4 ? flatten(x) : x;
-  h = act(maybe("bn1", bn1_, run("fc1", *fc1_, h)));
-  h = act(maybe("bn2", bn2_, run("fc2", *fc2_, h)));
-  h = maybe("bn3", bn3_, run("fc3", *fc3_, h));
+  h = act(maybe_noise(0, maybe("bn1", bn1_, run("fc1", *fc1_, h))));
+  h = act(maybe_noise(1, maybe("bn2", bn2_, run("fc2", *fc2_, h))));
+  h = maybe_noise(2, maybe("bn3", bn3_, run("fc3", *fc3_, h)));
   last_hidden_input_ = h.detach();
   return run("fc4", *fc4_, act(h));
 }

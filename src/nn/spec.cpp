@@ -237,6 +237,7 @@ SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
       macs = static_cast<double>(conv->weight.numel()) * static_cast<double>(built.output.at(1) * built.output.at(2));
     if (macs > 0) macs_.push_back(macs);
     if (r.layer->activation) last_activation_ = i;
+    activation_.push_back(r.layer->activation);
     modules.push_back(built.module);
     shape = built.output;
   }
@@ -253,10 +254,12 @@ SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
 Tensor SpecNet::forward(const Tensor& x) {
   MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 1 && x.size(2) == kImageSize && x.size(3) == kImageSize,
                "spec model: expected input [N, 1, 28, 28], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  begin_forward();
   Tensor h = x;
   const auto& layers = children();
   for (size_t i = 0; i < layers.size(); ++i) {
     if (i == last_activation_) last_hidden_input_ = h.detach();
+    if (activation_[i]) keep_hidden(h);
     LayerScope scope(layer_names_[i].c_str());
     h = layers[i].second->forward(h);
   }

@@ -199,6 +199,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
       break;
     }
     loss.backward();
+    if (callbacks.after_backward) callbacks.after_backward(pos.step + 1, net, *optimizer, images, labels, loss_value);
     optimizer->step();
     ++pos.step;
     for (const auto& p : named) {

@@ -19,13 +19,18 @@
 
 namespace minidl {
 
-enum class BatchNormImpl { Fused, Composed };
-BatchNormImpl parse_batch_norm_impl(const std::string& name);  // "fused" | "composed"
+// Detached: the composed form with the batch mean and variance treated as constants in the
+// backward pass (recomputed every step, no gradient through them): the variant the BN paper
+// (section 2) argues against, for `minidl study detached`.
+enum class BatchNormImpl { Fused, Composed, Detached };
+BatchNormImpl parse_batch_norm_impl(const std::string& name);  // "fused" | "composed" | "detached"
 const char* to_string(BatchNormImpl impl);
 
 // Functional forms. x: [N, C] or [N, C, H, W]; weight, bias: [C]; running_mean, running_var:
 // [C] (updated in place when training). Return y with x's shape.
 Tensor batch_norm_composed(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                           Tensor running_var, bool training, float momentum, float eps);
+Tensor batch_norm_detached(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                            Tensor running_var, bool training, float momentum, float eps);
 Tensor batch_norm_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                         Tensor running_var, bool training, float momentum, float eps);

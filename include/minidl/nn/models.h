@@ -42,6 +42,11 @@ struct ModelConfig {
   // every conv and linear weight is multiplied by init_scale.
   float init_std = 0.0f;
   float init_scale = 1.0f;
+  // Presets only (for the studies): keep the bias of a conv/linear before BN, which BN makes
+  // redundant (`--bias-before-bn`); inject covariate noise (nn/noise.h) after each BN, or where
+  // BN would be without it, in training.
+  bool bias_before_bn = false;
+  bool covariate_noise = false;
 };
 
 // The model a config describes, for logs: "cnn", "cnn+bn", or the spec.
@@ -54,6 +59,13 @@ class Net : public Module {
   // forward, detached: [N, 128] for cnn, [N, 100] for mlp. The BN paper's Figure 1(b, c)
   // tracks one unit of it.
   const Tensor& last_hidden_input() const { return last_hidden_input_; }
+  // With record_hidden(true), every forward keeps the (detached) input of each activation, first
+  // layer first: the "activation distributions" the studies follow.
+  void record_hidden(bool on) { record_hidden_ = on; }
+  const std::vector<Tensor>& hidden_inputs() const { return hidden_inputs_; }
+  // The generators of the model's random layers (covariate noise), so an exact snapshot can
+  // save and restore them.
+  std::vector<Generator*> generators();
   void set_batch_norm_impl(BatchNormImpl impl);
   // Whether some layer normalizes over the batch (training then needs batches of 2 or more).
   bool has_batch_norm() const;
@@ -66,7 +78,17 @@ class Net : public Module {
  protected:
   explicit Net(const ModelConfig& config) : config_(config) {}
   void check_input(const Tensor& x) const;
-  Tensor act(const Tensor& x) const { return activate(x, config_.activation); }
+  Tensor act(const Tensor& x) { return activate(keep_hidden(x), config_.activation); }
+  Tensor keep_hidden(const Tensor& x) {
+    if (record_hidden_) hidden_inputs_.push_back(x.detach());
+    return x;
+  }
+  // Covariate noise at position k (after the k-th BN or where it would be) when configured.
+  Tensor maybe_noise(size_t k, const Tensor& x);
+  void begin_forward() { hidden_inputs_.clear(); }
+  bool record_hidden_ = false;
+  std::vector<Tensor> hidden_inputs_;
+  std::vector<Generator> noise_gens_;
   std::shared_ptr<BatchNorm> maybe_bn1d(const std::string& name, int64_t features);
   std::shared_ptr<BatchNorm> maybe_bn2d(const std::string& name, int64_t channels);
   Tensor last_hidden_input_;

@@ -59,6 +59,7 @@ class SpecNet : public Net {
   std::vector<std::string> layer_names_;  // "0:conv", for the profiler
   std::vector<double> macs_;
   size_t last_activation_ = static_cast<size_t>(-1);
+  std::vector<bool> activation_;
 };
 
 }  // namespace minidl

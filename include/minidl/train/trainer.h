@@ -81,6 +81,10 @@ struct TrainCallbacks {
   std::function<void(const CurvePoint&, Net&)> on_eval;
   // Polled between steps; returning true stops the run cleanly (Ctrl-C).
   std::function<bool()> should_stop;
+  // After each step's backward, before the optimizer's step: step (1-based), the model, the
+  // optimizer, the batch and its loss. For probes (train/probes.h), which must leave the state
+  // as they found it.
+  std::function<void(int64_t, Net&, Optimizer&, const Tensor&, const std::vector<int32_t>&, float)> after_backward;
 };
 
 // Trains net on data.train, evaluating on data.test every config.eval_every steps and at the

@@ -1,0 +1,435 @@
+// minidl study NAME: the BN literature's claims about *why* BN works, each measured over seeds.
+//   detached   BN paper section 2: normalizing outside the gradient lets a pre-BN bias drift
+//   noisy      Santurkar et al. 2018 section 2.1: BN with injected covariate shift
+//   ics        Santurkar et al. 2018 Definition 2.1: internal covariate shift, per layer
+//   landscape  Santurkar et al. 2018 section 3.2: loss and gradient along the gradient direction
+//   init       sensitivity to the scale of the initial weights
+// Each writes DIR/study.json (every run, a summary), DIR/study.csv and DIR/study.png.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <algorithm>
+#include <array>
+#include <sstream>
+
+#include "cli.h"
+#include "experiment.h"
+#include "minidl/ops.h"
+#include "minidl/train/probes.h"
+
+namespace minidl::app {
+
+namespace {
+
+struct StudyArgs {
+  TrainFlags flags;
+  std::string seeds = "3";
+  std::string out;
+  bool quiet = false;
+  int64_t every = 0;
+  std::vector<float> lrs;
+  std::vector<float> scales{0.1f, 0.3f, 1.0f, 3.0f, 10.0f};
+};
+
+struct Arm {
+  std::string name;
+  ModelConfig model;
+};
+
+double l2(const Tensor& t) {
+  double s = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) s += double(t.data()[i]) * t.data()[i];
+  return std::sqrt(s);
+}
+
+// Per-unit mean and variance of an activation input ([N, C] or [N, C, H, W]; positions count as
+// samples), for the distribution-movement measure of study noisy.
+void unit_moments(const Tensor& h, std::vector<double>& mean, std::vector<double>& var) {
+  const int64_t N = h.size(0), C = h.size(1), S = h.dim() == 4 ? h.size(2) * h.size(3) : 1;
+  mean.assign(static_cast<size_t>(C), 0.0);
+  var.assign(static_cast<size_t>(C), 0.0);
+  for (int64_t c = 0; c < C; ++c) {
+    double s = 0, s2 = 0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t p = 0; p < S; ++p) {
+        const double v = h.data()[(n * C + c) * S + p];
+        s += v, s2 += v * v;
+      }
+    const double m = s / static_cast<double>(N * S);
+    mean[static_cast<size_t>(c)] = m;
+    var[static_cast<size_t>(c)] = s2 / static_cast<double>(N * S) - m * m;
+  }
+}
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os.precision(8);
+  os << v;
+  return os.str();
+}
+
+class Study {
+ public:
+  Study(std::string name, std::shared_ptr<StudyArgs> args) : name_(std::move(name)), a_(std::move(args)) {}
+
+  // Runs every arm for every seed (and every lr when lrs is given), with per-run hooks.
+  int run(const std::vector<Arm>& arms, const std::string& csv_header,
+          const std::function<void(const Arm&, uint64_t, float, TrainConfig&, TrainCallbacks&, std::ostream& csv,
+                                   nlohmann::json& extra)>& hook,
+          const std::function<void(nlohmann::json&)>& finish = {}) {
+    const std::vector<uint64_t> seeds = parse_seeds(a_->seeds);
+    MINIDL_CHECK(!is_init_checkpoint(a_->flags.init), "--init: study takes uniform or normal:STD, got '", a_->flags.init, "'");
+    TrainConfig base = to_config(a_->flags);
+    Mnist data = load_data(a_->flags);
+    const std::string out = a_->out.empty() ? "out/study-" + name_ : a_->out;
+    make_dir(out);
+    install_signal_handlers();
+    std::ostringstream csv;
+    csv << csv_header << "\n";
+    nlohmann::json runs = nlohmann::json::array(), arm_list = nlohmann::json::array();
+    for (const Arm& arm : arms) arm_list.push_back({{"name", arm.name}, {"model", describe_model(arm.model)}});
+    const std::vector<float> lrs = a_->lrs.empty() ? std::vector<float>{base.lr} : a_->lrs;
+    for (float lr : lrs)
+      for (uint64_t seed : seeds)
+        for (const Arm& arm : arms) {
+          TrainConfig c = base;
+          c.lr = lr;
+          c.seed = seed;
+          c.model = arm.model;
+          c.model.seed = seed;
+          c.model.init_std = arm.model.init_std ? arm.model.init_std : base.model.init_std;
+          if (arm.model.init_scale == 1.0f) c.model.init_scale = base.model.init_scale;
+          validate(c);
+          const std::string label = arm.name + " lr=" + fmt(lr) + " seed " + std::to_string(seed);
+          if (!a_->quiet) std::cerr << "minidl study " << name_ << ": " << label << ": " << describe(c) << "\n";
+          TrainCallbacks cb = progress_callbacks(label, true);
+          nlohmann::json extra = nlohmann::json::object();
+          std::ostringstream rows;
+          hook(arm, seed, lr, c, cb, rows, extra);
+          auto net = make_model(c.model);
+          TrainResult r = train(*net, data, c, cb);
+          if (r.interrupted) {
+            std::cerr << "minidl: interrupted; the study is incomplete\n";
+            return kExitInterrupted;
+          }
+          csv << rows.str();
+          nlohmann::json rec = run_record(arm.name, lr, seed, r);
+          for (auto it = extra.begin(); it != extra.end(); ++it) rec[it.key()] = it.value();
+          runs.push_back(rec);
+          if (!a_->quiet)
+            std::cerr << "[" << label << "] "
+                      << (r.diverged ? "diverged at step " + std::to_string(r.diverged_step)
+                                     : "test accuracy " + fmt(100 * r.final_eval.accuracy) + "%")
+                      << "\n";
+        }
+    nlohmann::json j{{"study", name_}, {"config", config_json(base)}, {"seeds", seeds}, {"arms", arm_list},
+                     {"runs", runs},   {"summary", summarize(runs)}};
+    if (finish) finish(j);
+    write_text(out + "/study.csv", csv.str());
+    write_text(out + "/study.json", j.dump(2) + "\n");
+    print_summary(j["summary"], lrs.size() > 1);
+    if (j.contains("findings"))
+      for (const auto& f : j["findings"]) std::printf("%s\n", f.get<std::string>().c_str());
+    run_plot("study-" + name_, out);
+    std::cout << "results: " << out << "/study.csv, study.json, study.png\n";
+    return kExitOk;
+  }
+
+  ModelConfig base_model(const char* command) const {
+    ModelConfig m = a_->flags.model.config_for_arms(command);
+    return m;
+  }
+
+ private:
+  std::string name_;
+  std::shared_ptr<StudyArgs> a_;
+};
+
+// Median over a list of numbers (0 for none).
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+CLI::App* add_study(CLI::App* parent, const std::string& name, const std::string& help, std::shared_ptr<StudyArgs> a) {
+  CLI::App* cmd = parent->add_subcommand(name, help);
+  add_train_flags(cmd, a->flags);
+  cmd->add_option("--seeds", a->seeds, "Seeds: a count (3 means 0,1,2) or a list (0,4,7); each a full run per arm")
+      ->capture_default_str();
+  cmd->add_option("--out", a->out, "Output directory (default out/study-" + name + ")");
+  cmd->add_flag("--quiet", a->quiet, "No progress output");
+  return cmd;
+}
+
+}  // namespace
+
+Command add_study_command(CLI::App& root) {
+  CLI::App* study = root.add_subcommand("study", "Measure the BN literature's claims about why BN works (each over seeds)");
+  study->require_subcommand(1);
+  std::vector<std::pair<CLI::App*, std::function<int()>>> subs;
+
+  {  // detached
+    auto a = std::make_shared<StudyArgs>();
+    a->flags.model.model = "mlp";
+    a->flags.eval_every = 100;
+    CLI::App* cmd = add_study(study, "detached",
+                              "BN paper section 2: BN with its statistics outside the gradient, a bias before each BN; "
+                              "the pre-BN biases' norms per step",
+                              a);
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("detached", a);
+                      ModelConfig m = s.base_model("study detached");
+                      m.batch_norm = true;
+                      m.bias_before_bn = true;
+                      if (m.kind == ModelKind::Spec) throw Error("study detached runs the presets (--model mlp or cnn)");
+                      Arm bn{"bn", m}, det{"detached", m};
+                      det.model.batch_norm_impl = BatchNormImpl::Detached;
+                      const char* biases[] = {"fc1.bias", "fc2.bias", "fc3.bias"};
+                      const char* cnn_biases[] = {"conv1.bias", "conv2.bias", "fc1.bias"};
+                      const bool cnn = m.kind == ModelKind::Cnn;
+                      return s.run(
+                          {bn, det}, "arm,seed,step,loss,bias1_norm,bias2_norm,bias3_norm",
+                          [&](const Arm& arm, uint64_t seed, float, TrainConfig&, TrainCallbacks& cb, std::ostream& csv,
+                              nlohmann::json& extra) {
+                            auto first = std::make_shared<std::vector<double>>();
+                            auto last = std::make_shared<std::vector<double>>();
+                            cb.after_backward = [&csv, &arm, seed, first, last, cnn, biases, cnn_biases](
+                                                    int64_t step, Net& net, Optimizer&, const Tensor&,
+                                                    const std::vector<int32_t>&, float loss) {
+                              std::vector<double> norms;
+                              for (const auto& p : net.named_parameters())
+                                for (int k = 0; k < 3; ++k)
+                                  if (p.name == (cnn ? cnn_biases[k] : biases[k])) norms.push_back(l2(p.tensor));
+                              if (first->empty()) *first = norms;
+                              *last = norms;
+                              csv << arm.name << "," << seed << "," << step << "," << fmt(loss);
+                              for (double v : norms) csv << "," << fmt(v);
+                              csv << "\n";
+                            };
+                            extra["bias_norm_first"] = nlohmann::json::array();
+                            extra["bias_norm_last"] = nlohmann::json::array();
+                            auto prev_eval = cb.on_eval;
+                            cb.on_eval = [&extra, first, last, prev_eval](const CurvePoint& p, Net& n) {
+                              extra["bias_norm_first"] = *first;
+                              extra["bias_norm_last"] = *last;
+                              if (prev_eval) prev_eval(p, n);
+                            };
+                          },
+                          [](nlohmann::json& j) {
+                            nlohmann::json findings = nlohmann::json::array();
+                            for (const char* arm : {"bn", "detached"}) {
+                              std::vector<double> growth;
+                              for (const auto& r : j["runs"])
+                                if (r["arm"] == arm && r["bias_norm_first"].size() == 3)
+                                  for (size_t k = 0; k < 3; ++k)
+                                    growth.push_back(r["bias_norm_last"][k].get<double>() /
+                                                     std::max(1e-12, r["bias_norm_first"][k].get<double>()));
+                              const double med = median(growth);
+                              j["bias_growth"][arm] = {{"median", med}, {"values", growth}};
+                              findings.push_back(std::string(arm) + ": pre-BN bias norm, last / first step, median over layers and seeds: " + fmt(med));
+                            }
+                            j["findings"] = findings;
+                          });
+                    }});
+  }
+
+  {  // noisy
+    auto a = std::make_shared<StudyArgs>();
+    CLI::App* cmd = add_study(study, "noisy",
+                              "Santurkar et al. section 2.1: no BN, BN, BN with injected covariate noise, and the noise "
+                              "without BN; accuracy and how far each layer's activation distribution moves per step",
+                              a);
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("noisy", a);
+                      ModelConfig m = s.base_model("study noisy");
+                      if (m.kind == ModelKind::Spec) throw Error("study noisy runs the presets (--model cnn or mlp)");
+                      Arm no_bn{"no_bn", arm_config(m, false)}, bn{"bn", arm_config(m, true)};
+                      Arm noisy_bn{"noisy_bn", arm_config(m, true)}, noisy_no_bn{"noisy_no_bn", arm_config(m, false)};
+                      noisy_bn.model.covariate_noise = noisy_no_bn.model.covariate_noise = true;
+                      return s.run(
+                          {no_bn, bn, noisy_bn, noisy_no_bn}, "arm,seed,step,layer,mean_shift,var_shift",
+                          [&](const Arm& arm, uint64_t seed, float, TrainConfig&, TrainCallbacks& cb, std::ostream& csv,
+                              nlohmann::json& extra) {
+                            struct State {
+                              std::vector<std::vector<double>> mean, var;
+                              std::vector<std::vector<double>> dmean, dvar;  // per layer, per step
+                            };
+                            auto st = std::make_shared<State>();
+                            cb.after_backward = [&csv, &arm, seed, st](int64_t step, Net& net, Optimizer&, const Tensor&,
+                                                                      const std::vector<int32_t>&, float) {
+                              net.record_hidden(true);  // from the next forward on
+                              const auto& hs = net.hidden_inputs();
+                              if (st->dmean.size() < hs.size()) st->dmean.resize(hs.size()), st->dvar.resize(hs.size());
+                              for (size_t l = 0; l < hs.size(); ++l) {
+                                std::vector<double> mu, var;
+                                unit_moments(hs[l], mu, var);
+                                if (st->mean.size() > l && st->mean[l].size() == mu.size()) {
+                                  double dm = 0, dv = 0;
+                                  for (size_t u = 0; u < mu.size(); ++u)
+                                    dm += std::abs(mu[u] - st->mean[l][u]), dv += std::abs(var[u] - st->var[l][u]);
+                                  dm /= static_cast<double>(mu.size()), dv /= static_cast<double>(mu.size());
+                                  st->dmean[l].push_back(dm);
+                                  st->dvar[l].push_back(dv);
+                                  if (step % 10 == 0)
+                                    csv << arm.name << "," << seed << "," << step << "," << l + 1 << "," << fmt(dm) << ","
+                                        << fmt(dv) << "\n";
+                                }
+                                if (st->mean.size() <= l) st->mean.resize(l + 1), st->var.resize(l + 1);
+                                st->mean[l] = mu;
+                                st->var[l] = var;
+                              }
+                            };
+                            auto prev_eval = cb.on_eval;
+                            cb.on_eval = [&extra, st, prev_eval](const CurvePoint& p, Net& n) {
+                              nlohmann::json ms = nlohmann::json::array(), vs = nlohmann::json::array();
+                              for (size_t l = 0; l < st->dmean.size(); ++l) {
+                                ms.push_back(median(st->dmean[l]));
+                                vs.push_back(median(st->dvar[l]));
+                              }
+                              extra["median_mean_shift"] = ms;
+                              extra["median_var_shift"] = vs;
+                              if (prev_eval) prev_eval(p, n);
+                            };
+                          });
+                    }});
+  }
+
+  {  // ics
+    auto a = std::make_shared<StudyArgs>();
+    a->every = 50;
+    CLI::App* cmd = add_study(study, "ics",
+                              "Santurkar et al. Definition 2.1: per layer, the gradient before and after the earlier "
+                              "layers' update, ||G - G'|| / ||G|| and cos(G, G'), with and without BN",
+                              a);
+    cmd->add_option("--every", a->every, "Measure every N steps")->check(CLI::Range(int64_t{1}, int64_t{1} << 30))->capture_default_str();
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("ics", a);
+                      ModelConfig m = s.base_model("study ics");
+                      return s.run(
+                          {{"no_bn", arm_config(m, false)}, {"bn", arm_config(m, true)}},
+                          "arm,seed,step,layer,name,relative_l2,cosine",
+                          [&](const Arm& arm, uint64_t seed, float, TrainConfig&, TrainCallbacks& cb, std::ostream& csv,
+                              nlohmann::json& extra) {
+                            auto rel = std::make_shared<std::map<size_t, std::vector<double>>>();
+                            auto cosv = std::make_shared<std::map<size_t, std::vector<double>>>();
+                            const int64_t every = a->every;
+                            cb.after_backward = [&csv, &arm, seed, rel, cosv, every](
+                                                    int64_t step, Net& net, Optimizer& opt, const Tensor& x,
+                                                    const std::vector<int32_t>& y, float) {
+                              if (step % every != 0 && step != 1) return;
+                              const auto layers = probe_ics(net, opt, x, y);
+                              for (size_t l = 0; l < layers.size(); ++l) {
+                                csv << arm.name << "," << seed << "," << step << "," << l + 1 << "," << layers[l].name << ","
+                                    << fmt(layers[l].relative_l2) << "," << fmt(layers[l].cosine) << "\n";
+                                (*rel)[l].push_back(layers[l].relative_l2);
+                                (*cosv)[l].push_back(layers[l].cosine);
+                              }
+                            };
+                            auto prev_eval = cb.on_eval;
+                            cb.on_eval = [&extra, rel, cosv, prev_eval](const CurvePoint& p, Net& n) {
+                              nlohmann::json r = nlohmann::json::array(), c = nlohmann::json::array();
+                              for (auto& [l, v] : *rel) r.push_back(median(v));
+                              for (auto& [l, v] : *cosv) c.push_back(median(v));
+                              extra["median_relative_l2"] = r;
+                              extra["median_cosine"] = c;
+                              if (prev_eval) prev_eval(p, n);
+                            };
+                          });
+                    }});
+  }
+
+  {  // landscape
+    auto a = std::make_shared<StudyArgs>();
+    a->every = 10;
+    a->lrs = {0.05f, 1.0f};
+    CLI::App* cmd = add_study(study, "landscape",
+                              "Santurkar et al. section 3.2: loss range, gradient predictiveness and effective "
+                              "beta-smoothness along the gradient, with and without BN",
+                              a);
+    cmd->add_option("--every", a->every, "Measure every N steps")->check(CLI::Range(int64_t{1}, int64_t{1} << 30))->capture_default_str();
+    cmd->add_option("--lrs", a->lrs, "Learning rates (comma-separated)")->delimiter(',')->capture_default_str();
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("landscape", a);
+                      ModelConfig m = s.base_model("study landscape");
+                      return s.run(
+                          {{"no_bn", arm_config(m, false)}, {"bn", arm_config(m, true)}},
+                          "arm,lr,seed,step,loss_range,grad_predictiveness,beta_smoothness",
+                          [&](const Arm& arm, uint64_t seed, float lr, TrainConfig&, TrainCallbacks& cb, std::ostream& csv,
+                              nlohmann::json& extra) {
+                            auto acc = std::make_shared<std::vector<std::array<double, 3>>>();
+                            const int64_t every = a->every;
+                            cb.after_backward = [&csv, &arm, seed, lr, acc, every](int64_t step, Net& net, Optimizer& opt,
+                                                                                   const Tensor& x,
+                                                                                   const std::vector<int32_t>& y, float) {
+                              if (step % every != 0 && step != 1) return;
+                              TrainingSnapshot snapshot(net, opt);  // BN buffers move in the probe's forwards
+                              const LandscapeProbe pr = probe_landscape(
+                                  net.parameters(), [&] { return cross_entropy(net.forward(x), y); }, lr, landscape_steps());
+                              snapshot.restore();
+                              csv << arm.name << "," << fmt(lr) << "," << seed << "," << step << "," << fmt(pr.loss_range)
+                                  << "," << fmt(pr.grad_predictiveness) << "," << fmt(pr.beta_smoothness) << "\n";
+                              acc->push_back({pr.loss_range, pr.grad_predictiveness, pr.beta_smoothness});
+                            };
+                            auto prev_eval = cb.on_eval;
+                            cb.on_eval = [&extra, acc, prev_eval](const CurvePoint& p, Net& n) {
+                              const char* names[] = {"loss_range", "grad_predictiveness", "beta_smoothness"};
+                              for (int k = 0; k < 3; ++k) {
+                                std::vector<double> all, early;
+                                for (size_t i = 0; i < acc->size(); ++i) {
+                                  const double v = (*acc)[i][static_cast<size_t>(k)];
+                                  if (!std::isfinite(v)) continue;
+                                  all.push_back(v);
+                                  if (i < acc->size() / 4 + 1) early.push_back(v);
+                                }
+                                extra[std::string("median_") + names[k]] = median(all);
+                                extra[std::string("early_median_") + names[k]] = median(early);
+                              }
+                              if (prev_eval) prev_eval(p, n);
+                            };
+                          });
+                    }});
+  }
+
+  {  // init
+    auto a = std::make_shared<StudyArgs>();
+    a->flags.eval_every = 0;
+    CLI::App* cmd = add_study(study, "init",
+                              "Sensitivity to the initial weights' scale: every initial conv/linear weight times s, with "
+                              "and without BN, final accuracy per s",
+                              a);
+    cmd->add_option("--scales", a->scales, "Scales of the initial weights (comma-separated)")->delimiter(',')->capture_default_str();
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("init", a);
+                      ModelConfig m = s.base_model("study init");
+                      std::vector<Arm> arms;
+                      for (float scale : a->scales) {
+                        MINIDL_CHECK(scale > 0 && std::isfinite(scale), "--scales: every scale must be positive, got ", scale);
+                        for (bool bn : {false, true}) {
+                          Arm arm{std::string(bn ? "bn" : "no_bn") + "@" + fmt(scale), arm_config(m, bn)};
+                          arm.model.init_scale = scale;
+                          arms.push_back(arm);
+                        }
+                      }
+                      return s.run(arms, "arm,seed,final_test_acc",
+                                   [](const Arm& arm, uint64_t seed, float, TrainConfig&, TrainCallbacks& cb,
+                                      std::ostream& csv, nlohmann::json&) {
+                                     auto prev_eval = cb.on_eval;
+                                     cb.on_eval = [&csv, &arm, seed, prev_eval](const CurvePoint& p, Net& n) {
+                                       csv << arm.name << "," << seed << "," << fmt(p.test_acc) << "\n";
+                                       if (prev_eval) prev_eval(p, n);
+                                     };
+                                   });
+                    }});
+  }
+
+  return {study, [subs]() -> int {
+            for (const auto& [app, run] : subs)
+              if (app->parsed()) return run();
+            return kExitUsage;
+          }};
+}
+
+}  // namespace minidl::app
