@@ -50,4 +50,13 @@ TEST_CASE("fuzz replay: image corpus and regression inputs", "[fuzz][reliability
                       Catch::Contains("t.bmp: image declares 12x3538954 = 42467448 pixels, more than the limit of 16777216"));
   REQUIRE_THROWS_WITH(minidl::decode_image(bmp, "t.bmp", int64_t{1} << 30),
                       Catch::Contains("need at least 42467706 bytes, but the file has 258"));
+  // The second (UBSan in stb_image's JPEG Huffman table builder): 16 code counts adding up to
+  // more than 256 wrote past stb's tables. Refused before stb reads the file.
+  const std::string jpg =
+      slurp(fs::path(MINIDL_SOURCE_DIR) / "tests/fuzz/regressions/image/ubsan-jpeg-huffman-counts-over-256.jpg");
+  REQUIRE_THROWS_WITH(minidl::decode_image(jpg, "h.jpg"), Catch::Contains("h.jpg: corrupt JPEG"));
+  std::string table = std::string("\xff\xd8\xff\xc4\x00\x13\x00", 7) + std::string(16, '\x11');  // 16 x 17 = 272 codes
+  table += std::string(272, '\0');
+  table[4] = static_cast<char>((2 + 17 + 272) >> 8), table[5] = static_cast<char>((2 + 17 + 272) & 0xff);
+  REQUIRE_THROWS_WITH(minidl::decode_image(table, "t.jpg"), Catch::Contains("declares 272 codes, more than the 256 allowed"));
 }

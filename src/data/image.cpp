@@ -133,6 +133,52 @@ uint64_t least_file_bytes(const std::string& b, uint64_t width, uint64_t height,
   return 0;
 }
 
+// stb_image (Debian's 2022 snapshot) builds a JPEG Huffman table from the 16 code counts of a
+// DHT segment without checking that they add up to at most 256: a larger sum writes past its
+// 257-entry arrays (found by fuzz_image under UBSan; tests/fuzz/regressions/image/). Every DHT
+// segment is checked here before stb sees the file.
+void check_jpeg_huffman_tables(const std::string& b, const std::string& source) {
+  const size_t n = b.size();
+  if (n < 2 || static_cast<unsigned char>(b[0]) != 0xff || static_cast<unsigned char>(b[1]) != 0xd8) return;
+  auto u8 = [&](size_t i) { return static_cast<unsigned>(static_cast<unsigned char>(b[i])); };
+  size_t i = 2;
+  while (i + 1 < n) {
+    if (u8(i) != 0xff) {  // entropy-coded data: on to the next marker
+      ++i;
+      continue;
+    }
+    const unsigned m = u8(i + 1);
+    if (m == 0xff) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (m == 0x00 || m == 0x01 || (m >= 0xd0 && m <= 0xd8)) {  // stuffed byte, TEM, RSTn, SOI: no length
+      i += 2;
+      continue;
+    }
+    if (m == 0xd9 || i + 4 > n) break;  // EOI, or no room for a length
+    const size_t len = u8(i + 2) << 8 | u8(i + 3);
+    if (m == 0xc4) {
+      if (len < 2 || i + 2 + len > n)
+        throw InputError(detail::concat(source, ": corrupt JPEG: a Huffman table segment of ", len,
+                                        " bytes runs past the end of the file"));
+      size_t p = i + 4;
+      const size_t end = i + 2 + len;
+      while (p < end) {
+        if (p + 17 > end) throw InputError(source + ": corrupt JPEG: truncated Huffman table");
+        unsigned codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += u8(p + k);
+        if (codes > 256)
+          throw InputError(detail::concat(source, ": corrupt JPEG: a Huffman table declares ", codes,
+                                          " codes, more than the 256 allowed"));
+        if (p + 17 + codes > end) throw InputError(source + ": corrupt JPEG: truncated Huffman table");
+        p += 17 + codes;
+      }
+    }
+    i += 2 + len;
+  }
+}
+
 }  // namespace
 
 GrayImage decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels) {
@@ -140,6 +186,7 @@ GrayImage decode_image(const std::string& bytes, const std::string& source, int6
   if (bytes.size() > static_cast<size_t>(kMaxImageFileBytes))
     throw InputError(detail::concat(source, ": file has ", bytes.size(), " bytes, more than the ", kMaxImageFileBytes,
                                     " accepted for an image"));
+  check_jpeg_huffman_tables(bytes, source);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
