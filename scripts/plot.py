@@ -4,6 +4,7 @@
   plot.py compare DIR [PEER_DIR]  DIR/curves.csv + summary.json -> DIR/compare.png
   plot.py sweep DIR [PEER_DIR]    DIR/sweep.csv + sweep.json   -> DIR/sweep.png
   (PEER_DIR: the same experiment from scripts/pytorch_peer.py, drawn on the same axes)
+  plot.py study-NAME DIR          DIR/study.csv + study.json -> DIR/study.png (minidl study NAME)
   plot.py fig1 DIR      DIR/fig1.csv + fig1.json     -> DIR/fig1.png
 """
 import csv
@@ -197,7 +198,110 @@ def fig1(d):
     fig.savefig(os.path.join(d, "fig1.png"), dpi=110)
 
 
+def study_series(d, value_cols, group_cols, x="step"):
+    """study.csv -> {group tuple: {x: [values over seeds]}} per value column."""
+    data = rows(os.path.join(d, "study.csv"))
+    out = {v: {} for v in value_cols}
+    for r in data:
+        g = tuple(r[c] for c in group_cols)
+        for v in value_cols:
+            out[v].setdefault(g, {}).setdefault(float(r[x]), []).append(num(r[v]))
+    return out
+
+
+def draw_bands(ax, series, label_of, log=False):
+    for i, (g, pts) in enumerate(sorted(series.items())):
+        xs = sorted(pts)
+        med = [median(pts[x]) for x in xs]
+        c = PALETTE[i % len(PALETTE)]
+        ax.plot(xs, med, color=c, label=label_of(g))
+        if any(len(pts[x]) > 1 for x in xs):
+            ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs], color=c, alpha=0.15, linewidth=0)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def study(kind, d):
+    summary = json.load(open(os.path.join(d, "study.json")))
+    heading = f"study {kind}: {title(summary['config'])}, seeds: {len(summary['seeds'])} (median, min-max band)"
+    if kind == "detached":
+        fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+        s = study_series(d, ["bias1_norm", "bias2_norm", "bias3_norm", "loss"], ["arm"])
+        for k, ax in enumerate(axes[:3]):
+            draw_bands(ax, s[f"bias{k + 1}_norm"], lambda g: g[0])
+            ax.set_title(f"norm of pre-BN bias {k + 1}")
+            ax.set_xlabel("step")
+        draw_bands(axes[3], s["loss"], lambda g: g[0], log=True)
+        axes[3].set_title("training loss")
+        axes[3].set_xlabel("step")
+    elif kind == "noisy":
+        fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+        data = rows(os.path.join(d, "study.csv"))
+        layers = sorted({r["layer"] for r in data}, key=int)
+        s = study_series(d, ["mean_shift", "var_shift"], ["arm", "layer"])
+        for ax, key in zip(axes[:2], ("mean_shift", "var_shift")):
+            draw_bands(ax, {g: v for g, v in s[key].items() if g[1] == layers[-1]}, lambda g: g[0], log=True)
+            ax.set_title(f"layer {layers[-1]}: mean over units of |change of the unit's {key.split('_')[0]}| per step", fontsize=8)
+            ax.set_xlabel("step")
+        accs = {}
+        for r in summary["runs"]:
+            accs.setdefault(r["arm"], []).append(100 * (r["final_test_acc"] or 0))
+        names = list(accs)
+        axes[2].bar(range(len(names)), [median(accs[n]) for n in names], color=PALETTE[:len(names)])
+        for i, n in enumerate(names):
+            axes[2].plot([i] * len(accs[n]), accs[n], "k.", alpha=0.6)
+        axes[2].set_xticks(range(len(names)))
+        axes[2].set_xticklabels(names, fontsize=8)
+        axes[2].set_title("final test accuracy % (bars: median, dots: seeds)")
+    elif kind == "ics":
+        data = rows(os.path.join(d, "study.csv"))
+        layers = sorted({r["layer"] for r in data}, key=int)
+        fig, axes = plt.subplots(2, len(layers), figsize=(4 * len(layers), 6.5), squeeze=False)
+        s = study_series(d, ["relative_l2", "cosine"], ["arm", "layer"])
+        for j, layer in enumerate(layers):
+            for i, key in enumerate(("relative_l2", "cosine")):
+                ax = axes[i][j]
+                draw_bands(ax, {g: v for g, v in s[key].items() if g[1] == layer}, lambda g: g[0], log=(key == "relative_l2"))
+                name = next(r["name"] for r in data if r["layer"] == layer)
+                ax.set_title(f"{name}: " + ("||G - G'|| / ||G||" if key == "relative_l2" else "cos(G, G')"), fontsize=9)
+                ax.set_xlabel("step")
+    elif kind == "landscape":
+        fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+        s = study_series(d, ["loss_range", "grad_predictiveness", "beta_smoothness"], ["arm", "lr"])
+        for ax, key in zip(axes, ("loss_range", "grad_predictiveness", "beta_smoothness")):
+            draw_bands(ax, s[key], lambda g: f"{g[0]} lr {g[1]}", log=True)
+            ax.set_title(key.replace("_", " "))
+            ax.set_xlabel("step")
+    elif kind == "init":
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for i, arm in enumerate(("no_bn", "bn")):
+            pts = {}
+            for r in summary["runs"]:
+                name, scale = r["arm"].split("@")
+                if name == arm:
+                    pts.setdefault(float(scale), []).append(100 * (r["final_test_acc"] or 0))
+            xs = sorted(pts)
+            med = [median(pts[x]) for x in xs]
+            ax.errorbar(xs, med, yerr=[[m - min(pts[x]) for m, x in zip(med, xs)], [max(pts[x]) - m for m, x in zip(med, xs)]],
+                        marker="o", capsize=3, color=COLORS[arm], label=LABELS[arm])
+        ax.set_xscale("log")
+        ax.set_xlabel("scale of the initial weights")
+        ax.set_ylabel("final test accuracy (%)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    else:
+        sys.exit(f"plot.py: unknown study {kind}")
+    fig.suptitle(heading, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.path.join(d, "study.png"), dpi=110)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1].startswith("study-"):
+        study(sys.argv[1][len("study-"):], sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("compare", "sweep", "fig1"):
         sys.exit(__doc__)
     if sys.argv[1] == "fig1":

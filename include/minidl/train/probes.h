@@ -31,7 +31,8 @@ class TrainingSnapshot {
 // For each layer i with weights W_i (the conv and linear layers, first to last; a BN belongs to
 // the layer before it): G = grad of W_i at step t (the gradient already computed), G' = the same
 // gradient on the same batch after layers 1..i-1 took their step-t update (the optimizer's, as
-// optimizer.step() would apply it) and layers i..k did not.
+// optimizer.step() would apply it) and layers i..k did not. Layers that draw random numbers
+// (covariate noise) draw fresh ones in the probe's forwards, so measure ICS without them.
 struct IcsLayer {
   std::string name;          // "conv1.weight"
   double relative_l2 = 0.0;  // ||G - G'|| / ||G||
