@@ -4,6 +4,9 @@
 #   scripts/test.sh --sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# python3-torch: the PyTorch peer's schema test (it skips, saying so, where torch is missing)
+source scripts/deps.sh
+install_deps torch || echo "test.sh: python3-torch could not be installed; the PyTorch peer test will say it skipped"
 if [ "${1:-}" = "--sanitize" ]; then
   export MINIDL_BUILD_DIR=build-asan
   scripts/build.sh -DMINIDL_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMINIDL_BUILD_BENCHMARKS=OFF
