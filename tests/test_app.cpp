@@ -13,6 +13,7 @@
 #include "minidl/data/image.h"
 #include "minidl/io/file.h"
 #include "minidl/io/safetensors.h"
+#include "app_runner.h"
 #include "synthetic_mnist.h"
 #include "temp_dir.h"
 
@@ -24,22 +25,8 @@
 
 namespace {
 
-struct Run {
-  int status;
-  std::string out, err;
-};
-
-// Runs the app with args (a shell-quoted string), capturing stdout and stderr.
-Run run_app(const std::string& args, const std::string& dir) {
-  const std::string out = dir + "/stdout.txt", err = dir + "/stderr.txt";
-  const std::string cmd = std::string(MINIDL_APP_PATH) + " --blas-core library " + args + " > " + out + " 2> " + err;
-  const int raw = std::system(cmd.c_str());
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
-}
+using Run = minidl::testing::AppRun;
+using minidl::testing::run_app;
 
 void write_png(const std::string& path, int w, int h, int channels, const std::vector<unsigned char>& pixels) {
   REQUIRE(stbi_write_png(path.c_str(), w, h, channels, pixels.data(), w * channels) != 0);

@@ -9,26 +9,14 @@
 #include <regex>
 #include <sstream>
 
+#include "app_runner.h"
 #include "synthetic_mnist.h"
 #include "temp_dir.h"
 
 namespace {
 
-struct Run {
-  int status;
-  std::string out, err;
-};
-
-Run run(const std::string& args, const std::string& dir) {
-  const std::string out = dir + "/stdout.txt", err = dir + "/stderr.txt";
-  const std::string cmd = std::string(MINIDL_APP_PATH) + " --blas-core library " + args + " > " + out + " 2> " + err;
-  const int raw = std::system(cmd.c_str());
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
-}
+using Run = minidl::testing::AppRun;
+Run run(const std::string& args, const std::string& dir) { return minidl::testing::run_app(args, dir); }
 
 // The help block of one flag: its line and any continuation lines (more indented, no "-").
 // Defaults ("=cnn", "=mlp") are cut: commands may differ in defaults, not in spelling.

@@ -9,33 +9,16 @@
 #include "minidl/nn/group_norm.h"
 #include "minidl/ops.h"
 
+#include "torch_fixtures.h"
+
 using namespace minidl;
+using namespace minidl::testing;
 using namespace minidl::testing;
 using nlohmann::json;
 
 namespace {
 
-const json& cases() {
-  static const json c = [] {
-    std::ifstream in(MINIDL_SOURCE_DIR "/tests/fixtures/torch_reference.json");
-    REQUIRE(in.good());
-    return json::parse(in)["cases"];
-  }();
-  return c;
-}
 
-Tensor tensor(const json& j) { return Tensor::from_vector(j["shape"].get<Shape>(), j["data"].get<std::vector<float>>()); }
-
-void require_close(const Tensor& got, const json& expected, double tol = 1e-5) {
-  Tensor want = tensor(expected);
-  REQUIRE(got.shape() == want.shape());
-  double scale = 1e-6;
-  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::abs(double(want.data()[i])));
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    INFO("index " << i << ": got " << got.data()[i] << ", PyTorch " << want.data()[i]);
-    REQUIRE(std::abs(double(got.data()[i]) - want.data()[i]) <= tol * scale);
-  }
-}
 
 }  // namespace
 
@@ -65,8 +48,8 @@ TEST_CASE("group_norm and layer_norm: gradients match finite differences", "[nor
 TEST_CASE("pytorch reference: GroupNorm and LayerNorm forward and backward", "[norm][torch]") {
   for (const char* name : {"groupnorm_4d", "groupnorm_2d", "groupnorm_1group", "layernorm_chw", "layernorm_last"}) {
     INFO(name);
-    const json& c = cases()[name];
-    Tensor x = tensor(c["x"]).set_requires_grad();
+    const json& c = torch_cases()[name];
+    Tensor x = fixture_tensor(c["x"]).set_requires_grad();
     std::shared_ptr<Module> m;
     Tensor weight, bias;
     if (c.contains("groups")) {
@@ -83,10 +66,10 @@ TEST_CASE("pytorch reference: GroupNorm and LayerNorm forward and backward", "[n
     REQUIRE(m->state_dict().size() == 2);
     REQUIRE(m->state_dict()[0].name == "weight");
     REQUIRE(m->state_dict()[1].name == "bias");
-    weight.copy_(tensor(c["weight"]));
-    bias.copy_(tensor(c["bias"]));
+    weight.copy_(fixture_tensor(c["weight"]));
+    bias.copy_(fixture_tensor(c["bias"]));
     Tensor y = m->forward(x);
-    sum(mul(y, tensor(c["r"]))).backward();
+    sum(mul(y, fixture_tensor(c["r"]))).backward();
     // groupnorm_1group has mean 100, std 0.01 per group: float centring must hold there too.
     require_close(y, c["y"], 2e-5);
     require_close(x.grad(), c["dx"], 2e-4);

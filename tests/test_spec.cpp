@@ -10,7 +10,10 @@
 #include "minidl/ops.h"
 #include "temp_dir.h"
 
+#include "torch_fixtures.h"
+
 using namespace minidl;
+using namespace minidl::testing;
 using nlohmann::json;
 
 namespace {
@@ -51,18 +54,6 @@ std::string spec_error(const std::string& spec) {
   return "(no error)";
 }
 
-Tensor tensor(const json& j) { return Tensor::from_vector(j["shape"].get<Shape>(), j["data"].get<std::vector<float>>()); }
-
-void require_close(const Tensor& got, const json& expected, double tol) {
-  Tensor want = tensor(expected);
-  REQUIRE(got.shape() == want.shape());
-  double scale = 1e-6;
-  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::abs(double(want.data()[i])));
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    INFO("index " << i << ": got " << got.data()[i] << ", PyTorch " << want.data()[i]);
-    REQUIRE(std::abs(double(got.data()[i]) - want.data()[i]) <= tol * scale);
-  }
-}
 
 }  // namespace
 
@@ -142,10 +133,10 @@ TEST_CASE("spec: state-dict names follow nn.Sequential; PyTorch's weights give P
   for (const auto& t : net->state_dict()) names.push_back(t.name);
   REQUIRE(names == c["state_dict_order"].get<std::vector<std::string>>());  // same keys, same order
   std::vector<NamedTensor> state;
-  for (const auto& [name, value] : c["state_dict"].items()) state.push_back({name, tensor(value), DType::F32});
+  for (const auto& [name, value] : c["state_dict"].items()) state.push_back({name, fixture_tensor(value), DType::F32});
   load_state_dict(*net, state, "fixture");  // strict: every key and shape must match
   net->train();
-  Tensor x = tensor(c["x"]);
+  Tensor x = fixture_tensor(c["x"]);
   Tensor logits = net->forward(x);
   Tensor loss = cross_entropy(logits, c["labels"].get<std::vector<int32_t>>());
   loss.backward();

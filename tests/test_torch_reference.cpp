@@ -8,34 +8,16 @@
 #include "minidl/ops.h"
 #include "minidl/optim.h"
 
+#include "torch_fixtures.h"
+
 using namespace minidl;
+using namespace minidl::testing;
 using nlohmann::json;
 
 namespace {
 
-const json& fixtures() {
-  static const json cases = [] {
-    std::ifstream in(MINIDL_SOURCE_DIR "/tests/fixtures/torch_reference.json");
-    REQUIRE(in.good());
-    return json::parse(in)["cases"];
-  }();
-  return cases;
-}
 
-Tensor tensor(const json& j) {
-  return Tensor::from_vector(j["shape"].get<Shape>(), j["data"].get<std::vector<float>>());
-}
 
-void require_close(const Tensor& got, const json& expected, double tol = 1e-5) {
-  Tensor want = tensor(expected);
-  REQUIRE(got.shape() == want.shape());
-  double scale = 1e-6;
-  for (int64_t i = 0; i < want.numel(); ++i) scale = std::max(scale, std::abs(double(want.data()[i])));
-  for (int64_t i = 0; i < want.numel(); ++i) {
-    INFO("index " << i);
-    REQUIRE(std::abs(double(got.data()[i]) - want.data()[i]) <= tol * scale);
-  }
-}
 
 }  // namespace
 
@@ -43,18 +25,18 @@ TEST_CASE("pytorch reference: BatchNorm1d/2d forward, backward and running stats
   for (const char* name : {"bn2d_train", "bn2d_eval", "bn1d_train"}) {
     for (BatchNormImpl impl : {BatchNormImpl::Fused, BatchNormImpl::Composed}) {
       INFO(name << " " << to_string(impl));
-      const json& c = fixtures()[name];
-      Tensor x = tensor(c["x"]).set_requires_grad();
+      const json& c = torch_cases()[name];
+      Tensor x = fixture_tensor(c["x"]).set_requires_grad();
       std::shared_ptr<BatchNorm> bn;
       if (x.dim() == 4) bn = std::make_shared<BatchNorm2d>(x.size(1), impl);
       else bn = std::make_shared<BatchNorm1d>(x.size(1), impl);
-      bn->weight.copy_(tensor(c["init"]["weight"]));
-      bn->bias.copy_(tensor(c["init"]["bias"]));
-      bn->running_mean.copy_(tensor(c["init"]["running_mean"]));
-      bn->running_var.copy_(tensor(c["init"]["running_var"]));
+      bn->weight.copy_(fixture_tensor(c["init"]["weight"]));
+      bn->bias.copy_(fixture_tensor(c["init"]["bias"]));
+      bn->running_mean.copy_(fixture_tensor(c["init"]["running_mean"]));
+      bn->running_var.copy_(fixture_tensor(c["init"]["running_var"]));
       bn->train(c["training"].get<bool>());
       Tensor y = bn->forward(x);
-      sum(mul(y, tensor(c["r"]))).backward();
+      sum(mul(y, fixture_tensor(c["r"]))).backward();
       require_close(y, c["y"]);
       require_close(x.grad(), c["dx"]);
       require_close(bn->weight.grad(), c["dweight"]);
@@ -66,10 +48,10 @@ TEST_CASE("pytorch reference: BatchNorm1d/2d forward, backward and running stats
 }
 
 TEST_CASE("pytorch reference: conv2d forward and backward", "[ops][torch]") {
-  const json& c = fixtures()["conv2d"];
-  Tensor x = tensor(c["x"]).set_requires_grad(), w = tensor(c["w"]).set_requires_grad(), b = tensor(c["b"]).set_requires_grad();
+  const json& c = torch_cases()["conv2d"];
+  Tensor x = fixture_tensor(c["x"]).set_requires_grad(), w = fixture_tensor(c["w"]).set_requires_grad(), b = fixture_tensor(c["b"]).set_requires_grad();
   Tensor y = conv2d(x, w, b, c["stride"].get<int64_t>(), c["padding"].get<int64_t>());
-  sum(mul(y, tensor(c["r"]))).backward();
+  sum(mul(y, fixture_tensor(c["r"]))).backward();
   require_close(y, c["y"]);
   require_close(x.grad(), c["dx"]);
   require_close(w.grad(), c["dw"]);
@@ -77,8 +59,8 @@ TEST_CASE("pytorch reference: conv2d forward and backward", "[ops][torch]") {
 }
 
 TEST_CASE("pytorch reference: cross_entropy loss and gradient", "[ops][torch]") {
-  const json& c = fixtures()["cross_entropy"];
-  Tensor logits = tensor(c["logits"]).set_requires_grad();
+  const json& c = torch_cases()["cross_entropy"];
+  Tensor logits = fixture_tensor(c["logits"]).set_requires_grad();
   Tensor loss = cross_entropy(logits, c["labels"].get<std::vector<int32_t>>());
   REQUIRE(loss.item() == Approx(c["loss"].get<double>()).epsilon(1e-6));
   loss.backward();
@@ -87,16 +69,16 @@ TEST_CASE("pytorch reference: cross_entropy loss and gradient", "[ops][torch]") 
 
 TEST_CASE("pytorch reference: SGD (momentum, weight decay, nesterov) and Adam steps", "[optim][torch]") {
   auto replay = [](const json& c, auto make) {
-    Tensor p = tensor(c["p0"]).set_requires_grad();
+    Tensor p = fixture_tensor(c["p0"]).set_requires_grad();
     auto opt = make(std::vector<Tensor>{p});
     for (const json& g : c["grads"]) {
-      p.impl()->grad = tensor(g).impl_ptr();
+      p.impl()->grad = fixture_tensor(g).impl_ptr();
       opt.step();
     }
     require_close(p, c["p"], 1e-6);
   };
-  replay(fixtures()["sgd_momentum"], [](std::vector<Tensor> ps) { return SGD(ps, {0.1f, 0.9f, 0.0f, 0.01f, false}); });
-  replay(fixtures()["sgd_nesterov"], [](std::vector<Tensor> ps) { return SGD(ps, {0.05f, 0.8f, 0.0f, 0.0f, true}); });
-  replay(fixtures()["sgd_plain"], [](std::vector<Tensor> ps) { return SGD(ps, {0.3f, 0.0f, 0.0f, 0.0f, false}); });
-  replay(fixtures()["adam"], [](std::vector<Tensor> ps) { return Adam(ps, {0.01f, 0.8f, 0.95f, 1e-8f, 0.1f}); });
+  replay(torch_cases()["sgd_momentum"], [](std::vector<Tensor> ps) { return SGD(ps, {0.1f, 0.9f, 0.0f, 0.01f, false}); });
+  replay(torch_cases()["sgd_nesterov"], [](std::vector<Tensor> ps) { return SGD(ps, {0.05f, 0.8f, 0.0f, 0.0f, true}); });
+  replay(torch_cases()["sgd_plain"], [](std::vector<Tensor> ps) { return SGD(ps, {0.3f, 0.0f, 0.0f, 0.0f, false}); });
+  replay(torch_cases()["adam"], [](std::vector<Tensor> ps) { return Adam(ps, {0.01f, 0.8f, 0.95f, 1e-8f, 0.1f}); });
 }
