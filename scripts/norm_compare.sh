@@ -21,7 +21,9 @@ for batch in 64 4; do
   every=$([ "$batch" = 64 ] && echo 100 || echo 1000)
   for lr in 0.05 1.0; do
     out="out/norms/b${batch}_lr${lr}"
-    [ -f "$out/summary.json" ] && { echo "== batch $batch, lr $lr: kept $out" >&2; continue; }
+    if [ -f "$out/summary.json" ] && /usr/bin/python3 -c "import json,sys; s=json.load(open('$out/summary.json')); sys.exit(len(s['runs']) != 4 * len(s['seeds']))"; then
+      echo "== batch $batch, lr $lr: kept $out (complete)" >&2; continue
+    fi
     echo "== batch $batch, lr $lr -> $out" >&2
     "$minidl" compare --data data/mnist --epochs 1 --batch-size "$batch" --lr "$lr" --eval-every "$every" \
       --seeds "$seeds" --quiet --out "$out" ${THREADS:+--threads "$THREADS"} \
