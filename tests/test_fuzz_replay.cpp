@@ -55,6 +55,10 @@ TEST_CASE("fuzz replay: image corpus and regression inputs", "[fuzz][reliability
   const std::string jpg =
       slurp(fs::path(MINIDL_SOURCE_DIR) / "tests/fuzz/regressions/image/ubsan-jpeg-huffman-counts-over-256.jpg");
   REQUIRE_THROWS_WITH(minidl::decode_image(jpg, "h.jpg"), Catch::Contains("h.jpg: corrupt JPEG"));
+  // ... also when fill bytes (0xff) precede the JPEG's start marker, which stb accepts.
+  const std::string filled =
+      slurp(fs::path(MINIDL_SOURCE_DIR) / "tests/fuzz/regressions/image/ubsan-jpeg-huffman-after-fill-bytes.jpg");
+  REQUIRE_THROWS_WITH(minidl::decode_image(filled, "f.jpg"), Catch::Contains("f.jpg: corrupt JPEG"));
   std::string table = std::string("\xff\xd8\xff\xc4\x00\x13\x00", 7) + std::string(16, '\x11');  // 16 x 17 = 272 codes
   table += std::string(272, '\0');
   table[4] = static_cast<char>((2 + 17 + 272) >> 8), table[5] = static_cast<char>((2 + 17 + 272) & 0xff);

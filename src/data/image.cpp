@@ -139,9 +139,12 @@ uint64_t least_file_bytes(const std::string& b, uint64_t width, uint64_t height,
 // segment is checked here before stb sees the file.
 void check_jpeg_huffman_tables(const std::string& b, const std::string& source) {
   const size_t n = b.size();
-  if (n < 2 || static_cast<unsigned char>(b[0]) != 0xff || static_cast<unsigned char>(b[1]) != 0xd8) return;
   auto u8 = [&](size_t i) { return static_cast<unsigned>(static_cast<unsigned char>(b[i])); };
-  size_t i = 2;
+  // stb takes a JPEG's SOI after any number of 0xff fill bytes
+  size_t start = 0;
+  while (start < n && u8(start) == 0xff) ++start;
+  if (start == 0 || start >= n || u8(start) != 0xd8) return;
+  size_t i = start + 1;
   while (i + 1 < n) {
     if (u8(i) != 0xff) {  // entropy-coded data: on to the next marker
       ++i;
