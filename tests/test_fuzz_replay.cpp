@@ -63,6 +63,9 @@ TEST_CASE("fuzz replay: image corpus and regression inputs", "[fuzz][reliability
   table += std::string(272, '\0');
   table[4] = static_cast<char>((2 + 17 + 272) >> 8), table[5] = static_cast<char>((2 + 17 + 272) & 0xff);
   REQUIRE_THROWS_WITH(minidl::decode_image(table, "t.jpg"), Catch::Contains("declares 272 codes, more than the 256 allowed"));
+  // A slow unit: a 17-byte TGA (stb reads the missing header bytes as zeros) took 1.4 s.
+  const std::string tga = slurp(fs::path(MINIDL_SOURCE_DIR) / "tests/fuzz/regressions/image/slow-tga-17-bytes.tga");
+  REQUIRE_THROWS_WITH(minidl::decode_image(tga, "s.tga"), Catch::Contains("a TGA header alone is 18 bytes"));
   // The third (out of memory): a 12 x 10 PNG whose IDAT chunk declared 2^31 bytes made stb
   // allocate them before reading. Chunks must fit in the file.
   const std::string png =
