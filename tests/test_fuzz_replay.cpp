@@ -66,6 +66,9 @@ TEST_CASE("fuzz replay: image corpus and regression inputs", "[fuzz][reliability
   // A slow unit: a 17-byte TGA (stb reads the missing header bytes as zeros) took 1.4 s.
   const std::string tga = slurp(fs::path(MINIDL_SOURCE_DIR) / "tests/fuzz/regressions/image/slow-tga-17-bytes.tga");
   REQUIRE_THROWS_WITH(minidl::decode_image(tga, "s.tga"), Catch::Contains("a TGA header alone is 18 bytes"));
+  // UBSan in stb's PNM reader: a 10-digit width overflowed its int.
+  const std::string pgm = slurp(fs::path(MINIDL_SOURCE_DIR) / "tests/fuzz/regressions/image/ubsan-pnm-width-overflow.pgm");
+  REQUIRE_THROWS_WITH(minidl::decode_image(pgm, "w.pgm"), Catch::Contains("PNM header number of 10 digits"));
   // The third (out of memory): a 12 x 10 PNG whose IDAT chunk declared 2^31 bytes made stb
   // allocate them before reading. Chunks must fit in the file.
   const std::string png =

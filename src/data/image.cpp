@@ -206,6 +206,29 @@ void check_png_chunks(const std::string& b, const std::string& source) {
   }
 }
 
+// stb_image reads a PNM's width, height and maximum value into an int without an overflow check
+// (signed overflow, found by fuzz_image under UBSan). Numbers of more than 8 digits are refused
+// first (no image within the pixel limits needs them).
+void check_pnm_numbers(const std::string& b, const std::string& source) {
+  if (b.size() < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
+  size_t i = 2;
+  for (int k = 0; k < 3 && i < b.size(); ++k) {
+    for (;;) {
+      while (i < b.size() && std::isspace(static_cast<unsigned char>(b[i]))) ++i;
+      if (i < b.size() && b[i] == '#') {
+        while (i < b.size() && b[i] != '\n' && b[i] != '\r') ++i;
+        continue;
+      }
+      break;
+    }
+    size_t digits = 0;
+    while (i < b.size() && std::isdigit(static_cast<unsigned char>(b[i]))) ++i, ++digits;
+    if (digits > 8)
+      throw InputError(detail::concat(source, ": PNM header number of ", digits, " digits, more than the 8 accepted"));
+    if (digits == 0) return;
+  }
+}
+
 }  // namespace
 
 GrayImage decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels) {
@@ -215,6 +238,7 @@ GrayImage decode_image(const std::string& bytes, const std::string& source, int6
                                     " accepted for an image"));
   check_jpeg_huffman_tables(bytes, source);
   check_png_chunks(bytes, source);
+  check_pnm_numbers(bytes, source);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, channels = 0;
