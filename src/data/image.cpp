@@ -43,6 +43,38 @@ uint32_t be32(const std::string& b, size_t at) {
          uint32_t{static_cast<unsigned char>(b[at + 2])} << 8 | uint32_t{static_cast<unsigned char>(b[at + 3])};
 }
 
+// The numbers of a binary PNM header ("P5 width height maxval"), white space and comments
+// skipped: as many as could be read (count), the longest in digits, and where the last ended.
+// Values stop growing at 2^40 (check_pnm_numbers refuses more than 8 digits before this matters).
+struct PnmHeader {
+  uint64_t values[3] = {0, 0, 0};
+  int count = 0;
+  size_t longest = 0, end = 2;
+};
+PnmHeader read_pnm_header(const std::string& b) {
+  PnmHeader h;
+  const size_t n = b.size();
+  size_t i = 2;
+  for (int k = 0; k < 3; ++k) {
+    for (;;) {  // white space and comments
+      while (i < n && std::isspace(static_cast<unsigned char>(b[i]))) ++i;
+      if (i < n && b[i] == '#') {
+        while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
+        continue;
+      }
+      break;
+    }
+    size_t digits = 0;
+    for (; i < n && std::isdigit(static_cast<unsigned char>(b[i])); ++i, ++digits)
+      if (h.values[k] < (uint64_t{1} << 40)) h.values[k] = h.values[k] * 10 + static_cast<uint64_t>(b[i] - '0');
+    if (digits == 0) break;
+    h.longest = std::max(h.longest, digits);
+    h.count = k + 1;
+    h.end = i;
+  }
+  return h;
+}
+
 // The least number of bytes a file of this format needs for the pixels its header declares
 // (0 when the format is not one this checks, or the header is too short to tell: stb then
 // refuses it). `why` says what the bound comes from.
@@ -92,24 +124,11 @@ uint64_t least_file_bytes(const std::string& b, uint64_t width, uint64_t height,
     return offset + row * (h - 1) + last_row;
   }
   if (n >= 3 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) {  // binary PGM / PPM
-    size_t i = 2;
-    uint64_t v[3] = {0, 0, 0};
-    for (int k = 0; k < 3; ++k) {
-      for (;;) {  // white space and comments
-        while (i < n && std::isspace(static_cast<unsigned char>(b[i]))) ++i;
-        if (i < n && b[i] == '#') {
-          while (i < n && b[i] != '\n' && b[i] != '\r') ++i;
-          continue;
-        }
-        break;
-      }
-      if (i >= n || !std::isdigit(static_cast<unsigned char>(b[i]))) return 0;
-      while (i < n && std::isdigit(static_cast<unsigned char>(b[i])) && v[k] < (uint64_t{1} << 40)) v[k] = v[k] * 10 + static_cast<uint64_t>(b[i++] - '0');
-    }
-    ++i;  // the single white space before the pixels
+    const PnmHeader h = read_pnm_header(b);
+    if (h.count < 3) return 0;
     why = "PNM stores its pixels uncompressed";
-    const uint64_t channels = b[1] == '5' ? 1 : 3, sample = v[2] > 255 ? 2 : 1;
-    return i + v[0] * v[1] * channels * sample;
+    const uint64_t channels = b[1] == '5' ? 1 : 3, sample = h.values[2] > 255 ? 2 : 1;
+    return h.end + 1 + h.values[0] * h.values[1] * channels * sample;  // + the white space before the pixels
   }
   if (n >= 3 && n < 18 && (b[2] == 1 || b[2] == 2 || b[2] == 3 || b[2] == 9 || b[2] == 10 || b[2] == 11) &&
       (b[1] == 0 || b[1] == 1)) {
@@ -211,22 +230,9 @@ void check_png_chunks(const std::string& b, const std::string& source) {
 // first (no image within the pixel limits needs them).
 void check_pnm_numbers(const std::string& b, const std::string& source) {
   if (b.size() < 2 || b[0] != 'P' || (b[1] != '5' && b[1] != '6')) return;
-  size_t i = 2;
-  for (int k = 0; k < 3 && i < b.size(); ++k) {
-    for (;;) {
-      while (i < b.size() && std::isspace(static_cast<unsigned char>(b[i]))) ++i;
-      if (i < b.size() && b[i] == '#') {
-        while (i < b.size() && b[i] != '\n' && b[i] != '\r') ++i;
-        continue;
-      }
-      break;
-    }
-    size_t digits = 0;
-    while (i < b.size() && std::isdigit(static_cast<unsigned char>(b[i]))) ++i, ++digits;
-    if (digits > 8)
-      throw InputError(detail::concat(source, ": PNM header number of ", digits, " digits, more than the 8 accepted"));
-    if (digits == 0) return;
-  }
+  const PnmHeader h = read_pnm_header(b);
+  if (h.longest > 8)
+    throw InputError(detail::concat(source, ": PNM header number of ", h.longest, " digits, more than the 8 accepted"));
 }
 
 }  // namespace
