@@ -49,7 +49,10 @@ void save_model(const std::string& path, const Net& net) {
 }
 
 std::shared_ptr<Net> load_model(const std::string& path, const std::optional<ModelConfig>& fallback) {
-  Safetensors file = load_safetensors(path);
+  return load_model(load_safetensors(path), path, fallback);
+}
+
+std::shared_ptr<Net> load_model(const Safetensors& file, const std::string& path, const std::optional<ModelConfig>& fallback) {
   ModelConfig config;
   if (auto stored = checkpoint_model_config(path, file.metadata)) {
     config = *stored;

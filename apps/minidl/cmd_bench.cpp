@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "cli.h"
+#include "experiment.h"
 #include "minidl/autograd.h"
 #include "minidl/kernels/gemm.h"
 #include "minidl/ops.h"
@@ -45,12 +46,6 @@ double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 }  // namespace

@@ -136,22 +136,20 @@ class Study {
     return kExitOk;
   }
 
-  ModelConfig base_model(const char* command) const {
-    ModelConfig m = a_->flags.model.config_for_arms(command);
-    return m;
-  }
+  ModelConfig base_model(const char* command) const { return a_->flags.model.config_for_arms(command); }
 
  private:
   std::string name_;
   std::shared_ptr<StudyArgs> a_;
 };
 
-// Median over a list of numbers (0 for none).
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+// Runs fn at every evaluation point, before what cb already does there (the progress line).
+void on_eval_also(TrainCallbacks& cb, std::function<void(const CurvePoint&)> fn) {
+  auto previous = cb.on_eval;
+  cb.on_eval = [fn = std::move(fn), previous](const CurvePoint& p, Net& n) {
+    fn(p);
+    if (previous) previous(p, n);
+  };
 }
 
 CLI::App* add_study(CLI::App* parent, const std::string& name, const std::string& help, std::shared_ptr<StudyArgs> a) {
@@ -211,12 +209,10 @@ Command add_study_command(CLI::App& root) {
                             };
                             extra["bias_norm_first"] = nlohmann::json::array();
                             extra["bias_norm_last"] = nlohmann::json::array();
-                            auto prev_eval = cb.on_eval;
-                            cb.on_eval = [&extra, first, last, prev_eval](const CurvePoint& p, Net& n) {
+                            on_eval_also(cb, [&extra, first, last](const CurvePoint&) {
                               extra["bias_norm_first"] = *first;
                               extra["bias_norm_last"] = *last;
-                              if (prev_eval) prev_eval(p, n);
-                            };
+                            });
                           },
                           [](nlohmann::json& j) {
                             nlohmann::json findings = nlohmann::json::array();
@@ -282,8 +278,7 @@ Command add_study_command(CLI::App& root) {
                                 st->var[l] = var;
                               }
                             };
-                            auto prev_eval = cb.on_eval;
-                            cb.on_eval = [&extra, st, prev_eval](const CurvePoint& p, Net& n) {
+                            on_eval_also(cb, [&extra, st](const CurvePoint&) {
                               nlohmann::json ms = nlohmann::json::array(), vs = nlohmann::json::array();
                               for (size_t l = 0; l < st->dmean.size(); ++l) {
                                 ms.push_back(median(st->dmean[l]));
@@ -291,8 +286,7 @@ Command add_study_command(CLI::App& root) {
                               }
                               extra["median_mean_shift"] = ms;
                               extra["median_var_shift"] = vs;
-                              if (prev_eval) prev_eval(p, n);
-                            };
+                            });
                           });
                     }});
   }
@@ -328,15 +322,13 @@ Command add_study_command(CLI::App& root) {
                                 (*cosv)[l].push_back(layers[l].cosine);
                               }
                             };
-                            auto prev_eval = cb.on_eval;
-                            cb.on_eval = [&extra, rel, cosv, prev_eval](const CurvePoint& p, Net& n) {
+                            on_eval_also(cb, [&extra, rel, cosv](const CurvePoint&) {
                               nlohmann::json r = nlohmann::json::array(), c = nlohmann::json::array();
                               for (auto& [l, v] : *rel) r.push_back(median(v));
                               for (auto& [l, v] : *cosv) c.push_back(median(v));
                               extra["median_relative_l2"] = r;
                               extra["median_cosine"] = c;
-                              if (prev_eval) prev_eval(p, n);
-                            };
+                            });
                           });
                     }});
   }
@@ -373,8 +365,7 @@ Command add_study_command(CLI::App& root) {
                                   << "," << fmt(pr.grad_predictiveness) << "," << fmt(pr.beta_smoothness) << "\n";
                               acc->push_back({pr.loss_range, pr.grad_predictiveness, pr.beta_smoothness});
                             };
-                            auto prev_eval = cb.on_eval;
-                            cb.on_eval = [&extra, acc, prev_eval](const CurvePoint& p, Net& n) {
+                            on_eval_also(cb, [&extra, acc](const CurvePoint&) {
                               const char* names[] = {"loss_range", "grad_predictiveness", "beta_smoothness"};
                               for (int k = 0; k < 3; ++k) {
                                 std::vector<double> all, early;
@@ -387,8 +378,7 @@ Command add_study_command(CLI::App& root) {
                                 extra[std::string("median_") + names[k]] = median(all);
                                 extra[std::string("early_median_") + names[k]] = median(early);
                               }
-                              if (prev_eval) prev_eval(p, n);
-                            };
+                            });
                           });
                     }});
   }
@@ -416,11 +406,9 @@ Command add_study_command(CLI::App& root) {
                       return s.run(arms, "arm,seed,final_test_acc",
                                    [](const Arm& arm, uint64_t seed, float, TrainConfig&, TrainCallbacks& cb,
                                       std::ostream& csv, nlohmann::json&) {
-                                     auto prev_eval = cb.on_eval;
-                                     cb.on_eval = [&csv, &arm, seed, prev_eval](const CurvePoint& p, Net& n) {
+                                     on_eval_also(cb, [&csv, &arm, seed](const CurvePoint& p) {
                                        csv << arm.name << "," << seed << "," << fmt(p.test_acc) << "\n";
-                                       if (prev_eval) prev_eval(p, n);
-                                     };
+                                     });
                                    });
                     }});
   }

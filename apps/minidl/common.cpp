@@ -109,7 +109,7 @@ std::shared_ptr<Net> load_checkpoint_model(const std::string& path, const ModelF
     }
     fallback = wanted;
   }
-  return load_model(path, fallback);
+  return load_model(file, path, fallback);
 }
 
 bool is_init_checkpoint(const std::string& init) { return init != "uniform" && init.rfind("normal:", 0) != 0; }

@@ -69,18 +69,25 @@ nlohmann::json run_record(const std::string& arm, double lr, uint64_t seed, cons
           {"steps_to", steps_to}};
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 nlohmann::json stats(std::vector<double> v) {
   const nlohmann::json null;
   if (v.empty()) return {{"median", null}, {"mean", null}, {"std", null}, {"min", null}, {"max", null}};
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
-  const double median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  const double med = median(v);
   double mean = 0;
   for (double x : v) mean += x;
   mean /= static_cast<double>(n);
   double var = 0;
   for (double x : v) var += (x - mean) * (x - mean);
-  return {{"median", median}, {"mean", mean}, {"std", std::sqrt(var / static_cast<double>(n))}, {"min", v.front()},
+  return {{"median", med}, {"mean", mean}, {"std", std::sqrt(var / static_cast<double>(n))}, {"min", v.front()},
           {"max", v.back()}};
 }
 

@@ -23,6 +23,9 @@ std::string level_key(double level);
 // Accuracies are fractions; a diverged run has null accuracy and loss.
 nlohmann::json run_record(const std::string& arm, double lr, uint64_t seed, const TrainResult& r);
 
+// The median (0 for no values).
+double median(std::vector<double> values);
+
 // Median, mean, population std, min and max (nulls when values is empty).
 nlohmann::json stats(std::vector<double> values);
 

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "minidl/io/safetensors.h"
 #include "minidl/nn/models.h"
 
 namespace minidl {
@@ -27,5 +28,8 @@ void save_model(const std::string& path, const Net& net);
 // its tensor names belong to (conv1.weight -> cnn, bn1.* -> bn, sigmoid). With metadata,
 // fallback only contributes batch_norm_impl (the caller checks contradictions: see the app).
 std::shared_ptr<Net> load_model(const std::string& path, const std::optional<ModelConfig>& fallback = std::nullopt);
+// The same from a file already read (`path` names it in errors).
+std::shared_ptr<Net> load_model(const Safetensors& file, const std::string& path,
+                                const std::optional<ModelConfig>& fallback = std::nullopt);
 
 }  // namespace minidl
