@@ -86,6 +86,9 @@ struct TrainFlags {
   int64_t eval_every = 100;
   int64_t train_limit = 0;
   int64_t test_limit = 0;
+  bool sync_bn = false, check_replicas = false;
+  int64_t ghost_batch = 0;
+  std::string ghost_stats = "each";
 };
 
 // Whether --init names a checkpoint (anything but "uniform" and "normal:STD").
@@ -114,7 +117,8 @@ std::string curve_csv_row(const CurvePoint& p);
 // First step at which the test accuracy reached `threshold`, or null.
 nlohmann::json steps_to_reach(const std::vector<CurvePoint>& curve, double threshold);
 
-// Writes a text file atomically; throws InputError naming the path.
+// Writes a text file atomically; throws InputError naming the path. Under mpirun, rank 0 alone
+// writes (make_dir and run_plot likewise).
 void write_text(const std::string& path, const std::string& text);
 void make_dir(const std::string& dir);
 

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "experiment.h"
 #include "minidl/autograd.h"
+#include "minidl/distributed.h"
 #include "minidl/kernels/gemm.h"
 #include "minidl/ops.h"
 #include "minidl/profiler.h"
@@ -21,7 +22,7 @@ namespace {
 
 struct BenchArgs {
   ModelFlags model;
-  bool json = false, profile = false;
+  bool json = false, profile = false, sync_bn = false;
   int64_t batch_size = 64, infer_batch_size = 1000, steps = 200, warmup = 10;
   int threads = 0, repeats = 3;
 };
@@ -62,32 +63,49 @@ Command add_bench_command(CLI::App& root) {
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->add_flag("--profile", a->profile, "Add a per-layer forward/backward time table (ops outside layers by op)");
+  cmd->add_flag("--sync-bn", a->sync_bn,
+                "Under mpirun: synchronized BatchNorm (else local BN with rank 0's buffers broadcast, as train does)");
   return {cmd, [a]() -> int {
             using Clock = std::chrono::steady_clock;
             if (a->threads) set_threads(a->threads);
             const ModelConfig mc = a->model.config();
             auto net = make_model(mc);
             Generator gen(1);
+            // Under mpirun: --batch-size per rank, gradients averaged over ranks as train does (each
+            // rank its own synthetic batch).
+            const int world = dist::size();
+            for (int r = 0; r < dist::rank(); ++r) gen.next_u32();
             Tensor x = Tensor::normal({a->batch_size, 1, 28, 28}, 0, 1, gen);
             std::vector<int32_t> labels(static_cast<size_t>(a->batch_size));
             for (auto& l : labels) l = static_cast<int32_t>(gen.below(10));
             SGD opt(net->parameters(), {0.01f, 0.9f});
+            set_sync_batch_norm(*net, a->sync_bn);
+            const bool broadcast_buffers = world > 1 && net->has_batch_norm() && !a->sync_bn;
+            dist::GradientReducer reducer(net->parameters());
             auto step = [&] {
               net->zero_grad();
+              if (broadcast_buffers) dist::broadcast_buffers(*net);
               Tensor loss = cross_entropy(net->forward(x), labels);
-              loss.backward();
+              if (world > 1) {
+                mul(loss, 1.0f / static_cast<float>(world)).backward();
+                reducer.reduce();
+              } else {
+                loss.backward();
+              }
               opt.step();
             };
             for (int64_t i = 0; i < a->warmup; ++i) step();
             // Steady state: tensor storage and the C heap in use must not grow across steps.
             const int64_t storage_before = Storage::live_bytes();
             const int64_t heap_before = static_cast<int64_t>(mallinfo2().uordblks);
-            std::vector<double> train_rates;
+            std::vector<double> train_rates, comm_fractions;  // train_rates: global images/s
             for (int r = 0; r < a->repeats; ++r) {
+              dist::reset_comm_seconds();
               const auto t0 = Clock::now();
               for (int64_t i = 0; i < a->steps; ++i) step();
               const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-              train_rates.push_back(static_cast<double>(a->steps * a->batch_size) / s);
+              train_rates.push_back(static_cast<double>(a->steps * a->batch_size * world) / s);
+              comm_fractions.push_back(dist::comm_seconds() / s);
             }
             const int64_t storage_growth = Storage::live_bytes() - storage_before;
             const int64_t heap_growth = static_cast<int64_t>(mallinfo2().uordblks) - heap_before;
@@ -128,6 +146,11 @@ Command add_bench_command(CLI::App& root) {
                              {"steps", a->steps},
                              {"repeats", a->repeats},
                              {"train_images_per_s", train_ips},
+                             {"ranks", world},
+                             {"sync_bn", a->sync_bn},
+                             {"train_images_per_s_per_rank", train_ips / world},
+                             {"comm_fraction", median(comm_fractions)},
+                             {"comm_ms_per_step", 1e3 * median(comm_fractions) * static_cast<double>(a->batch_size * world) / train_ips},
                              {"train_images_per_s_runs", train_rates},
                              {"infer_images_per_s", infer_ips},
                              {"train_gflops", train_ips * flops.training / 1e9},
@@ -156,7 +179,12 @@ Command add_bench_command(CLI::App& root) {
                       << (net->has_batch_norm() ? std::string(" (BN ") + to_string(mc.batch_norm_impl) + ")" : "")
                       << ", batch " << a->batch_size << "\n"
                       << "training   " << train_ips << " images/s (median of " << a->repeats << " x " << a->steps
-                      << " steps), " << train_ips * flops.training / 1e9 << " GFLOP/s\n"
+                      << " steps), " << train_ips * flops.training / 1e9 << " GFLOP/s\n";
+            if (world > 1)
+              std::cout << "ranks      " << world << " x batch " << a->batch_size << " (" << (a->sync_bn ? "SyncBN" : "local BN")
+                        << "): " << train_ips / world << " images/s per rank, " << 100 * median(comm_fractions)
+                        << " % of the step in communication\n";
+            std::cout
                       << "inference  " << infer_ips << " images/s (batch " << a->infer_batch_size << "), "
                       << infer_ips * flops.forward / 1e9 << " GFLOP/s\n"
                       << "peak RSS   " << peak_rss_mb() << " MB; growth over " << a->steps * a->repeats

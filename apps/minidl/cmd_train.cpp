@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "minidl/checkpoint.h"
+#include "minidl/distributed.h"
 #include "minidl/io/safetensors.h"
 
 namespace minidl::app {
@@ -44,10 +45,17 @@ Command add_train_command(CLI::App& root) {
             if (!args->quiet) std::cerr << "minidl train: " << describe(config) << (config.model.batch_norm ? ", bn (" : ", no bn")
                                         << (config.model.batch_norm ? std::string(to_string(config.model.batch_norm_impl)) + ")" : "")
                                         << ", " << data.train.count << " training images\n";
+            if (!args->quiet && dist::size() > 1)
+              std::cerr << "minidl train: " << dist::size() << " ranks x batch " << config.batch_size
+                        << " = global batch " << dist::size() * config.batch_size
+                        << (config.model.batch_norm || net->has_batch_norm()
+                                ? (config.sync_bn ? ", synchronized BN" : ", local BN (rank 0's running statistics broadcast)")
+                                : std::string())
+                        << "\n";
             if (!args->quiet && config.model.kind == ModelKind::Spec) std::cerr << net->summary();
             std::ofstream log;
             TrainCallbacks callbacks = progress_callbacks("", args->quiet);
-            if (!args->log.empty()) {
+            if (!args->log.empty() && dist::is_root()) {
               log.open(args->log);
               if (!log) throw InputError(args->log + ": cannot open the log file for writing");
               log << curve_csv_header() << "\n";
@@ -65,7 +73,7 @@ Command add_train_command(CLI::App& root) {
                         << "\n";
               return kExitDiverged;
             }
-            if (!args->save.empty()) save_model(args->save, *net);
+            if (!args->save.empty() && dist::is_root()) save_model(args->save, *net);
             std::cout << "steps " << result.steps << ", test accuracy " << 100 * result.final_eval.accuracy
                       << "%, test loss " << result.final_eval.loss << ", " << static_cast<int64_t>(result.images_per_s)
                       << " images/s\n";

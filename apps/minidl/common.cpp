@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "minidl/checkpoint.h"
+#include "minidl/distributed.h"
 #include "minidl/io/file.h"
 #include "minidl/io/safetensors.h"
 #include "minidl/nn/init.h"
@@ -138,6 +139,21 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
       ->capture_default_str();
   cmd->add_option("--train-limit", f.train_limit, "Use only the first N training images");
   cmd->add_option("--test-limit", f.test_limit, "Use only the first N test images");
+  // Data parallelism (README "Several processes"): under mpirun -np R, --batch-size is per rank.
+  cmd->add_flag("--sync-bn", f.sync_bn,
+                "Under mpirun: BatchNorm statistics over the global batch of all ranks (SyncBN). Without it each "
+                "rank normalizes its own --batch-size examples, and rank 0's running statistics are broadcast to "
+                "every rank before each forward, as PyTorch DDP does");
+  cmd->add_flag("--check-replicas", f.check_replicas,
+                "Under mpirun: compare a hash of the parameters across ranks after every step; stop if they differ");
+  cmd->add_option("--ghost-batch", f.ghost_batch,
+                  "One process: BatchNorm statistics per group of G consecutive examples of the batch (ghost batch "
+                  "norm; --batch-size a multiple of G)");
+  cmd->add_option("--ghost-stats", f.ghost_stats,
+                  "Ghost batch norm's running statistics: from each group in turn, or from the first group only (as "
+                  "local BN on several ranks ends up with rank 0's)")
+      ->check(CLI::IsMember({"each", "first"}))
+      ->capture_default_str();
 }
 
 TrainConfig to_config(const TrainFlags& f) {
@@ -157,6 +173,10 @@ TrainConfig to_config(const TrainFlags& f) {
   c.shuffle = !f.no_shuffle;
   c.seed = f.seed;
   c.eval_every = f.eval_every;
+  c.sync_bn = f.sync_bn;
+  c.check_replicas = f.check_replicas;
+  c.ghost_batch = f.ghost_batch;
+  c.ghost_first_group_only = f.ghost_stats == "first";
   MINIDL_CHECK(f.train_limit >= 0, "--train-limit must be >= 0, got ", f.train_limit);
   MINIDL_CHECK(f.test_limit >= 0, "--test-limit must be >= 0, got ", f.test_limit);
   validate(c);
@@ -217,7 +237,7 @@ void install_signal_handlers() {
 
 TrainCallbacks progress_callbacks(const std::string& label, bool quiet) {
   TrainCallbacks cb;
-  const bool tty = ::isatty(STDERR_FILENO) && !quiet;
+  const bool tty = ::isatty(STDERR_FILENO) && !quiet && dist::is_root();
   const std::string prefix = label.empty() ? "" : "[" + label + "] ";
   if (tty) {
     struct BarState {
@@ -242,7 +262,7 @@ TrainCallbacks progress_callbacks(const std::string& label, bool quiet) {
       std::fflush(stderr);
     };
   }
-  if (!quiet) {
+  if (!quiet && dist::is_root()) {
     cb.on_eval = [prefix, tty](const CurvePoint& p, Net&) {
       std::fprintf(stderr, "%s%sstep %lld epoch %.2f train loss %.4f acc %.2f%% | test loss %.4f acc %.2f%% | %s training\n",
                    tty ? "\r\033[K" : "", prefix.c_str(), static_cast<long long>(p.step), p.epoch, p.train_loss,
@@ -270,15 +290,19 @@ nlohmann::json steps_to_reach(const std::vector<CurvePoint>& curve, double thres
   return nullptr;
 }
 
-void write_text(const std::string& path, const std::string& text) { write_file_atomic(path, text); }
+void write_text(const std::string& path, const std::string& text) {
+  if (dist::is_root()) write_file_atomic(path, text);
+}
 
 void make_dir(const std::string& dir) {
+  if (!dist::is_root()) return;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw InputError(dir + ": cannot create the output directory (" + ec.message() + ")");
 }
 
 bool run_plot(const std::string& kind, const std::string& dir) {
+  if (!dist::is_root()) return false;
   const char* env = std::getenv("MINIDL_PLOT_SCRIPT");
   std::string script = env ? env : MINIDL_SOURCE_DIR "/scripts/plot.py";
   const std::string python = "/usr/bin/python3";

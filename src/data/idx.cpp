@@ -175,7 +175,7 @@ float normalize_pixel(uint8_t value) { return (static_cast<float>(value) / 255.0
 
 void make_batch(const Dataset& data, const std::vector<int64_t>& order, int64_t begin, int64_t end, Tensor& images,
                 std::vector<int32_t>& labels) {
-  MINIDL_CHECK(begin >= 0 && begin < end && end <= static_cast<int64_t>(order.size()), "make_batch: range [", begin,
+  MINIDL_CHECK(begin >= 0 && begin <= end && end <= static_cast<int64_t>(order.size()), "make_batch: range [", begin,
                ", ", end, ") out of range for ", order.size(), " examples");
   static const std::array<float, 256> lut = [] {
     std::array<float, 256> t{};

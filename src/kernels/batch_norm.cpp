@@ -172,4 +172,84 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
   }
 }
 
+void batch_norm_moments(const float* x, double* mean, double* m2, int64_t N, int64_t C, int64_t S) {
+  const double M = static_cast<double>(N * S);
+#pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
+  for (int64_t c = 0; c < C; ++c) {
+    double sum = 0.0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* in = x + (n * C + c) * S;
+      for (int64_t s = 0; s < S; ++s) sum += in[s];
+    }
+    const double mu = M > 0 ? sum / M : 0.0;
+    double squares = 0.0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* in = x + (n * C + c) * S;
+      for (int64_t s = 0; s < S; ++s) {
+        const double d = in[s] - mu;
+        squares += d * d;
+      }
+    }
+    mean[c] = mu;
+    m2[c] = squares;
+  }
+}
+
+void batch_norm_merge_moments(const double* all, int ranks, int64_t C, double* count, double* mean, double* m2) {
+  for (int64_t c = 0; c < C; ++c) {
+    double n = 0.0, mu = 0.0, q = 0.0;
+    for (int r = 0; r < ranks; ++r) {
+      const double* part = all + static_cast<int64_t>(r) * 3 * C;
+      const double nb = part[c], mb = part[C + c], qb = part[2 * C + c];
+      if (nb == 0.0) continue;
+      const double total = n + nb, d = mb - mu;
+      mu += d * nb / total;
+      q += qb + d * d * n * nb / total;
+      n = total;
+    }
+    count[c] = n;
+    mean[c] = mu;
+    m2[c] = q;
+  }
+}
+
+void batch_norm_backward_sums(const float* dy, const float* x, const double* mean, const float* inv_std, double* sums,
+                              int64_t N, int64_t C, int64_t S) {
+#pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
+  for (int64_t c = 0; c < C; ++c) {
+    const SplitMean m(mean[c]);
+    const float is = inv_std[c];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t n = 0; n < N; ++n) {
+      const float* g = dy + (n * C + c) * S;
+      const float* in = x + (n * C + c) * S;
+      for (int64_t s = 0; s < S; ++s) {
+        sum_dy += g[s];
+        sum_dy_xhat += static_cast<double>(g[s]) * (m.center(in[s]) * is);
+      }
+    }
+    sums[c] = sum_dy;
+    sums[C + c] = sum_dy_xhat;
+  }
+}
+
+void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma, const double* mean,
+                            const float* inv_std, const double* sums, double M, float* dx, int64_t N, int64_t C,
+                            int64_t S) {
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > (1 << 15))
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const SplitMean m(mean[c]);
+      const float is = inv_std[c];
+      const float k = gamma[c] * is;
+      const float mean_dy = static_cast<float>(sums[c] / M);
+      const float mean_dy_xhat = static_cast<float>(sums[C + c] / M);
+      const float* g = dy + (n * C + c) * S;
+      const float* in = x + (n * C + c) * S;
+      float* out = dx + (n * C + c) * S;
+#pragma omp simd
+      for (int64_t s = 0; s < S; ++s) out[s] += k * (g[s] - mean_dy - m.center(in[s]) * is * mean_dy_xhat);
+    }
+}
+
 }  // namespace minidl::kernels

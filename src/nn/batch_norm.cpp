@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "minidl/autograd.h"
+#include "minidl/distributed.h"
 #include "minidl/profiler.h"
 #include "minidl/kernels/batch_norm.h"
 #include "minidl/nn/registry.h"
@@ -141,6 +142,161 @@ Tensor batch_norm_fused(const Tensor& x, const Tensor& weight, const Tensor& bia
                 });
 }
 
+namespace {
+// The global count of values per channel; refuses a global batch with one value per channel.
+int64_t global_count(const Tensor& x, const Layout& l, const char* who) {
+  const int64_t M = dist::sum(l.N * l.S);
+  MINIDL_CHECK(M > 1, who, ": expected more than 1 value per channel over all ranks when training, got ", M,
+               " (local input ", shape_to_string(x.shape()), ")");
+  return M;
+}
+}  // namespace
+
+Tensor batch_norm_fused_sync(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                             Tensor running_var, float momentum, float eps) {
+  if (dist::size() == 1) return batch_norm_fused(x, weight, bias, running_mean, running_var, true, momentum, eps);
+  ProfileScope scope("batch_norm_sync");
+  const Layout l = check_input(x, weight, running_mean, false, "sync_batch_norm");
+  const int64_t C = l.C;
+  // This rank's (count, mean, M2) per channel, gathered from every rank and merged in rank order.
+  std::vector<double> local(static_cast<size_t>(3 * C));
+  for (int64_t c = 0; c < C; ++c) local[static_cast<size_t>(c)] = static_cast<double>(l.N * l.S);
+  kernels::batch_norm_moments(x.data(), local.data() + C, local.data() + 2 * C, l.N, C, l.S);
+  std::vector<double> all(local.size() * static_cast<size_t>(dist::size()));
+  dist::allgather(local.data(), 3 * C, all.data());
+  std::vector<double> count(static_cast<size_t>(C)), m2(static_cast<size_t>(C));
+  auto mu = std::make_shared<std::vector<double>>(static_cast<size_t>(C));
+  kernels::batch_norm_merge_moments(all.data(), dist::size(), C, count.data(), mu->data(), m2.data());
+  const double M = count[0];
+  MINIDL_CHECK(M > 1, "sync_batch_norm: expected more than 1 value per channel over all ranks when training, got ", M);
+  Tensor var = Tensor::empty({C}), inv_std = Tensor::empty({C});
+  for (int64_t c = 0; c < C; ++c) {
+    const double v = m2[static_cast<size_t>(c)] / M;
+    var.data()[c] = static_cast<float>(v);
+    inv_std.data()[c] = static_cast<float>(1.0 / std::sqrt(v + eps));
+  }
+  update_running_stats(running_mean, running_var, mu->data(), var.data(), static_cast<int64_t>(M), momentum);
+  Tensor y = Tensor::empty(x.shape());
+  kernels::batch_norm_normalize(x.data(), weight.data(), bias.data(), mu->data(), inv_std.data(), y.data(), l.N, C, l.S);
+  // Every rank records the node, so every rank joins the backward's exchange.
+  if (!needs_grad({&x, &weight, &bias})) return y;
+  Tensor sx = x.detach(), sw = weight.detach();
+  return record(y, "batch_norm_sync", {x, weight, bias},
+                [sx, sw, mu, inv_std, l, M](const Tensor& dy, const std::vector<bool>& needs) {
+                  const int64_t C = l.C;
+                  std::vector<double> sums(static_cast<size_t>(2 * C));
+                  kernels::batch_norm_backward_sums(dy.data(), sx.data(), mu->data(), inv_std.data(), sums.data(),
+                                                    l.N, C, l.S);
+                  Tensor dgamma = needs[1] ? Tensor::empty({C}) : Tensor();
+                  Tensor dbeta = needs[2] ? Tensor::empty({C}) : Tensor();
+                  for (int64_t c = 0; c < C; ++c) {  // local: the gradient reduction sums them over ranks
+                    if (needs[2]) dbeta.data()[c] = static_cast<float>(sums[static_cast<size_t>(c)]);
+                    if (needs[1]) dgamma.data()[c] = static_cast<float>(sums[static_cast<size_t>(C + c)]);
+                  }
+                  dist::sum_in_rank_order(sums.data(), 2 * C);
+                  Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
+                  if (needs[0])
+                    kernels::batch_norm_backward_dx(dy.data(), sx.data(), sw.data(), mu->data(), inv_std.data(),
+                                                    sums.data(), M, dx.data(), l.N, C, l.S);
+                  return std::vector<Tensor>{dx, dgamma, dbeta};
+                });
+}
+
+Tensor batch_norm_composed_sync(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                                Tensor running_var, float momentum, float eps) {
+  if (dist::size() == 1) return batch_norm_composed(x, weight, bias, running_mean, running_var, true, momentum, eps);
+  const Layout l = check_input(x, weight, running_mean, false, "sync_batch_norm");
+  const int64_t M = global_count(x, l, "sync_batch_norm");
+  const float inv_m = 1.0f / static_cast<float>(M);
+  const std::vector<int64_t> axes = x.dim() == 4 ? std::vector<int64_t>{0, 2, 3} : std::vector<int64_t>{0};
+  const Shape channel_shape = x.dim() == 4 ? Shape{1, l.C, 1, 1} : Shape{1, l.C};
+  // The composed BN's steps with every per-channel sum taken over all ranks.
+  auto global_mean = [&](const Tensor& t) { return mul(dist::all_reduce_sum(sum(t, axes, true)), inv_m); };
+  Tensor mu = global_mean(x);
+  Tensor centered = sub(x, mu);
+  Tensor residue = global_mean(centered);
+  centered = sub(centered, residue);
+  Tensor var = global_mean(square(centered));
+  {
+    NoGradGuard no_grad;
+    Tensor batch_mean = add(mu, residue);
+    update_running_stats(running_mean, running_var, batch_mean.data(), var.data(), M, momentum);
+  }
+  Tensor xhat = mul(centered, rsqrt(add(var, eps)));
+  return add(mul(xhat, reshape(weight, channel_shape)), reshape(bias, channel_shape));
+}
+
+Tensor batch_norm_fused_ghost(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                              Tensor running_var, float momentum, float eps, int64_t groups, bool first_group_only) {
+  const Layout l = check_input(x, weight, running_mean, false, "ghost_batch_norm");
+  MINIDL_CHECK(groups >= 1, "ghost_batch_norm: groups must be at least 1, got ", groups);
+  const int64_t C = l.C, per_example = C * l.S;
+  struct Group {
+    int64_t begin, count;
+  };
+  std::vector<Group> parts;
+  for (int64_t g = 0; g < groups; ++g) {
+    const dist::Share sh = dist::share_of(l.N, static_cast<int>(g), static_cast<int>(groups));
+    if (sh.count == 0) continue;
+    MINIDL_CHECK(sh.count * l.S > 1, "ghost_batch_norm: a group of ", sh.count, " example(s) of ",
+                 shape_to_string(x.shape()), " has one value per channel; use fewer groups (a larger --ghost-batch)");
+    parts.push_back({sh.begin, sh.count});
+  }
+  Tensor y = Tensor::empty(x.shape());
+  auto mu = std::make_shared<std::vector<double>>(parts.size() * static_cast<size_t>(C));
+  Tensor inv_std = Tensor::empty({static_cast<int64_t>(parts.size()) * C});
+  Tensor var = Tensor::empty({C});
+  for (size_t g = 0; g < parts.size(); ++g) {
+    const int64_t offset = parts[g].begin * per_example;
+    kernels::batch_norm_forward_train(x.data() + offset, weight.data(), bias.data(), y.data() + offset,
+                                      mu->data() + g * static_cast<size_t>(C), var.data(),
+                                      inv_std.data() + static_cast<int64_t>(g) * C, parts[g].count, C, l.S, eps);
+    if (g == 0 || !first_group_only)
+      update_running_stats(running_mean, running_var, mu->data() + g * static_cast<size_t>(C), var.data(),
+                           parts[g].count * l.S, momentum);
+  }
+  if (!needs_grad({&x, &weight, &bias})) return y;
+  Tensor sx = x.detach(), sw = weight.detach();
+  return record(y, "batch_norm_ghost", {x, weight, bias},
+                [sx, sw, mu, inv_std, l, parts, per_example](const Tensor& dy, const std::vector<bool>& needs) {
+                  const int64_t C = l.C;
+                  Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
+                  Tensor dgamma = needs[1] ? Tensor::zeros({C}) : Tensor();
+                  Tensor dbeta = needs[2] ? Tensor::zeros({C}) : Tensor();
+                  for (size_t g = 0; g < parts.size(); ++g) {
+                    const int64_t offset = parts[g].begin * per_example;
+                    kernels::batch_norm_backward(dy.data() + offset, sx.data() + offset, sw.data(),
+                                                 mu->data() + g * static_cast<size_t>(C),
+                                                 inv_std.data() + static_cast<int64_t>(g) * C,
+                                                 needs[0] ? dx.data() + offset : nullptr,
+                                                 needs[1] ? dgamma.data() : nullptr, needs[2] ? dbeta.data() : nullptr,
+                                                 parts[g].count, C, l.S, true);
+                  }
+                  return std::vector<Tensor>{dx, dgamma, dbeta};
+                });
+}
+
+int set_sync_batch_norm(Module& module, bool sync) {
+  int n = 0;
+  if (auto* bn = dynamic_cast<BatchNorm*>(&module)) {
+    bn->sync = sync;
+    ++n;
+  }
+  for (const auto& child : module.children()) n += set_sync_batch_norm(*child.second, sync);
+  return n;
+}
+
+int set_ghost_batch_norm(Module& module, int64_t groups, bool first_group_only) {
+  int n = 0;
+  if (auto* bn = dynamic_cast<BatchNorm*>(&module)) {
+    bn->ghost_groups = groups;
+    bn->ghost_first_group_only = first_group_only;
+    ++n;
+  }
+  for (const auto& child : module.children()) n += set_ghost_batch_norm(*child.second, groups, first_group_only);
+  return n;
+}
+
 BatchNorm::BatchNorm(int64_t num_features, int64_t input_dims, BatchNormImpl impl)
     : num_features_(num_features), input_dims_(input_dims), impl_(impl) {
   MINIDL_CHECK(num_features > 0, "BatchNorm: num_features must be positive, got ", num_features);
@@ -157,7 +313,19 @@ Tensor BatchNorm::forward(const Tensor& x) {
                input_dims_ == 2 ? "[N, " : "[N, ", num_features_, input_dims_ == 2 ? "]" : ", H, W]", ", got ",
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");
   const bool training = is_training();
-  Tensor y = impl_ == BatchNormImpl::Fused
+  MINIDL_CHECK(!(training && ghost_groups > 1 && impl_ != BatchNormImpl::Fused), name,
+               ": ghost batch norm needs the fused implementation (--bn-impl fused)");
+  MINIDL_CHECK(!(training && ghost_groups > 1 && sync), name, ": ghost batch norm and synchronized BN exclude each other");
+  MINIDL_CHECK(!(training && sync && impl_ == BatchNormImpl::Detached), name,
+               ": synchronized BN has fused and composed implementations, not detached");
+  Tensor y = training && ghost_groups > 1
+                 ? batch_norm_fused_ghost(x, weight, bias, running_mean, running_var, momentum, eps, ghost_groups,
+                                          ghost_first_group_only)
+             : training && sync && impl_ == BatchNormImpl::Fused
+                 ? batch_norm_fused_sync(x, weight, bias, running_mean, running_var, momentum, eps)
+             : training && sync && impl_ == BatchNormImpl::Composed
+                 ? batch_norm_composed_sync(x, weight, bias, running_mean, running_var, momentum, eps)
+             : impl_ == BatchNormImpl::Fused
                  ? batch_norm_fused(x, weight, bias, running_mean, running_var, training, momentum, eps)
              : impl_ == BatchNormImpl::Composed
                  ? batch_norm_composed(x, weight, bias, running_mean, running_var, training, momentum, eps)

@@ -39,8 +39,9 @@ Tensor flatten(const Tensor& x, int64_t start_dim) {
                "flatten: start_dim ", start_dim, " out of range for shape ",
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");
   Shape shape(x.shape().begin(), x.shape().begin() + start_dim);
-  shape.push_back(-1);
-  if (x.numel() == 0) shape.back() = 0;
+  int64_t rest = 1;  // explicit, not -1: an empty batch [0, C, H, W] keeps its C*H*W columns
+  for (int64_t d = start_dim; d < x.dim(); ++d) rest *= x.size(d);
+  shape.push_back(rest);
   return reshape(x, shape);
 }
 

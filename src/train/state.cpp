@@ -36,6 +36,7 @@ void save_training_state(const std::string& dir, const Net& net, const Optimizer
   meta["epoch"] = std::to_string(position.epoch);
   meta["batch_in_epoch"] = std::to_string(position.batch_in_epoch);
   meta["epoch_rng_state"] = std::to_string(position.epoch_rng_state);
+  meta["world_size"] = std::to_string(position.world_size);
   save_safetensors(trainer_path(dir), optimizer.state(), meta);
 }
 
@@ -59,6 +60,8 @@ TrainingPosition load_training_state(const std::string& dir, Net& net, Optimizer
   p.step = parse_int(trainer.metadata, "step", source);
   p.epoch = parse_int(trainer.metadata, "epoch", source);
   p.batch_in_epoch = parse_int(trainer.metadata, "batch_in_epoch", source);
+  // Written since data parallelism; older checkpoints come from one process.
+  p.world_size = trainer.metadata.count("world_size") ? static_cast<int>(parse_int(trainer.metadata, "world_size", source)) : 1;
   auto it = trainer.metadata.find("epoch_rng_state");
   if (it == trainer.metadata.end()) throw InputError(source + ": trainer state has no 'epoch_rng_state'");
   try {

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "minidl/autograd.h"
+#include "minidl/distributed.h"
 #include "minidl/kernels/elementwise.h"
 #include "minidl/kernels/gemm.h"
 #include "minidl/ops.h"
@@ -35,6 +36,12 @@ void validate(const TrainConfig& c) {
   MINIDL_CHECK(c.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got ", c.checkpoint_every);
   MINIDL_CHECK(c.checkpoint_every == 0 || !c.checkpoint_dir.empty(), "--checkpoint-every needs --checkpoint-dir");
   MINIDL_CHECK(!c.resume || !c.checkpoint_dir.empty(), "--resume needs a checkpoint directory");
+  MINIDL_CHECK(c.ghost_batch >= 0, "--ghost-batch must be >= 0, got ", c.ghost_batch);
+  MINIDL_CHECK(c.ghost_batch == 0 || c.batch_size % c.ghost_batch == 0, "--batch-size ", c.batch_size,
+               " must be a multiple of --ghost-batch ", c.ghost_batch);
+  MINIDL_CHECK(c.ghost_batch == 0 || !c.sync_bn, "--ghost-batch and --sync-bn exclude each other");
+  MINIDL_CHECK(c.ghost_batch == 0 || dist::size() == 1,
+               "--ghost-batch is for one process (local BN on several ranks is ghost BN already)");
 }
 
 void set_threads(int threads) {
@@ -44,7 +51,8 @@ void set_threads(int threads) {
 
 int64_t total_steps(const TrainConfig& config, int64_t train_count) {
   if (config.steps > 0) return config.steps;
-  const int64_t per_epoch = (train_count + config.batch_size - 1) / config.batch_size;
+  const int64_t global_batch = config.batch_size * dist::size();
+  const int64_t per_epoch = (train_count + global_batch - 1) / global_batch;
   const double epochs = config.epochs > 0.0 ? config.epochs : 1.0;
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(epochs * static_cast<double>(per_epoch) - 1e-9)));
 }
@@ -83,6 +91,8 @@ EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size) {
   const int64_t K = Net::kClasses;
   EvalResult r;
   r.n = data.count;
+  // Under mpirun, this rank's slice; the sums are added over ranks below.
+  const dist::Share slice = dist::share_of(data.count, dist::rank(), dist::size());
   r.confusion.assign(static_cast<size_t>(K), std::vector<int64_t>(static_cast<size_t>(K), 0));
   const std::vector<int64_t> order = [&] {
     Generator unused(0);
@@ -92,8 +102,8 @@ EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size) {
   std::vector<int32_t> labels;
   double loss_sum = 0.0;
   int64_t correct = 0;
-  for (int64_t begin = 0; begin < data.count; begin += batch_size) {
-    const int64_t end = std::min(begin + batch_size, data.count);
+  for (int64_t begin = slice.begin; begin < slice.begin + slice.count; begin += batch_size) {
+    const int64_t end = std::min(begin + batch_size, slice.begin + slice.count);
     make_batch(data, order, begin, end, images, labels);
     Tensor logits = net.forward(images);
     loss_sum += static_cast<double>(cross_entropy(logits, labels).item()) * static_cast<double>(end - begin);
@@ -105,6 +115,17 @@ EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size) {
     }
   }
   net.train(was_training);
+  if (dist::size() > 1) {
+    std::vector<double> sums{loss_sum, static_cast<double>(correct)};
+    for (const auto& row : r.confusion)
+      for (int64_t v : row) sums.push_back(static_cast<double>(v));
+    dist::sum_in_rank_order(sums.data(), static_cast<int64_t>(sums.size()));
+    loss_sum = sums[0];
+    correct = static_cast<int64_t>(sums[1]);
+    size_t i = 2;
+    for (auto& row : r.confusion)
+      for (int64_t& v : row) v = static_cast<int64_t>(sums[i++]);
+  }
   r.loss = loss_sum / static_cast<double>(data.count);
   r.accuracy = static_cast<double>(correct) / static_cast<double>(data.count);
   for (int64_t k = 0; k < K; ++k) {
@@ -121,20 +142,43 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
   MINIDL_CHECK(train_set.count > 0, "train: the training set is empty");
   MINIDL_CHECK(train_set.rows == Net::kImageSize && train_set.cols == Net::kImageSize, "train: images are ",
                train_set.rows, "x", train_set.cols, ", the models expect 28x28");
-  MINIDL_CHECK(config.batch_size <= train_set.count, "--batch-size ", config.batch_size,
-               " is larger than the training set (", train_set.count, " images)");
+  const int world = dist::size(), rank = dist::rank();
+  const int64_t global_batch = config.batch_size * world;
+  MINIDL_CHECK(global_batch <= train_set.count, "--batch-size ", config.batch_size,
+               world > 1 ? detail::concat(" x ", world, " ranks") : std::string(), " is larger than the training set (",
+               train_set.count, " images)");
   const bool has_bn = net.has_batch_norm();
-  MINIDL_CHECK(!has_bn || config.batch_size >= 2, "--batch-size must be at least 2 with batch norm (it normalises over the batch)");
+  MINIDL_CHECK(!has_bn || config.batch_size >= 2 || (config.sync_bn && global_batch >= 2),
+               "--batch-size must be at least 2 with batch norm (it normalises over the batch)");
+  MINIDL_CHECK(config.ghost_batch == 0 || has_bn, "--ghost-batch needs a model with batch norm");
+  set_sync_batch_norm(net, config.sync_bn);
+  const int64_t ghost_groups = config.ghost_batch > 0 ? config.batch_size / config.ghost_batch : 0;
+  set_ghost_batch_norm(net, ghost_groups, config.ghost_first_group_only);
+  // Local BN on several ranks: rank 0's running statistics everywhere before each forward.
+  const bool broadcast_bn_buffers = has_bn && !config.sync_bn && world > 1;
+  // Into how many independently normalized parts a batch falls (ranks with local BN, ghost
+  // groups); a batch whose smallest part would hold fewer than 2 examples is skipped.
+  const int64_t bn_parts = !has_bn ? 1 : broadcast_bn_buffers ? world : std::max<int64_t>(ghost_groups, 1);
+  dist::reset_comm_seconds();
+  dist::GradientReducer reducer(net.parameters());
 
   auto optimizer = make_optimizer(config, net.parameters());
   const auto named = net.named_parameters();
   const int64_t total = total_steps(config, train_set.count);
-  const int64_t per_epoch = (train_set.count + config.batch_size - 1) / config.batch_size;
+  const int64_t per_epoch = (train_set.count + global_batch - 1) / global_batch;
 
   Generator order_gen(layer_seed(config.seed, "data-order"));
   TrainingPosition pos;
   pos.epoch_rng_state = order_gen.state();
-  if (config.resume) pos = load_training_state(config.checkpoint_dir, net, *optimizer);
+  if (config.resume) {
+    pos = load_training_state(config.checkpoint_dir, net, *optimizer);
+    if (pos.world_size != world)
+      throw InputError(detail::concat(config.checkpoint_dir, ": the run was saved by ", pos.world_size,
+                                      " process(es), this one has ", world,
+                                      "; --resume continues with the same number of ranks (mpirun -np ",
+                                      pos.world_size, ")"));
+  }
+  pos.world_size = world;
 
   TrainResult result;
   std::vector<int64_t> order;
@@ -145,8 +189,8 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
   int64_t correct_since = 0, seen_since = 0, images_done = 0;
   double train_seconds = 0.0;
 
-  auto checkpoint = [&] {
-    if (!config.checkpoint_dir.empty()) save_training_state(config.checkpoint_dir, net, *optimizer, pos);
+  auto checkpoint = [&] {  // rank 0 alone writes (the replicas are identical)
+    if (!config.checkpoint_dir.empty() && rank == 0) save_training_state(config.checkpoint_dir, net, *optimizer, pos);
   };
   auto eval_point = [&] {
     CurvePoint p;
@@ -155,6 +199,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     p.images = images_done;
     p.train_loss = seen_since ? loss_since / static_cast<double>(seen_since) : NAN;
     p.train_acc = seen_since ? static_cast<double>(correct_since) / static_cast<double>(seen_since) : NAN;
+    if (broadcast_bn_buffers) dist::broadcast_buffers(net);
     const EvalResult e = evaluate(net, data.test, config.eval_batch_size);
     p.test_loss = e.loss;
     p.test_acc = e.accuracy;
@@ -177,8 +222,8 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
       order = epoch_order(train_set.count, config.shuffle, order_gen);
       have_order = true;
     }
-    const int64_t begin = pos.batch_in_epoch * config.batch_size;
-    const int64_t end = std::min(begin + config.batch_size, train_set.count);
+    const int64_t begin = pos.batch_in_epoch * global_batch;
+    const int64_t end = std::min(begin + global_batch, train_set.count);
     if (++pos.batch_in_epoch == per_epoch) {
       pos.batch_in_epoch = 0;
       ++pos.epoch;
@@ -186,22 +231,45 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
       have_order = false;
     }
     // A last batch of one example cannot be batch-normalised (PyTorch raises too): skip it.
-    if (has_bn && end - begin < 2) continue;
-    make_batch(train_set, order, begin, end, images, labels);
+    // Likewise a batch whose ranks (local BN) or ghost groups would get fewer than 2.
+    if (has_bn && (end - begin < 2 || (bn_parts > 1 && (end - begin) / bn_parts < 2))) continue;
+    // This rank's share of the global batch (all of it in one process).
+    const dist::Share share = dist::share_of(end - begin, rank, world);
+    const int64_t global_count = end - begin, B = share.count;
+    make_batch(train_set, order, begin + share.begin, begin + share.begin + B, images, labels);
     net.zero_grad();
+    if (broadcast_bn_buffers) dist::broadcast_buffers(net);
     Tensor logits = net.forward(images);
-    Tensor loss = cross_entropy(logits, labels);
-    const float loss_value = loss.item();
+    // A rank without examples still runs forward and backward (SyncBN's exchanges), with a zero loss.
+    Tensor loss = B > 0 ? cross_entropy(logits, labels) : mul(sum(logits), 0.0f);
+    float loss_value = loss.item();
+    int64_t correct_now = 0;
+    for (int64_t b = 0; b < B; ++b)
+      correct_now += argmax_row(logits.data() + b * Net::kClasses, Net::kClasses) == labels[static_cast<size_t>(b)];
+    if (world > 1) {  // the global batch's mean loss and correct count, the same on every rank
+      double sums[2] = {static_cast<double>(loss_value) * static_cast<double>(B), static_cast<double>(correct_now)};
+      dist::sum_in_rank_order(sums, 2);
+      loss_value = static_cast<float>(sums[0] / static_cast<double>(global_count));
+      correct_now = static_cast<int64_t>(sums[1]);
+    }
     if (!std::isfinite(loss_value)) {
       result.diverged = true;
       result.diverged_step = pos.step + 1;
       result.diverged_reason = detail::concat("loss is ", loss_value, " at step ", pos.step + 1);
       break;
     }
-    loss.backward();
+    if (world > 1) {
+      // Each rank's loss weighted by its share, so the sum over ranks of the gradients is the
+      // global batch's mean-loss gradient (also for unequal shares).
+      mul(loss, static_cast<float>(B) / static_cast<float>(global_count)).backward();
+      reducer.reduce();
+    } else {
+      loss.backward();
+    }
     if (callbacks.after_backward) callbacks.after_backward(pos.step + 1, net, *optimizer, images, labels, loss_value);
     optimizer->step();
     ++pos.step;
+    if (config.check_replicas) dist::check_replicas(net.parameters(), pos.step);
     for (const auto& p : named) {
       if (!kernels::all_finite(p.tensor.data(), p.tensor.numel())) {
         result.diverged = true;
@@ -211,12 +279,10 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
       }
     }
     if (result.diverged) break;
-    const int64_t B = end - begin;
-    loss_since += static_cast<double>(loss_value) * static_cast<double>(B);
-    for (int64_t b = 0; b < B; ++b)
-      correct_since += argmax_row(logits.data() + b * Net::kClasses, Net::kClasses) == labels[static_cast<size_t>(b)];
-    seen_since += B;
-    images_done += B;
+    loss_since += static_cast<double>(loss_value) * static_cast<double>(global_count);
+    correct_since += correct_now;
+    seen_since += global_count;
+    images_done += global_count;
     train_seconds += seconds_since(t0);
     if (callbacks.on_step)
       callbacks.on_step(pos.step, total,
@@ -225,7 +291,9 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     if (config.checkpoint_every > 0 && pos.step % config.checkpoint_every == 0) checkpoint();
     if (pos.step == total) break;
     if (config.eval_every > 0 && pos.step % config.eval_every == 0) eval_point();
-    if (callbacks.should_stop && callbacks.should_stop()) {
+    // Every rank stops at the same step: a stop request on any rank counts for all.
+    const bool stop_here = callbacks.should_stop && callbacks.should_stop();
+    if (world > 1 ? dist::sum(stop_here ? 1 : 0) > 0 : stop_here) {
       result.interrupted = true;
       checkpoint();
       break;
@@ -234,6 +302,8 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
   result.steps = pos.step;
   result.train_seconds = train_seconds;
   result.images_per_s = train_seconds > 0 ? static_cast<double>(images_done) / train_seconds : 0.0;
+  result.comm_seconds = dist::comm_seconds();
+  result.world_size = world;
   if (!result.diverged) {
     result.final_eval = eval_point();
     if (!result.interrupted && config.checkpoint_every > 0 && pos.step % config.checkpoint_every != 0) checkpoint();

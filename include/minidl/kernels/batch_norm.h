@@ -40,4 +40,25 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
                          const float* inv_std, float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C,
                          int64_t S, bool training);
 
+// --- Synchronized BN across processes (nn/batch_norm.h, distributed.h) ---
+// A rank holds N of the global batch's examples. Forward: each rank's per-channel moments
+// (count M_r = N*S, mean, M2 = sum of squared deviations, two-pass in double) are merged in rank
+// order with Chan et al.'s pairwise formula:
+//   n = n_a + n_b,  d = mean_b - mean_a,  mean = mean_a + d*n_b/n,  M2 = M2_a + M2_b + d^2*n_a*n_b/n
+// Backward: the two per-channel sums (sum dy, sum dy*xhat) are summed over ranks, and dx follows
+// from the formula above with the global count M. dgamma and dbeta stay local: the gradient
+// reduction adds them over ranks like every other parameter gradient.
+
+// Local moments of each channel: mean[c] and m2[c] (0 when N*S == 0).
+void batch_norm_moments(const float* x, double* mean, double* m2, int64_t N, int64_t C, int64_t S);
+// Merges per-rank (count, mean, m2) triples, rank 0's first: all[r*3*C + {0, C, 2C} + c].
+void batch_norm_merge_moments(const double* all, int ranks, int64_t C, double* count, double* mean, double* m2);
+// sums[c] = sum dy, sums[C + c] = sum dy * xhat over this rank's values.
+void batch_norm_backward_sums(const float* dy, const float* x, const double* mean, const float* inv_std, double* sums,
+                              int64_t N, int64_t C, int64_t S);
+// dx += gamma*inv_std * (dy - sum_dy/M - xhat * sum_dy_xhat/M) with the global sums and count M.
+void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma, const double* mean,
+                            const float* inv_std, const double* sums, double M, float* dx, int64_t N, int64_t C,
+                            int64_t S);
+
 }  // namespace minidl::kernels

@@ -35,6 +35,24 @@ Tensor batch_norm_detached(const Tensor& x, const Tensor& weight, const Tensor& 
 Tensor batch_norm_fused(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                         Tensor running_var, bool training, float momentum, float eps);
 
+// Synchronized BN (training, several processes; distributed.h): the statistics of the global
+// batch over every rank, bit-identical on all ranks. The fused form exchanges per-channel
+// moments and merges them in rank order, and its backward sums (sum dy, sum dy*xhat) over
+// ranks; the composed form is the composed BN with each per-channel sum passed through the
+// differentiable all_reduce_sum, so the tape derives the distributed backward. In a world of
+// one they are batch_norm_fused / batch_norm_composed.
+Tensor batch_norm_fused_sync(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                             Tensor running_var, float momentum, float eps);
+Tensor batch_norm_composed_sync(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                                Tensor running_var, float momentum, float eps);
+// Ghost batch norm (Hoffer et al. 2017; training): the batch's N examples split as evenly as
+// possible into `groups` consecutive groups (the first N % groups get one more, as data-parallel
+// ranks share a batch), each normalized with its own statistics. The running statistics are
+// updated once per group in order, or, with first_group_only, from the first group alone (what
+// local BN on several ranks ends with when rank 0's buffers are broadcast, as PyTorch DDP does).
+Tensor batch_norm_fused_ghost(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                              Tensor running_var, float momentum, float eps, int64_t groups, bool first_group_only);
+
 class BatchNorm : public Module {
  public:
   Tensor forward(const Tensor& x) override;
@@ -45,6 +63,11 @@ class BatchNorm : public Module {
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   float eps = 1e-5f;
   float momentum = 0.1f;
+  // Training statistics over every rank's batch (--sync-bn); see batch_norm_fused_sync.
+  bool sync = false;
+  // Ghost batch norm with this many groups per batch (--ghost-batch); 0 or 1: off. Fused only.
+  int64_t ghost_groups = 0;
+  bool ghost_first_group_only = false;
 
  protected:
   BatchNorm(int64_t num_features, int64_t input_dims, BatchNormImpl impl);
@@ -66,4 +89,10 @@ class BatchNorm2d : public BatchNorm {
       : BatchNorm(num_features, 4, impl) {}
 };
 
+}  // namespace minidl
+
+namespace minidl {
+// Sets sync / ghost_groups on every BatchNorm in the module's tree; returns how many there are.
+int set_sync_batch_norm(Module& module, bool sync);
+int set_ghost_batch_norm(Module& module, int64_t groups, bool first_group_only);
 }  // namespace minidl

@@ -18,6 +18,7 @@ struct TrainingPosition {
   int64_t epoch = 0;
   int64_t batch_in_epoch = 0;
   uint64_t epoch_rng_state = 0;
+  int world_size = 1;  // processes of the run (a resume needs the same number)
 };
 
 void save_training_state(const std::string& dir, const Net& net, const Optimizer& optimizer,

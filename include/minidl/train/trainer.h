@@ -35,6 +35,18 @@ struct TrainConfig {
   std::string checkpoint_dir;
   int64_t checkpoint_every = 0;
   bool resume = false;
+  // Data parallelism (distributed.h), when started by mpirun: batch_size is the per-rank batch
+  // (as in PyTorch DDP), the global batch is world size x batch_size. sync_bn normalizes over
+  // the global batch (SyncBatchNorm); otherwise each rank normalizes its own examples and rank
+  // 0's BN buffers are broadcast before every forward (DDP's broadcast_buffers).
+  bool sync_bn = false;
+  // Hashes the parameters on every rank after every step and stops when they differ.
+  bool check_replicas = false;
+  // Ghost batch norm (one process): BN statistics per group of ghost_batch consecutive examples
+  // (batch_size must be a multiple); ghost_first_group_only: running statistics from the first
+  // group only (equal to local BN on batch_size/ghost_batch ranks), else from every group.
+  int64_t ghost_batch = 0;
+  bool ghost_first_group_only = false;
 };
 
 // Checks every field, throwing Error naming the flag (--lr, --batch-size, ...).
@@ -48,7 +60,8 @@ struct EvalResult {
   std::vector<std::vector<int64_t>> confusion;  // [true][predicted]
 };
 
-// Eval mode, no grad; restores the module's previous mode.
+// Eval mode, no grad; restores the module's previous mode. Under mpirun each rank evaluates a
+// slice of the data and the counts and losses are summed: every rank gets the whole set's result.
 EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size = 500);
 
 struct CurvePoint {
@@ -68,7 +81,9 @@ struct TrainResult {
   std::string diverged_reason;
   int64_t steps = 0;
   double train_seconds = 0.0;
-  double images_per_s = 0.0;
+  double images_per_s = 0.0;  // global: every rank's images
+  double comm_seconds = 0.0;  // of train_seconds, in collectives (gradients, SyncBN, logging)
+  int world_size = 1;
   EvalResult final_eval;  // unset (n == 0) when diverged
   bool interrupted = false;
 };
