@@ -4,7 +4,7 @@
 set -euo pipefail
 
 MINIDL_BUILD_PACKAGES=(build-essential cmake pkg-config libopenblas-dev libstb-dev catch2 libcli11-dev
-                       nlohmann-json3-dev zlib1g-dev libbenchmark-dev)
+                       nlohmann-json3-dev zlib1g-dev libbenchmark-dev libopenmpi-dev openmpi-bin)
 MINIDL_DEMO_PACKAGES=(python3-matplotlib)
 MINIDL_TORCH_PACKAGES=(python3-torch)
 

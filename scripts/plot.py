@@ -6,6 +6,7 @@
   (PEER_DIR: the same experiment from scripts/pytorch_peer.py, drawn on the same axes)
   plot.py study-NAME DIR          DIR/study.csv + study.json -> DIR/study.png (minidl study NAME)
   plot.py fig1 DIR      DIR/fig1.csv + fig1.json     -> DIR/fig1.png
+  plot.py mpi DIR       DIR/runs.csv (scripts/mpi_small_batch.sh) -> DIR/mpi.png
 """
 import csv
 import json
@@ -298,7 +299,36 @@ def study(kind, d):
     fig.savefig(os.path.join(d, "study.png"), dpi=110)
 
 
+def mpi(d):
+    runs = [r for r in rows(os.path.join(d, "runs.csv")) if r["form"] == "equivalent" and r["final_test_acc"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (arm, name) in enumerate((("local", "local BN (each rank its own batch)"), ("sync", "SyncBN (global batch)"))):
+        batches = sorted({int(r["per_rank_batch"]) for r in runs if r["arm"] == arm})
+        med, lo, hi = [], [], []
+        for b in batches:
+            v = [float(r["final_test_acc"]) for r in runs if r["arm"] == arm and int(r["per_rank_batch"]) == b]
+            med.append(median(v))
+            lo.append(med[-1] - min(v))
+            hi.append(max(v) - med[-1])
+            ax.scatter([b * (0.96 if i == 0 else 1.04)] * len(v), v, s=10, color=PALETTE[i], alpha=0.5)
+        ax.errorbar([b * (0.96 if i == 0 else 1.04) for b in batches], med, yerr=[lo, hi], marker="o", capsize=3,
+                    color=PALETTE[i], label=name)
+    ranks = runs[0]["ranks"] if runs else "?"
+    n = len({r["seed"] for r in runs})
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(f"per-rank batch ({ranks} ranks)")
+    ax.set_ylabel("test accuracy after one epoch (%)")
+    ax.set_title(f"sigmoid CNN, lr 0.05: median and min-max over {n} seeds", fontsize=9)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(d, "mpi.png"), dpi=110)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "mpi":
+        mpi(sys.argv[2])
+        sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1].startswith("study-"):
         study(sys.argv[1][len("study-"):], sys.argv[2])
         sys.exit(0)

@@ -4,7 +4,10 @@
   tables.py norms DIR              DIR/b{B}_lr{LR}/summary.json -> arms x (batch, lr)
   tables.py sweep DIR [PEER_DIR]   DIR/sweep.json (+ the PyTorch peer's) -> lr x arm, side by side
   tables.py compare DIR [PEER_DIR] DIR/summary.json (+ peer) -> arm rows, steps to 95 % and final accuracy
+  tables.py mpi DIR                DIR/runs.csv (scripts/mpi_small_batch.sh) -> per-rank batch x local/sync BN
 """
+import csv
+import statistics
 import glob
 import json
 import os
@@ -91,7 +94,44 @@ def compare(d, peer=None):
             print(f"| {name} | {e['arm']} | {steps_cell(e)} | {steps_cell(e, '0.98')} | {acc_cell(e)} |")
 
 
+def mpi(d):
+    with open(os.path.join(d, "runs.csv")) as f:
+        runs = list(csv.DictReader(f))
+
+    def cell(form, arm, b):
+        v = [float(r["final_test_acc"]) for r in runs
+             if r["form"] == form and r["arm"] == arm and int(r["per_rank_batch"]) == b and r["final_test_acc"]]
+        if not v:
+            return "-", 0
+        if len(v) == 1:
+            return f"{v[0]:.2f}", 1
+        return f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]", len(v)
+
+    ranks = runs[0]["ranks"] if runs else "?"
+    batches = sorted({int(r["per_rank_batch"]) for r in runs if r["form"] == "equivalent"})
+    n = max((cell("equivalent", "local", b)[1] for b in batches), default=0)
+    print(f"Final test accuracy %, median [min-max] over {n} seeds, {ranks} ranks, one epoch:")
+    print()
+    print("| per-rank batch | global batch | local BN | SyncBN |")
+    print("|---|---|---|---|")
+    for b in batches:
+        print(f"| {b} | {int(ranks) * b} | {cell('equivalent', 'local', b)[0]} | {cell('equivalent', 'sync', b)[0]} |")
+    real = [r for r in runs if r["form"] == "mpirun"]
+    if real:
+        print()
+        print("Through mpirun (seed 0) beside the one-process form of the same run:")
+        print()
+        print("| run | mpirun | one process |")
+        print("|---|---|---|")
+        for r in real:
+            b = int(r["per_rank_batch"])
+            same = [x for x in runs if x["form"] == "equivalent" and x["arm"] == r["arm"] and int(x["per_rank_batch"]) == b
+                    and x["seed"] == r["seed"]]
+            print(f"| {r['arm']} BN, {ranks} x {b} | {float(r['final_test_acc']):.2f} | "
+                  f"{float(same[0]['final_test_acc']):.2f} |" if same else f"| {r['arm']} | {r['final_test_acc']} | - |")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("norms", "sweep", "compare"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("norms", "sweep", "compare", "mpi"):
         sys.exit(__doc__)
-    {"norms": norms, "sweep": sweep, "compare": compare}[sys.argv[1]](*sys.argv[2:])
+    {"norms": norms, "sweep": sweep, "compare": compare, "mpi": mpi}[sys.argv[1]](*sys.argv[2:])

@@ -21,6 +21,8 @@
 
 namespace minidl::app {
 
+nlohmann::json config_json_one_process(const TrainConfig& c);
+
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   f.model_opt = cmd->add_option("--model", f.model, "Preset architecture: cnn or mlp (README \"Models\")")
                     ->check(CLI::IsMember({"cnn", "mlp"}))
@@ -189,6 +191,20 @@ Mnist load_data(const TrainFlags& f) {
 }
 
 nlohmann::json config_json(const TrainConfig& c) {
+  nlohmann::json j = config_json_one_process(c);
+  if (dist::size() > 1) {
+    j["ranks"] = dist::size();
+    j["global_batch_size"] = c.batch_size * dist::size();
+    j["sync_bn"] = c.sync_bn;
+  }
+  if (c.ghost_batch > 0) {
+    j["ghost_batch"] = c.ghost_batch;
+    j["ghost_stats"] = c.ghost_first_group_only ? "first" : "each";
+  }
+  return j;
+}
+
+nlohmann::json config_json_one_process(const TrainConfig& c) {
   if (c.model.kind == ModelKind::Spec)
     return {{"model", "spec"}, {"arch", c.model.arch}, {"bn_impl", to_string(c.model.batch_norm_impl)},
             {"optimizer", to_string(c.optimizer)}, {"lr", c.lr}, {"momentum", c.momentum},
