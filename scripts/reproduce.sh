@@ -3,7 +3,7 @@
 # peer over 5 seeds (lr sweep, steps to 95 % at lr 0.05), the BN paper's Figure 1 in two setups,
 # and BN vs GroupNorm vs LayerNorm. Results land in out/; plots are copied to docs/; the
 # tables are printed (and kept in out/tables.md).
-#   scripts/reproduce.sh [STAGE ...]   stages: sweep compare fig1 norms studies tables (default: all)
+#   scripts/reproduce.sh [STAGE ...]   stages: sweep compare fig1 norms studies mpi tables (default: all)
 # Running time on 2 cores: see README "Reproducing the results".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ command -v /usr/bin/python3 > /dev/null && /usr/bin/python3 -c 'import torch' 2>
 [ -x build/minidl ] || scripts/build.sh
 scripts/get_mnist.sh > /dev/null
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(sweep compare fig1 norms studies tables)
+[ ${#stages[@]} -eq 0 ] && stages=(sweep compare fig1 norms studies mpi tables)
 minidl="${MINIDL:-./build/minidl}"  # MINIDL=path runs another binary (e.g. a copy while you rebuild)
 peer="/usr/bin/python3 scripts/pytorch_peer.py"
 seeds=5
@@ -61,14 +61,21 @@ for stage in "${stages[@]}"; do
         cp out/study-$study/study.png docs/study_$study.png
       done
       ;;
+    mpi)
+      stamp "BN with a small per-rank batch: local BN vs SyncBN, 3 seeds"
+      MINIDL="$minidl" scripts/mpi_small_batch.sh 3 --mpi > out/mpi.txt
+      /usr/bin/python3 scripts/plot.py mpi out/mpi
+      cp out/mpi/mpi.png docs/mpi_small_batch.png
+      ;;
     tables)
       {
         echo "## lr sweep"; /usr/bin/python3 scripts/tables.py sweep out/sweep out/pytorch-sweep
         for lr in 0.05; do echo; echo "## compare lr $lr"; /usr/bin/python3 scripts/tables.py compare out/compare-lr$lr out/pytorch-compare-lr$lr; done
         echo; echo "## normalizations"; /usr/bin/python3 scripts/tables.py norms out/norms
+        echo; echo "## small per-rank batches"; /usr/bin/python3 scripts/tables.py mpi out/mpi
       } | tee out/tables.md
       ;;
-    *) echo "reproduce.sh: unknown stage '$stage' (sweep compare fig1 norms studies tables)" >&2; exit 1 ;;
+    *) echo "reproduce.sh: unknown stage '$stage' (sweep compare fig1 norms studies mpi tables)" >&2; exit 1 ;;
   esac
 done
 stamp "done"
