@@ -128,24 +128,29 @@ void sum_in_rank_order(double* data, int64_t n) {
   }
 }
 
-int64_t sum(int64_t value) {
-  if (g_size == 1) return value;
-  int64_t out = value;
 #ifdef MINIDL_HAVE_MPI
+namespace {
+int64_t reduce_int64(int64_t value, MPI_Op op) {
+  int64_t out = value;
   CommTimer t;
-  check_mpi(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
-#endif
+  check_mpi(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, op, MPI_COMM_WORLD), "MPI_Allreduce");
   return out;
+}
+}  // namespace
+#endif
+
+int64_t sum(int64_t value) {
+#ifdef MINIDL_HAVE_MPI
+  if (g_size > 1) return reduce_int64(value, MPI_SUM);
+#endif
+  return value;
 }
 
 int64_t min(int64_t value) {
-  if (g_size == 1) return value;
-  int64_t out = value;
 #ifdef MINIDL_HAVE_MPI
-  CommTimer t;
-  check_mpi(MPI_Allreduce(&value, &out, 1, MPI_INT64_T, MPI_MIN, MPI_COMM_WORLD), "MPI_Allreduce");
+  if (g_size > 1) return reduce_int64(value, MPI_MIN);
 #endif
-  return out;
+  return value;
 }
 
 void allreduce_sum(float* data, int64_t n) {
