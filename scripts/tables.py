@@ -72,7 +72,7 @@ def sweep(d, peer=None):
 
     def find(s, arm, lr):
         for e in s["summary"]:
-            if e["arm"] == arm and abs(e["lr"] - lr) < 1e-9:
+            if e["arm"] == arm and abs(e["lr"] - lr) <= 1e-6 * abs(lr):  # float32 vs float64 lr
                 return e
         return None
 
