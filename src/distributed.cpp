@@ -13,7 +13,7 @@
 namespace minidl::dist {
 
 namespace {
-bool g_initialised_here = false;
+[[maybe_unused]] bool g_initialised_here = false;
 int g_rank = 0, g_size = 1;
 double g_comm_seconds = 0.0;
 
@@ -158,6 +158,8 @@ void allreduce_sum(float* data, int64_t n) {
 #ifdef MINIDL_HAVE_MPI
   CommTimer t;
   check_mpi(MPI_Allreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+#else
+  (void)data;
 #endif
 }
 
@@ -167,6 +169,7 @@ void broadcast(float* data, int64_t n, int root) {
   CommTimer t;
   check_mpi(MPI_Bcast(data, static_cast<int>(n), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
 #else
+  (void)data;
   (void)root;
 #endif
 }
