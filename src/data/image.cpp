@@ -104,20 +104,24 @@ uint64_t least_file_bytes(const std::string& b, uint64_t width, uint64_t height,
     why = "PSD's PackBits runs hold at most 64 samples per byte";
     return pixels / 64;
   }
-  if (n >= 30 && b[0] == 'B' && b[1] == 'M') {  // BMP
-    const uint64_t offset = le32(b, 10), dib = le32(b, 14);
+  if (n >= 2 && b[0] == 'B' && b[1] == 'M') {  // BMP
+    // stb reads header bytes past the end of the file as zeros (and then the pixels as zeros):
+    // read the header the same way, so a file cut short inside its header is bounded too.
+    std::string head = b.substr(0, 64);
+    head.resize(64, '\0');
+    const uint64_t offset = le32(head, 10), dib = le32(head, 14);
     uint64_t w, h, bpp, compression = 0;
     if (dib == 12) {
-      w = le16(b, 18), h = le16(b, 20), bpp = le16(b, 24);
+      w = le16(head, 18), h = le16(head, 20), bpp = le16(head, 24);
     } else {
-      if (n < 34) return 0;
-      const auto sw = static_cast<int32_t>(le32(b, 18)), sh = static_cast<int32_t>(le32(b, 22));
+      const auto sw = static_cast<int32_t>(le32(head, 18)), sh = static_cast<int32_t>(le32(head, 22));
       w = static_cast<uint64_t>(std::abs(static_cast<int64_t>(sw)));
       h = static_cast<uint64_t>(std::abs(static_cast<int64_t>(sh)));
-      bpp = le16(b, 28);
-      compression = le32(b, 30);
+      bpp = le16(head, 28);
+      compression = le32(head, 30);
     }
-    if (compression != 0 && compression != 3 && compression != 6) return 0;  // RLE: bounded by the pixel limit
+    // RLE (1, 2) stb refuses at once; any other value it reads as uncompressed pixels.
+    if (compression == 1 || compression == 2) return 0;
     if (w == 0 || h == 0 || bpp == 0) return 0;
     why = "BMP stores its pixels uncompressed";
     const uint64_t row = (bpp * w + 31) / 32 * 4, last_row = (bpp * w + 7) / 8;  // the last row's padding may be absent
