@@ -5,6 +5,7 @@
   tables.py sweep DIR [PEER_DIR]   DIR/sweep.json (+ the PyTorch peer's) -> lr x arm, side by side
   tables.py compare DIR [PEER_DIR] DIR/summary.json (+ peer) -> arm rows, steps to 95 % and final accuracy
   tables.py mpi DIR                DIR/runs.csv (scripts/mpi_small_batch.sh) -> per-rank batch x local/sync BN
+  tables.py study NAME DIR         DIR/study.json + study.csv (minidl study NAME) -> headline numbers
 """
 import csv
 import statistics
@@ -131,7 +132,81 @@ def mpi(d):
                   f"{float(same[0]['final_test_acc']):.2f} |" if same else f"| {r['arm']} | {r['final_test_acc']} | - |")
 
 
+def med_range(v, fmt="{:.3g}"):
+    v = sorted(x for x in v if x == x)
+    if not v:
+        return "-"
+    return (fmt + " [" + fmt + "-" + fmt + "]").format(statistics.median(v), v[0], v[-1])
+
+
+def study(name, d):
+    j = json.load(open(os.path.join(d, "study.json")))
+    with open(os.path.join(d, "study.csv")) as f:
+        data = list(csv.DictReader(f))
+    n = len(j["seeds"])
+    print(f"study {name}, {n} seeds; final test accuracy %, median [min-max]:")
+    print()
+    print("| arm | lr | final test accuracy % |")
+    print("|---|---|---|")
+    for e in j["summary"]:
+        print(f"| {e['arm']} | {e['lr']:g} | {acc_cell(e)} |")
+    print()
+
+    def per_seed(rows, key, reduce=statistics.median):
+        # one value per seed (reduce over that seed's rows), then median [min-max] over seeds
+        by = {}
+        for r in rows:
+            if r[key] not in ("", "nan", "inf"):
+                by.setdefault(r["seed"], []).append(float(r[key]))
+        return [reduce(v) for v in by.values()]
+
+    if name == "detached":
+        for arm, g in j.get("bias_growth", {}).items():
+            print(f"- {arm}: pre-BN bias norm, last step / first step (per layer and seed): {med_range(g['values'])}")
+        for arm in ("bn", "detached"):
+            rows = [r for r in data if r["arm"] == arm]
+            last = max(int(r["step"]) for r in rows)
+            for k in (1, 2, 3):
+                first = [float(r[f"bias{k}_norm"]) for r in rows if int(r["step"]) == min(int(x["step"]) for x in rows)]
+                end = [float(r[f"bias{k}_norm"]) for r in rows if int(r["step"]) == last]
+                print(f"- {arm}, bias {k}: norm at the first logged step {med_range(first)}, at step {last} {med_range(end)}")
+    elif name == "noisy":
+        layers = sorted({r["layer"] for r in data}, key=int)
+        print("| arm | layer | mean change of a unit's mean per step | of its variance |")
+        print("|---|---|---|---|")
+        for arm in [a["name"] for a in j["arms"]]:
+            for layer in layers:
+                rows = [r for r in data if r["arm"] == arm and r["layer"] == layer]
+                print(f"| {arm} | {layer} | {med_range(per_seed(rows, 'mean_shift'))} | {med_range(per_seed(rows, 'var_shift'))} |")
+        print("\n(per seed the median over the logged steps; then median [min-max] over seeds)")
+    elif name == "ics":
+        layers = sorted({(r["layer"], r["name"]) for r in data}, key=lambda x: int(x[0]))
+        print("| arm | layer | ||G - G'|| / ||G|| | cos(G, G') |")
+        print("|---|---|---|---|")
+        for arm in [a["name"] for a in j["arms"]]:
+            for layer, lname in layers:
+                rows = [r for r in data if r["arm"] == arm and r["layer"] == layer]
+                print(f"| {arm} | {lname} | {med_range(per_seed(rows, 'relative_l2'))} | {med_range(per_seed(rows, 'cosine'))} |")
+        print("\n(per seed the median over the measurement steps; then median [min-max] over seeds)")
+    elif name == "landscape":
+        print("| arm | lr | steps | loss range | gradient predictiveness | effective beta-smoothness |")
+        print("|---|---|---|---|---|---|")
+        for arm in [a["name"] for a in j["arms"]]:
+            for lr in sorted({r["lr"] for r in data}, key=float):
+                rows = [r for r in data if r["arm"] == arm and r["lr"] == lr]
+                if not rows:
+                    continue
+                last = max(int(r["step"]) for r in rows)
+                for label, part in (("first 10 %", [r for r in rows if int(r["step"]) <= last / 10]), ("all", rows)):
+                    print(f"| {arm} | {float(lr):g} | {label} | {med_range(per_seed(part, 'loss_range'))} | "
+                          f"{med_range(per_seed(part, 'grad_predictiveness'))} | {med_range(per_seed(part, 'beta_smoothness'))} |")
+        print("\n(per seed the median over the measurement steps; then median [min-max] over seeds)")
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "study":
+        study(sys.argv[2], sys.argv[3])
+        sys.exit(0)
     if len(sys.argv) < 3 or sys.argv[1] not in ("norms", "sweep", "compare", "mpi"):
         sys.exit(__doc__)
     {"norms": norms, "sweep": sweep, "compare": compare, "mpi": mpi}[sys.argv[1]](*sys.argv[2:])
