@@ -272,7 +272,7 @@ def study(kind, d):
         fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
         s = study_series(d, ["loss_range", "grad_predictiveness", "beta_smoothness"], ["arm", "lr"])
         for ax, key in zip(axes, ("loss_range", "grad_predictiveness", "beta_smoothness")):
-            draw_bands(ax, s[key], lambda g: f"{g[0]} lr {g[1]}", log=True)
+            draw_bands(ax, s[key], lambda g: f"{g[0]} lr {float(g[1]):g}", log=True)
             ax.set_title(key.replace("_", " "))
             ax.set_xlabel("step")
     elif kind == "init":
