@@ -197,6 +197,27 @@ TEST_CASE("images: valid files of every checked format still decode", "[reliabil
   REQUIRE_NOTHROW(decode_image(bmp.substr(0, bmp.size() - 1), "short-pad.bmp"));
 }
 
+TEST_CASE("images: fuzz findings in stb are refused or handled (undefined Huffman table, 16-bit PNM)", "[reliability][image]") {
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const std::string dir = MINIDL_SOURCE_DIR "/tests/fuzz/regressions/image/";
+  // A scan naming AC table 3, which no DHT defines: stb would index an uninitialised table.
+  REQUIRE_THROWS_WITH(decode_image(slurp(dir + "asan-jpeg-scan-uses-undefined-huffman-table.jpg"), "t.jpg"),
+                      Catch::Matchers::Contains("t.jpg: corrupt JPEG: a scan uses Huffman table AC 3, which no DHT segment before it defines"));
+  // 16-bit PGM: decoded through the file's own channel count, 16-bit samples reduced to 8 bits
+  // (v * 255 / 65535 rounded as stb does: the high byte), no overflow.
+  std::string pgm = "P5 3 1 65535\n";
+  for (unsigned v : {0u, 0x8000u, 0xffffu}) pgm += std::string{static_cast<char>(v >> 8), static_cast<char>(v & 0xff)};
+  const GrayImage img = decode_image(pgm, "16.pgm");
+  REQUIRE(img.pixels.size() == 3);
+  CHECK(img.pixels[0] == 0.0f);
+  CHECK(img.pixels[1] == 128.0f);
+  CHECK(img.pixels[2] == 255.0f);
+  REQUIRE_NOTHROW(decode_image(slurp(dir + "asan-pgm-16-bit-overflow-in-stb-conversion.pgm"), "f.pgm"));
+}
+
 TEST_CASE("predict: peak memory is bounded by the model plus 24 bytes per allowed pixel", "[reliability][image]") {
   TempDir d;
   testing::write_synthetic_mnist(d.path(), 64, 16);

@@ -175,6 +175,8 @@ void check_jpeg_huffman_tables(const std::string& b, const std::string& source) 
   while (start < n && u8(start) == 0xff) ++start;
   if (start == 0 || start >= n || u8(start) != 0xd8) return;
   size_t i = start + 1;
+  bool defined[8] = {};  // DC tables 0-3, AC tables 0-3
+  bool progressive = false;
   while (i + 1 < n) {
     if (u8(i) != 0xff) {  // entropy-coded data: on to the next marker
       ++i;
@@ -191,6 +193,24 @@ void check_jpeg_huffman_tables(const std::string& b, const std::string& source) 
     }
     if (m == 0xd9 || i + 4 > n) break;  // EOI, or no room for a length
     const size_t len = u8(i + 2) << 8 | u8(i + 3);
+    if (m == 0xc0 || m == 0xc1 || m == 0xc2) progressive = m == 0xc2;
+    if (m == 0xda && i + 5 <= n) {
+      // A scan may only use tables defined before it: stb leaves an undefined table's memory
+      // uninitialised and indexes with it (SEGV found by fuzz_image; regression input).
+      const size_t ns = u8(i + 4);
+      if (i + 5 + 2 * ns + 3 <= n) {
+        const unsigned ss = u8(i + 5 + 2 * ns), ah = u8(i + 7 + 2 * ns) >> 4;
+        for (size_t k = 0; k < ns; ++k) {
+          const unsigned tables = u8(i + 6 + 2 * k), dc = tables >> 4, ac = tables & 15;
+          const bool needs_dc = !progressive || (ss == 0 && ah == 0), needs_ac = !progressive || ss > 0;
+          if ((needs_dc && (dc > 3 || !defined[dc])) || (needs_ac && (ac > 3 || !defined[4 + ac])))
+            throw InputError(detail::concat(source, ": corrupt JPEG: a scan uses Huffman table ",
+                                            needs_dc && (dc > 3 || !defined[dc]) ? "DC " : "AC ",
+                                            needs_dc && (dc > 3 || !defined[dc]) ? dc : ac,
+                                            ", which no DHT segment before it defines"));
+        }
+      }
+    }
     if (m == 0xc4) {
       if (len < 2 || i + 2 + len > n)
         throw InputError(detail::concat(source, ": corrupt JPEG: a Huffman table segment of ", len,
@@ -205,6 +225,8 @@ void check_jpeg_huffman_tables(const std::string& b, const std::string& source) 
           throw InputError(detail::concat(source, ": corrupt JPEG: a Huffman table declares ", codes,
                                           " codes, more than the 256 allowed"));
         if (p + 17 + codes > end) throw InputError(source + ": corrupt JPEG: truncated Huffman table");
+        const unsigned cls = u8(p) >> 4, id = u8(p) & 15;
+        if (cls <= 1 && id <= 3) defined[cls * 4 + id] = true;
         p += 17 + codes;
       }
     }
@@ -265,16 +287,39 @@ GrayImage decode_image(const std::string& bytes, const std::string& source, int6
   if (least > bytes.size())
     throw InputError(detail::concat(source, ": image declares ", w, "x", h, " pixels, which need at least ", least,
                                     " bytes, but the file has ", bytes.size(), " (", why, "): truncated or corrupt"));
-  // Grey + alpha, 8 bits per channel (stb reduces 16-bit images).
+  // The file's own channels, 8 bits each (stb reduces 16-bit images). Not stb's conversion to
+  // grey + alpha: for a 16-bit PNM stb applies its 8-bit channel conversion to 16-bit samples
+  // and then reads past the converted buffer (heap overflow found by fuzz_image; regression
+  // input in tests/fuzz/regressions/image/). The conversion below uses stb's own formulas
+  // (luma (77 R + 150 G + 29 B) >> 8, alpha 255 when absent).
+  // stb reads a 16-bit PNM's big-endian samples in host (little-endian) order and keeps their
+  // low byte; swapping each pair first gives it the high byte, the 8-bit value.
+  std::string swapped;
+  if (bytes.size() > 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6')) {
+    const PnmHeader ph = read_pnm_header(bytes);
+    if (ph.count == 3 && ph.values[2] > 255 && ph.end < bytes.size()) {
+      swapped = bytes;
+      for (size_t k = ph.end + 1; k + 1 < swapped.size(); k += 2) std::swap(swapped[k], swapped[k + 1]);
+      data = reinterpret_cast<const stbi_uc*>(swapped.data());
+    }
+  }
   int got = 0;
-  stbi_uc* pixels = stbi_load_from_memory(data, len, &w, &h, &got, 2);
+  stbi_uc* pixels = stbi_load_from_memory(data, len, &w, &h, &got, 0);
   if (!pixels) throw InputError(source + ": cannot decode the image (" + stbi_failure_reason() + ")");
+  if (got < 1 || got > 4) {
+    stbi_image_free(pixels);
+    throw InputError(detail::concat(source, ": cannot decode the image (", got, " channels)"));
+  }
   GrayImage image;
   image.width = w;
   image.height = h;
   image.pixels.resize(static_cast<size_t>(w) * static_cast<size_t>(h));
+  const size_t n = static_cast<size_t>(got);
   for (size_t i = 0; i < image.pixels.size(); ++i) {
-    const float grey = pixels[2 * i], alpha = pixels[2 * i + 1] / 255.0f;
+    const stbi_uc* px = pixels + n * i;
+    const unsigned luma = n >= 3 ? (px[0] * 77u + px[1] * 150u + px[2] * 29u) >> 8 : px[0];
+    const unsigned a = n == 2 ? px[1] : n == 4 ? px[3] : 255u;
+    const float grey = static_cast<float>(luma), alpha = static_cast<float>(a) / 255.0f;
     image.pixels[i] = alpha * grey + (1.0f - alpha) * 255.0f;  // on white
   }
   stbi_image_free(pixels);
