@@ -1,10 +1,13 @@
 #include "minidl/distributed.h"
 
 #include "minidl/autograd.h"
+#include "minidl/nn/batch_norm.h"
+#include "minidl/ops.h"
 
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #ifdef MINIDL_HAVE_MPI
 #include <mpi.h>
@@ -92,30 +95,23 @@ void abort_all(int status) {
 double comm_seconds() { return g_comm_seconds; }
 void reset_comm_seconds() { g_comm_seconds = 0.0; }
 
-void allgather(const double* send, int64_t n, double* recv) {
+namespace {
+template <class T>
+void allgather_values(const T* send, int64_t n, T* recv) {
   if (g_size == 1) {
-    std::memcpy(recv, send, static_cast<size_t>(n) * sizeof(double));
+    std::memcpy(recv, send, static_cast<size_t>(n) * sizeof(T));
     return;
   }
 #ifdef MINIDL_HAVE_MPI
   CommTimer t;
-  check_mpi(MPI_Allgather(send, static_cast<int>(n), MPI_DOUBLE, recv, static_cast<int>(n), MPI_DOUBLE, MPI_COMM_WORLD),
-            "MPI_Allgather");
+  const MPI_Datatype type = std::is_same<T, double>::value ? MPI_DOUBLE : MPI_UINT64_T;
+  check_mpi(MPI_Allgather(send, static_cast<int>(n), type, recv, static_cast<int>(n), type, MPI_COMM_WORLD), "MPI_Allgather");
 #endif
 }
+}  // namespace
 
-void allgather(const uint64_t* send, int64_t n, uint64_t* recv) {
-  if (g_size == 1) {
-    std::memcpy(recv, send, static_cast<size_t>(n) * sizeof(uint64_t));
-    return;
-  }
-#ifdef MINIDL_HAVE_MPI
-  CommTimer t;
-  check_mpi(MPI_Allgather(send, static_cast<int>(n), MPI_UINT64_T, recv, static_cast<int>(n), MPI_UINT64_T,
-                          MPI_COMM_WORLD),
-            "MPI_Allgather");
-#endif
-}
+void allgather(const double* send, int64_t n, double* recv) { allgather_values(send, n, recv); }
+void allgather(const uint64_t* send, int64_t n, uint64_t* recv) { allgather_values(send, n, recv); }
 
 void sum_in_rank_order(double* data, int64_t n) {
   if (g_size == 1 || n == 0) return;
@@ -273,6 +269,24 @@ void broadcast_buffers(const Module& module) {
     Tensor t = b.tensor;
     broadcast(t.data(), t.numel(), 0);
   }
+}
+
+DataParallel::DataParallel(Module& model, bool sync_bn)
+    : model_(model),
+      local_bn_(set_sync_batch_norm(model, sync_bn) > 0 && !sync_bn && g_size > 1),
+      reducer_(model.parameters()) {}
+
+void DataParallel::before_forward() {
+  if (local_bn_) broadcast_buffers(model_);
+}
+
+void DataParallel::backward(const Tensor& loss, int64_t local_count, int64_t global_count) {
+  if (g_size == 1) {
+    loss.backward();
+    return;
+  }
+  mul(loss, static_cast<float>(local_count) / static_cast<float>(global_count)).backward();
+  reducer_.reduce();
 }
 
 }  // namespace minidl::dist

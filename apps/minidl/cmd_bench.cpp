@@ -79,19 +79,11 @@ Command add_bench_command(CLI::App& root) {
             std::vector<int32_t> labels(static_cast<size_t>(a->batch_size));
             for (auto& l : labels) l = static_cast<int32_t>(gen.below(10));
             SGD opt(net->parameters(), {0.01f, 0.9f});
-            set_sync_batch_norm(*net, a->sync_bn);
-            const bool broadcast_buffers = world > 1 && net->has_batch_norm() && !a->sync_bn;
-            dist::GradientReducer reducer(net->parameters());
+            dist::DataParallel parallel(*net, a->sync_bn);
             auto step = [&] {
               net->zero_grad();
-              if (broadcast_buffers) dist::broadcast_buffers(*net);
-              Tensor loss = cross_entropy(net->forward(x), labels);
-              if (world > 1) {
-                mul(loss, 1.0f / static_cast<float>(world)).backward();
-                reducer.reduce();
-              } else {
-                loss.backward();
-              }
+              parallel.before_forward();
+              parallel.backward(cross_entropy(net->forward(x), labels), a->batch_size, a->batch_size * world);
               opt.step();
             };
             for (int64_t i = 0; i < a->warmup; ++i) step();

@@ -84,6 +84,26 @@ class GradientReducer {
   std::vector<float> buffer_;
 };
 
+// One data-parallel training step's pieces, shared by the trainer and `minidl bench`: sets the
+// model's BatchNorms to synchronized or local, broadcasts rank 0's BN buffers before a forward
+// when BN is local on several ranks (DDP's broadcast_buffers), and runs the backward of this
+// rank's loss weighted by its share (local_count / global_count) followed by the gradient
+// reduction, so the sum over ranks is the global batch's mean-loss gradient also for unequal
+// shares. In a world of one: loss.backward(), nothing else.
+class DataParallel {
+ public:
+  DataParallel(Module& model, bool sync_bn);
+  // Whether each rank normalizes its own examples (BN present, not synchronized, several ranks).
+  bool local_batch_norm() const { return local_bn_; }
+  void before_forward();
+  void backward(const Tensor& loss, int64_t local_count, int64_t global_count);
+
+ private:
+  Module& model_;
+  bool local_bn_;
+  GradientReducer reducer_;
+};
+
 // A differentiable all-reduce: forward, the elementwise sum of x over ranks (in rank order, in
 // double, identical on every rank); backward, the sum over ranks of the incoming gradients
 // (the output on every rank depends on x on this rank). Every rank must call it in the same

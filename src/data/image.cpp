@@ -203,11 +203,10 @@ void check_jpeg_huffman_tables(const std::string& b, const std::string& source) 
         for (size_t k = 0; k < ns; ++k) {
           const unsigned tables = u8(i + 6 + 2 * k), dc = tables >> 4, ac = tables & 15;
           const bool needs_dc = !progressive || (ss == 0 && ah == 0), needs_ac = !progressive || ss > 0;
-          if ((needs_dc && (dc > 3 || !defined[dc])) || (needs_ac && (ac > 3 || !defined[4 + ac])))
-            throw InputError(detail::concat(source, ": corrupt JPEG: a scan uses Huffman table ",
-                                            needs_dc && (dc > 3 || !defined[dc]) ? "DC " : "AC ",
-                                            needs_dc && (dc > 3 || !defined[dc]) ? dc : ac,
-                                            ", which no DHT segment before it defines"));
+          const bool bad_dc = needs_dc && (dc > 3 || !defined[dc]), bad_ac = needs_ac && (ac > 3 || !defined[4 + ac]);
+          if (bad_dc || bad_ac)
+            throw InputError(detail::concat(source, ": corrupt JPEG: a scan uses Huffman table ", bad_dc ? "DC " : "AC ",
+                                            bad_dc ? dc : ac, ", which no DHT segment before it defines"));
         }
       }
     }

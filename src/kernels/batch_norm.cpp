@@ -11,6 +11,47 @@ struct SplitMean {
   explicit SplitMean(double m) : hi(static_cast<float>(m)), lo(static_cast<float>(m - static_cast<double>(hi))) {}
   float center(float x) const { return (x - hi) - lo; }
 };
+
+// Channel c of (N, C, S): its mean (sum / M) and sum of squared deviations from it, two passes
+// in double. M == 0 gives mean 0.
+void channel_moments(const float* x, int64_t N, int64_t C, int64_t S, int64_t c, double& mean, double& squares) {
+  const double M = static_cast<double>(N * S);
+  double sum = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* in = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t s = 0; s < S; ++s) sum += in[s];
+  }
+  const double mu = M > 0 ? sum / M : 0.0;
+  double q = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* in = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : q)
+    for (int64_t s = 0; s < S; ++s) {
+      const double d = in[s] - mu;
+      q += d * d;
+    }
+  }
+  mean = mu;
+  squares = q;
+}
+
+// Channel c's two backward reductions: sum dy and sum dy * xhat.
+void channel_backward_sums(const float* dy, const float* x, const SplitMean& m, float inv_std, int64_t N, int64_t C,
+                           int64_t S, int64_t c, double& sum_dy, double& sum_dy_xhat) {
+  double a = 0.0, b = 0.0;
+  for (int64_t n = 0; n < N; ++n) {
+    const float* g = dy + (n * C + c) * S;
+    const float* in = x + (n * C + c) * S;
+#pragma omp simd reduction(+ : a, b)
+    for (int64_t s = 0; s < S; ++s) {
+      a += g[s];
+      b += static_cast<double>(g[s]) * (m.center(in[s]) * inv_std);
+    }
+  }
+  sum_dy = a;
+  sum_dy_xhat = b;
+}
 }  // namespace
 
 // (N, C) input: a channel's values are C apart, so the per-channel loops below would stride
@@ -43,22 +84,8 @@ void batch_norm_forward_train(const float* x, const float* gamma, const float* b
   const double M = static_cast<double>(N * S);
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
-    double sum = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* in = x + (n * C + c) * S;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t s = 0; s < S; ++s) sum += in[s];
-    }
-    const double mu = sum / M;
-    double squares = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* in = x + (n * C + c) * S;
-#pragma omp simd reduction(+ : squares)
-      for (int64_t s = 0; s < S; ++s) {
-        const double d = in[s] - mu;
-        squares += d * d;
-      }
-    }
+    double mu = 0.0, squares = 0.0;
+    channel_moments(x, N, C, S, c, mu, squares);
     const double v = squares / M;
     mean[c] = mu;
     var[c] = static_cast<float>(v);
@@ -133,15 +160,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
     const float is = inv_std[c];
     // The two per-channel reductions: sum dy and sum dy*xhat.
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* g = dy + (n * C + c) * S;
-      const float* in = x + (n * C + c) * S;
-#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
-      for (int64_t s = 0; s < S; ++s) {
-        sum_dy += g[s];
-        sum_dy_xhat += static_cast<double>(g[s]) * (m.center(in[s]) * is);
-      }
-    }
+    channel_backward_sums(dy, x, m, is, N, C, S, c, sum_dy, sum_dy_xhat);
     if (dbeta) dbeta[c] += static_cast<float>(sum_dy);
     if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat);
     if (!dx) continue;
@@ -173,26 +192,8 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
 }
 
 void batch_norm_moments(const float* x, double* mean, double* m2, int64_t N, int64_t C, int64_t S) {
-  const double M = static_cast<double>(N * S);
 #pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
-  for (int64_t c = 0; c < C; ++c) {
-    double sum = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* in = x + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) sum += in[s];
-    }
-    const double mu = M > 0 ? sum / M : 0.0;
-    double squares = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* in = x + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) {
-        const double d = in[s] - mu;
-        squares += d * d;
-      }
-    }
-    mean[c] = mu;
-    m2[c] = squares;
-  }
+  for (int64_t c = 0; c < C; ++c) channel_moments(x, N, C, S, c, mean[c], m2[c]);
 }
 
 void batch_norm_merge_moments(const double* all, int ranks, int64_t C, double* count, double* mean, double* m2) {
@@ -216,21 +217,7 @@ void batch_norm_merge_moments(const double* all, int ranks, int64_t C, double* c
 void batch_norm_backward_sums(const float* dy, const float* x, const double* mean, const float* inv_std, double* sums,
                               int64_t N, int64_t C, int64_t S) {
 #pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
-  for (int64_t c = 0; c < C; ++c) {
-    const SplitMean m(mean[c]);
-    const float is = inv_std[c];
-    double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const float* g = dy + (n * C + c) * S;
-      const float* in = x + (n * C + c) * S;
-      for (int64_t s = 0; s < S; ++s) {
-        sum_dy += g[s];
-        sum_dy_xhat += static_cast<double>(g[s]) * (m.center(in[s]) * is);
-      }
-    }
-    sums[c] = sum_dy;
-    sums[C + c] = sum_dy_xhat;
-  }
+  for (int64_t c = 0; c < C; ++c) channel_backward_sums(dy, x, SplitMean(mean[c]), inv_std[c], N, C, S, c, sums[c], sums[C + c]);
 }
 
 void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma, const double* mean,

@@ -143,12 +143,10 @@ Tensor batch_norm_fused(const Tensor& x, const Tensor& weight, const Tensor& bia
 }
 
 namespace {
-// The global count of values per channel; refuses a global batch with one value per channel.
-int64_t global_count(const Tensor& x, const Layout& l, const char* who) {
-  const int64_t M = dist::sum(l.N * l.S);
-  MINIDL_CHECK(M > 1, who, ": expected more than 1 value per channel over all ranks when training, got ", M,
+// SyncBN needs more than one value per channel over all ranks (PyTorch refuses this too).
+void check_global_count(double M, const Tensor& x) {
+  MINIDL_CHECK(M > 1, "sync_batch_norm: expected more than 1 value per channel over all ranks when training, got ", M,
                " (local input ", shape_to_string(x.shape()), ")");
-  return M;
 }
 }  // namespace
 
@@ -168,7 +166,7 @@ Tensor batch_norm_fused_sync(const Tensor& x, const Tensor& weight, const Tensor
   auto mu = std::make_shared<std::vector<double>>(static_cast<size_t>(C));
   kernels::batch_norm_merge_moments(all.data(), dist::size(), C, count.data(), mu->data(), m2.data());
   const double M = count[0];
-  MINIDL_CHECK(M > 1, "sync_batch_norm: expected more than 1 value per channel over all ranks when training, got ", M);
+  check_global_count(M, x);
   Tensor var = Tensor::empty({C}), inv_std = Tensor::empty({C});
   for (int64_t c = 0; c < C; ++c) {
     const double v = m2[static_cast<size_t>(c)] / M;
@@ -206,7 +204,8 @@ Tensor batch_norm_composed_sync(const Tensor& x, const Tensor& weight, const Ten
                                 Tensor running_var, float momentum, float eps) {
   if (dist::size() == 1) return batch_norm_composed(x, weight, bias, running_mean, running_var, true, momentum, eps);
   const Layout l = check_input(x, weight, running_mean, false, "sync_batch_norm");
-  const int64_t M = global_count(x, l, "sync_batch_norm");
+  const int64_t M = dist::sum(l.N * l.S);
+  check_global_count(static_cast<double>(M), x);
   const float inv_m = 1.0f / static_cast<float>(M);
   const std::vector<int64_t> axes = x.dim() == 4 ? std::vector<int64_t>{0, 2, 3} : std::vector<int64_t>{0};
   const Shape channel_shape = x.dim() == 4 ? Shape{1, l.C, 1, 1} : Shape{1, l.C};

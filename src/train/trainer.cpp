@@ -151,16 +151,13 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
   MINIDL_CHECK(!has_bn || config.batch_size >= 2 || (config.sync_bn && global_batch >= 2),
                "--batch-size must be at least 2 with batch norm (it normalises over the batch)");
   MINIDL_CHECK(config.ghost_batch == 0 || has_bn, "--ghost-batch needs a model with batch norm");
-  set_sync_batch_norm(net, config.sync_bn);
+  dist::DataParallel parallel(net, config.sync_bn);
   const int64_t ghost_groups = config.ghost_batch > 0 ? config.batch_size / config.ghost_batch : 0;
   set_ghost_batch_norm(net, ghost_groups, config.ghost_first_group_only);
-  // Local BN on several ranks: rank 0's running statistics everywhere before each forward.
-  const bool broadcast_bn_buffers = has_bn && !config.sync_bn && world > 1;
   // Into how many independently normalized parts a batch falls (ranks with local BN, ghost
   // groups); a batch whose smallest part would hold fewer than 2 examples is skipped.
-  const int64_t bn_parts = !has_bn ? 1 : broadcast_bn_buffers ? world : std::max<int64_t>(ghost_groups, 1);
+  const int64_t bn_parts = !has_bn ? 1 : parallel.local_batch_norm() ? world : std::max<int64_t>(ghost_groups, 1);
   dist::reset_comm_seconds();
-  dist::GradientReducer reducer(net.parameters());
 
   auto optimizer = make_optimizer(config, net.parameters());
   const auto named = net.named_parameters();
@@ -199,7 +196,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     p.images = images_done;
     p.train_loss = seen_since ? loss_since / static_cast<double>(seen_since) : NAN;
     p.train_acc = seen_since ? static_cast<double>(correct_since) / static_cast<double>(seen_since) : NAN;
-    if (broadcast_bn_buffers) dist::broadcast_buffers(net);
+    parallel.before_forward();  // evaluation with rank 0's running statistics (local BN)
     const EvalResult e = evaluate(net, data.test, config.eval_batch_size);
     p.test_loss = e.loss;
     p.test_acc = e.accuracy;
@@ -238,7 +235,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     const int64_t global_count = end - begin, B = share.count;
     make_batch(train_set, order, begin + share.begin, begin + share.begin + B, images, labels);
     net.zero_grad();
-    if (broadcast_bn_buffers) dist::broadcast_buffers(net);
+    parallel.before_forward();
     Tensor logits = net.forward(images);
     // A rank without examples still runs forward and backward (SyncBN's exchanges), with a zero loss.
     Tensor loss = B > 0 ? cross_entropy(logits, labels) : mul(sum(logits), 0.0f);
@@ -258,14 +255,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
       result.diverged_reason = detail::concat("loss is ", loss_value, " at step ", pos.step + 1);
       break;
     }
-    if (world > 1) {
-      // Each rank's loss weighted by its share, so the sum over ranks of the gradients is the
-      // global batch's mean-loss gradient (also for unequal shares).
-      mul(loss, static_cast<float>(B) / static_cast<float>(global_count)).backward();
-      reducer.reduce();
-    } else {
-      loss.backward();
-    }
+    parallel.backward(loss, B, global_count);
     if (callbacks.after_backward) callbacks.after_backward(pos.step + 1, net, *optimizer, images, labels, loss_value);
     optimizer->step();
     ++pos.step;
