@@ -8,6 +8,7 @@
 #include "minidl/autograd.h"
 #include "minidl/kernels/gemm.h"
 #include "minidl/nn/batch_norm.h"
+#include "minidl/nn/fused.h"
 #include "minidl/ops.h"
 
 using namespace minidl;
@@ -110,5 +111,51 @@ BENCHMARK(BM_BatchNorm)
     ->UseRealTime();
 
 }  // namespace
+
+// The block after each convolution of the reference CNN, act(max_pool2d(bn(z), 2)) in training,
+// forward and backward: fused (nn/fused.h, one op) against the three unfused ops. Args: channels,
+// plane size, with BN (1) or without (0), fused (1) or unfused (0).
+void BM_BnPoolAct(benchmark::State& state) {
+  const int64_t C = state.range(0), HW = state.range(1);
+  const bool with_bn = state.range(2) != 0, fused = state.range(3) != 0;
+  Generator g(5);
+  Tensor z = Tensor::normal({64, C, HW, HW}, 0, 1, g).set_requires_grad();
+  BatchNorm2d bn(C);
+  Tensor seed;
+  const int64_t total_before = Storage::total_bytes_allocated();
+  int64_t extra = 0;
+  for (auto _ : state) {
+    const int64_t live = Storage::live_bytes();
+    Tensor y = fused ? bn_pool_act(z, with_bn ? &bn : nullptr, Activation::Sigmoid)
+                     : sigmoid(max_pool2d(with_bn ? bn.forward(z) : z, 2));
+    extra = Storage::live_bytes() - live;
+    if (!seed.defined()) seed = Tensor::ones(y.shape());
+    y.backward(seed);
+    z.zero_grad();
+    bn.zero_grad();
+  }
+  report_memory(state, total_before, extra);
+  state.SetLabel(std::string(fused ? "fused" : "unfused") + (with_bn ? ", bn" : ", no bn"));
+}
+BENCHMARK(BM_BnPoolAct)
+    ->ArgsProduct({{16}, {28}, {1, 0}, {1, 0}})
+    ->ArgsProduct({{32}, {14}, {1, 0}, {1, 0}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// Forward only, evaluation without grad (the inference path): fused against unfused.
+void BM_BnPoolActInference(benchmark::State& state) {
+  const int64_t C = state.range(0), HW = state.range(1);
+  const bool fused = state.range(2) != 0;
+  Generator g(6);
+  Tensor z = Tensor::normal({64, C, HW, HW}, 0, 1, g);
+  BatchNorm2d bn(C);
+  bn.eval();
+  NoGradGuard no_grad;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(fused ? bn_pool_act(z, &bn, Activation::Sigmoid) : sigmoid(max_pool2d(bn.forward(z), 2)));
+  state.SetLabel(fused ? "fused" : "unfused");
+}
+BENCHMARK(BM_BnPoolActInference)->ArgsProduct({{16}, {28}, {1, 0}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 BENCHMARK_MAIN();

@@ -45,6 +45,7 @@ struct ModelFlags {
   bool bn = false;
   std::string bn_impl = "fused";
   std::string act = "sigmoid";
+  bool no_fuse = false;
   CLI::Option *model_opt = nullptr, *arch_opt = nullptr, *bn_opt = nullptr, *bn_impl_opt = nullptr, *act_opt = nullptr;
 
   bool given(const CLI::Option* o) const { return o && o->count() > 0; }

@@ -39,6 +39,9 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   f.act_opt = cmd->add_option("--act", f.act, "Preset activation: sigmoid, relu or tanh")
                   ->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))
                   ->capture_default_str();
+  cmd->add_flag("--no-fuse", f.no_fuse,
+                "Run every layer on its own instead of the fused blocks (BN, pooling and activation in one pass; BN "
+                "folded into the layer before it for inference). Same results (README \"Performance\")");
 }
 
 void ModelFlags::check_arch_alone() const {
@@ -54,6 +57,7 @@ ModelConfig ModelFlags::config() const {
   check_arch_alone();
   ModelConfig c;
   c.batch_norm_impl = parse_batch_norm_impl(bn_impl);
+  c.fuse = !no_fuse;
   if (given(arch_opt)) {
     c.kind = ModelKind::Spec;
     try {
@@ -112,7 +116,9 @@ std::shared_ptr<Net> load_checkpoint_model(const std::string& path, const ModelF
     }
     fallback = wanted;
   }
-  return load_model(file, path, fallback);
+  auto net = load_model(file, path, fallback);
+  net->set_fuse(!f.no_fuse);
+  return net;
 }
 
 bool is_init_checkpoint(const std::string& init) { return init != "uniform" && init.rfind("normal:", 0) != 0; }

@@ -3,14 +3,12 @@
 #include <cmath>
 #include <vector>
 
+#include "internal.h"
+
 namespace minidl::kernels {
 
 namespace {
-struct SplitMean {
-  float hi, lo;
-  explicit SplitMean(double m) : hi(static_cast<float>(m)), lo(static_cast<float>(m - static_cast<double>(hi))) {}
-  float center(float x) const { return (x - hi) - lo; }
-};
+using detail::SplitMean;
 
 // Channel c of (N, C, S): its mean (sum / M) and sum of squared deviations from it, two passes
 // in double. M == 0 gives mean 0.

@@ -150,30 +150,61 @@ void check_global_count(double M, const Tensor& x) {
 }
 }  // namespace
 
+BatchNormStats batch_norm_statistics(const Tensor& x, Tensor running_mean, Tensor running_var, bool training, bool sync,
+                                     float momentum, float eps) {
+  MINIDL_CHECK(x.defined() && x.dim() == 4, "batch_norm_statistics: input must be [N, C, H, W], got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  const int64_t N = x.size(0), C = x.size(1), S = x.size(2) * x.size(3);
+  BatchNormStats st;
+  st.mean = std::make_shared<std::vector<double>>(static_cast<size_t>(C));
+  st.inv_std = Tensor::empty({C});
+  if (!training) {
+    for (int64_t c = 0; c < C; ++c) {
+      (*st.mean)[static_cast<size_t>(c)] = running_mean.data()[c];
+      st.inv_std.data()[c] = 1.0f / std::sqrt(running_var.data()[c] + eps);
+    }
+    st.count = static_cast<double>(N * S);
+    return st;
+  }
+  std::vector<double> m2(static_cast<size_t>(C));
+  if (sync && dist::size() > 1) {
+    // This rank's (count, mean, M2) per channel, gathered from every rank and merged in rank order.
+    std::vector<double> local(static_cast<size_t>(3 * C));
+    for (int64_t c = 0; c < C; ++c) local[static_cast<size_t>(c)] = static_cast<double>(N * S);
+    kernels::batch_norm_moments(x.data(), local.data() + C, local.data() + 2 * C, N, C, S);
+    std::vector<double> all(local.size() * static_cast<size_t>(dist::size()));
+    dist::allgather(local.data(), 3 * C, all.data());
+    std::vector<double> count(static_cast<size_t>(C));
+    kernels::batch_norm_merge_moments(all.data(), dist::size(), C, count.data(), st.mean->data(), m2.data());
+    st.count = count[0];
+    check_global_count(st.count, x);
+  } else {
+    MINIDL_CHECK(N * S > 1, "batch_norm: expected more than 1 value per channel when training, got input ",
+                 shape_to_string(x.shape()));
+    kernels::batch_norm_moments(x.data(), st.mean->data(), m2.data(), N, C, S);
+    st.count = static_cast<double>(N * S);
+  }
+  Tensor var = Tensor::empty({C});
+  for (int64_t c = 0; c < C; ++c) {
+    const double v = m2[static_cast<size_t>(c)] / st.count;
+    var.data()[c] = static_cast<float>(v);
+    st.inv_std.data()[c] = static_cast<float>(1.0 / std::sqrt(v + eps));
+  }
+  update_running_stats(running_mean, running_var, st.mean->data(), var.data(), static_cast<int64_t>(st.count), momentum);
+  return st;
+}
+
 Tensor batch_norm_fused_sync(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                              Tensor running_var, float momentum, float eps) {
   if (dist::size() == 1) return batch_norm_fused(x, weight, bias, running_mean, running_var, true, momentum, eps);
   ProfileScope scope("batch_norm_sync");
   const Layout l = check_input(x, weight, running_mean, false, "sync_batch_norm");
   const int64_t C = l.C;
-  // This rank's (count, mean, M2) per channel, gathered from every rank and merged in rank order.
-  std::vector<double> local(static_cast<size_t>(3 * C));
-  for (int64_t c = 0; c < C; ++c) local[static_cast<size_t>(c)] = static_cast<double>(l.N * l.S);
-  kernels::batch_norm_moments(x.data(), local.data() + C, local.data() + 2 * C, l.N, C, l.S);
-  std::vector<double> all(local.size() * static_cast<size_t>(dist::size()));
-  dist::allgather(local.data(), 3 * C, all.data());
-  std::vector<double> count(static_cast<size_t>(C)), m2(static_cast<size_t>(C));
-  auto mu = std::make_shared<std::vector<double>>(static_cast<size_t>(C));
-  kernels::batch_norm_merge_moments(all.data(), dist::size(), C, count.data(), mu->data(), m2.data());
-  const double M = count[0];
-  check_global_count(M, x);
-  Tensor var = Tensor::empty({C}), inv_std = Tensor::empty({C});
-  for (int64_t c = 0; c < C; ++c) {
-    const double v = m2[static_cast<size_t>(c)] / M;
-    var.data()[c] = static_cast<float>(v);
-    inv_std.data()[c] = static_cast<float>(1.0 / std::sqrt(v + eps));
-  }
-  update_running_stats(running_mean, running_var, mu->data(), var.data(), static_cast<int64_t>(M), momentum);
+  Tensor x4 = x.dim() == 4 ? x : x.view({l.N, C, 1, 1});
+  const BatchNormStats st = batch_norm_statistics(x4, running_mean, running_var, true, true, momentum, eps);
+  const auto mu = st.mean;
+  const Tensor inv_std = st.inv_std;
+  const double M = st.count;
   Tensor y = Tensor::empty(x.shape());
   kernels::batch_norm_normalize(x.data(), weight.data(), bias.data(), mu->data(), inv_std.data(), y.data(), l.N, C, l.S);
   // Every rank records the node, so every rank joins the backward's exchange.

@@ -1,5 +1,7 @@
 #include "minidl/nn/models.h"
 
+#include "minidl/autograd.h"
+#include "minidl/nn/fused.h"
 #include "minidl/nn/init.h"
 #include "minidl/nn/noise.h"
 #include "minidl/nn/spec.h"
@@ -100,9 +102,46 @@ CnnNet::CnnNet(const ModelConfig& c) : Net(c) {
   fc2_ = register_module("fc2", make_layer<Linear>(c.seed, "fc2", int64_t{128}, int64_t{10}, true));
 }
 
+bool Net::folding() const { return fusing() && !is_training() && !grad_enabled(); }
+
+namespace {
+// conv (with bn folded into it) for inference, or conv then bn.
+Tensor conv_then_bn(const char* name, Conv2d& conv, const std::shared_ptr<BatchNorm>& bn, const Tensor& x) {
+  LayerScope scope(name);
+  auto [w, b] = fold_batch_norm(conv.weight, conv.bias, *bn);
+  return conv2d(x, w, b, conv.stride(), conv.padding());
+}
+Tensor linear_then_bn(const char* name, Linear& fc, const std::shared_ptr<BatchNorm>& bn, const Tensor& x) {
+  LayerScope scope(name);
+  auto [w, b] = fold_batch_norm(fc.weight, fc.bias, *bn);
+  return linear(x, w, b);
+}
+// The fused block act(max_pool2d(bn(z), 2)) under its profiler name.
+Tensor block(const char* name, const std::shared_ptr<BatchNorm>& bn, Activation act, const Tensor& z) {
+  LayerScope scope(name);
+  return bn_pool_act(z, bn.get(), act);
+}
+}  // namespace
+
 Tensor CnnNet::forward(const Tensor& x) {
   check_input(x);
   begin_forward();
+  if (fusing() && can_fuse_batch_norm(bn1_.get()) && can_fuse_batch_norm(bn2_.get())) {
+    const Activation a = config().activation;
+    Tensor h;
+    if (folding() && bn1_) {
+      // Inference: each BN folded into the layer before it, then pooling and activation.
+      h = block("pool+act1", nullptr, a, conv_then_bn("conv1+bn1", *conv1_, bn1_, x));
+      h = block("pool+act2", nullptr, a, conv_then_bn("conv2+bn2", *conv2_, bn2_, h));
+      h = linear_then_bn("fc1+bn3", *fc1_, bn3_, flatten(h));
+    } else {
+      h = block(bn1_ ? "bn1+pool+act" : "pool+act1", bn1_, a, run("conv1", *conv1_, x));
+      h = block(bn2_ ? "bn2+pool+act" : "pool+act2", bn2_, a, run("conv2", *conv2_, h));
+      h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
+    }
+    last_hidden_input_ = h.detach();
+    return run("fc2", *fc2_, act(h));
+  }
   // The activations are monotonic, so act(max_pool(z)) == max_pool(act(z)) value for value,
   // and the gradient reaches the same element; pooling first runs the activation and its
   // backward on a quarter of the values.
@@ -132,6 +171,13 @@ Tensor MlpNet::forward(const Tensor& x) {
   check_input(x);
   begin_forward();
   Tensor h = x.dim() == 4 ? flatten(x) : x;
+  if (folding() && bn1_ && bn1_->impl() == BatchNormImpl::Fused) {
+    h = act(linear_then_bn("fc1+bn1", *fc1_, bn1_, h));
+    h = act(linear_then_bn("fc2+bn2", *fc2_, bn2_, h));
+    h = linear_then_bn("fc3+bn3", *fc3_, bn3_, h);
+    last_hidden_input_ = h.detach();
+    return run("fc4", *fc4_, act(h));
+  }
   h = act(maybe_noise(0, maybe("bn1", bn1_, run("fc1", *fc1_, h))));
   h = act(maybe_noise(1, maybe("bn2", bn2_, run("fc2", *fc2_, h))));
   h = maybe_noise(2, maybe("bn3", bn3_, run("fc3", *fc3_, h)));

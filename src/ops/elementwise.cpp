@@ -1,5 +1,8 @@
 // Elementwise ops: broadcasting binary ops and unary ops, each with its backward.
+#include <algorithm>
 #include <cmath>
+
+#include "minidl/kernels/elementwise.h"
 
 #include "minidl/autograd.h"
 #include "minidl/profiler.h"
@@ -31,7 +34,8 @@ Tensor binary_forward(const Tensor& a, const Tensor& b, const char* name, F f) {
 
 // One unary op: forward y = f(x), backward dx = df(g, x, y). Backward keeps x and/or y alive
 // only when df reads them.
-template <class F, class DF>
+// With Bulk, f maps a whole range: f(x, y, count) (a vectorised kernel); else f maps one value.
+template <bool Bulk = false, class F, class DF>
 Tensor unary_op(const Tensor& x, const char* name, bool keep_x, bool keep_y, F f, DF df) {
   ProfileScope scope(name);
   MINIDL_CHECK(x.defined(), name, ": input is undefined");
@@ -39,8 +43,14 @@ Tensor unary_op(const Tensor& x, const char* name, bool keep_x, bool keep_y, F f
   const float* px = x.data();
   float* py = y.data();
   const int64_t n = x.numel();
+  if constexpr (Bulk) {
+    constexpr int64_t kChunk = 1 << 14;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i += kChunk) f(px + i, py + i, std::min(kChunk, n - i));
+  } else {
 #pragma omp parallel for simd if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) py[i] = f(px[i]);
+    for (int64_t i = 0; i < n; ++i) py[i] = f(px[i]);
+  }
   if (!needs_grad({&x})) return y;
   Tensor saved_x = keep_x ? x.detach() : Tensor();
   Tensor saved_y = keep_y ? y.detach() : Tensor();
@@ -142,7 +152,7 @@ Tensor square(const Tensor& x) {
 }
 
 Tensor sigmoid(const Tensor& x) {
-  return unary_op(x, "sigmoid", false, true, [](float v) { return 1.0f / (1.0f + std::exp(-v)); },
+  return unary_op<true>(x, "sigmoid", false, true, [](const float* a, float* b, int64_t n) { kernels::sigmoid(a, b, n); },
                   [](float g, float, float y) { return g * y * (1.0f - y); });
 }
 

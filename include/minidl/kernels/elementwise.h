@@ -13,3 +13,17 @@ void add_inplace(float* dst, const float* src, int64_t n);
 bool all_finite(const float* x, int64_t n);
 
 }  // namespace minidl::kernels
+
+namespace minidl::kernels {
+
+// y[i] = 1 / (1 + exp(-x[i])). With AVX-512, exp is minidl's vectorised one (Cephes' expf
+// polynomial after reduction by ln 2, scaled by vscalefps): within 2 ulp of glibc's expf
+// (tests/test_fused.cpp sweeps it), about 10x faster than calling expf per value, and the
+// same for a value wherever it sits in the array (tails use masked vectors, not a scalar loop).
+// Without AVX-512: std::exp. The sigmoid op and the fused blocks both call this, so they agree
+// bit for bit.
+void sigmoid(const float* x, float* y, int64_t n);
+// exp of each value by the same method as sigmoid (for tests and benchmarks).
+void exp_vectorised(const float* x, float* y, int64_t n);
+
+}  // namespace minidl::kernels

@@ -15,6 +15,9 @@
 //    derivation).
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include "minidl/nn/module.h"
 
 namespace minidl {
@@ -45,6 +48,17 @@ Tensor batch_norm_fused_sync(const Tensor& x, const Tensor& weight, const Tensor
                              Tensor running_var, float momentum, float eps);
 Tensor batch_norm_composed_sync(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                                 Tensor running_var, float momentum, float eps);
+// The per-channel statistics a fused kernel normalizes x ([N, C, H, W]) with: in training the
+// batch's (over every rank's batch when sync and several processes run), with the running
+// statistics updated as above; in evaluation the running ones. mean in double, inv_std =
+// 1/sqrt(var + eps), count = values per channel (global under sync).
+struct BatchNormStats {
+  std::shared_ptr<std::vector<double>> mean;
+  Tensor inv_std;
+  double count = 0;
+};
+BatchNormStats batch_norm_statistics(const Tensor& x, Tensor running_mean, Tensor running_var, bool training, bool sync,
+                                     float momentum, float eps);
 // Ghost batch norm (Hoffer et al. 2017; training): the batch's N examples split as evenly as
 // possible into `groups` consecutive groups (the first N % groups get one more, as data-parallel
 // ranks share a batch), each normalized with its own statistics. The running statistics are

@@ -27,6 +27,8 @@ class Conv2d : public Module {
          Generator& gen);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  int64_t stride() const { return stride_; }
+  int64_t padding() const { return padding_; }
   Tensor weight, bias;
 
  private:

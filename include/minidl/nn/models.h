@@ -47,6 +47,10 @@ struct ModelConfig {
   // BN would be without it, in training.
   bool bias_before_bn = false;
   bool covariate_noise = false;
+  // Fused blocks (nn/fused.h) where they apply: the cnn preset runs each BN -> max-pool ->
+  // activation as one op, and in evaluation without grad folds each BN into the layer before it.
+  // false (`--no-fuse`) runs every layer on its own, as the spec reads.
+  bool fuse = true;
 };
 
 // The model a config describes, for logs: "cnn", "cnn+bn", or the spec.
@@ -67,6 +71,10 @@ class Net : public Module {
   // save and restore them.
   std::vector<Generator*> generators();
   void set_batch_norm_impl(BatchNormImpl impl);
+  // Fused blocks on or off (ModelConfig::fuse); the parameters and results do not change.
+  void set_fuse(bool fuse) { config_.fuse = fuse; }
+  // Whether the next forward folds BatchNorm into the layer before it (fused, evaluation, no grad).
+  bool folds_batch_norm() const { return folding() && has_batch_norm(); }
   // Whether some layer normalizes over the batch (training then needs batches of 2 or more).
   bool has_batch_norm() const;
   // Multiply-adds per example of each conv/linear layer's forward, first layer first.
@@ -92,6 +100,11 @@ class Net : public Module {
   std::shared_ptr<BatchNorm> maybe_bn1d(const std::string& name, int64_t features);
   std::shared_ptr<BatchNorm> maybe_bn2d(const std::string& name, int64_t channels);
   Tensor last_hidden_input_;
+  // Whether this forward may run the fused blocks: fuse on, and nothing that needs the layers'
+  // separate outputs (recorded activations, covariate noise).
+  bool fusing() const { return config_.fuse && !record_hidden_ && !config_.covariate_noise; }
+  // Evaluation without grad: BatchNorm may be folded into the layer before it.
+  bool folding() const;
 
  private:
   ModelConfig config_;

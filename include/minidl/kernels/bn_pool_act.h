@@ -1,0 +1,74 @@
+// The block that follows each convolution of the reference CNN, fused:
+//   out = act(max_pool2d(bn(z), 2))        z: (N, C, H, W), out: (N, C, H/2, W/2)
+// with bn optional (an identity when the block has no BatchNorm).
+//
+// Unfused, the block is four passes over activations that no longer sit in cache (normalize,
+// pool, activate; and their backward: activation, a zero-filled scatter, two BN passes). Fused,
+// each plane of z is read once forward, producing the pooled, activated plane and the argmax of
+// each window; backward reads the pooled gradient and writes dz plane by plane.
+//
+// Same arithmetic as the unfused ops, element for element: y = (z - mean)*(gamma*inv_std) + beta
+// (kernels/batch_norm.h), the first maximum of a window in row-major order wins and a NaN wins
+// (kernels/max_pool2d.h), then the activation's formula (act_forward below). The forward is bit
+// for bit the unfused one. The backward's two per-channel sums (sum dy, sum dy*xhat) run over
+// the window winners only (every other element of dy is zero) in double, in another order than
+// the unfused BN backward's vectorised loop: dgamma, dbeta and dz agree with it to about 1e-7
+// relative, not always bit for bit.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace minidl::kernels {
+
+enum class Act { Sigmoid, ReLU, Tanh, Identity };
+
+inline float act_forward(Act a, float v) {
+  switch (a) {
+    case Act::Sigmoid: return 1.0f / (1.0f + std::exp(-v));
+    case Act::ReLU: return v > 0.0f ? v : 0.0f;
+    case Act::Tanh: return std::tanh(v);
+    case Act::Identity: return v;
+  }
+  return v;
+}
+// The derivative from the activation's output y, times g (as the unfused ops compute it).
+inline float act_backward(Act a, float g, float y) {
+  switch (a) {
+    case Act::Sigmoid: return g * y * (1.0f - y);
+    case Act::ReLU: return y > 0.0f ? g : 0.0f;
+    case Act::Tanh: return g * (1.0f - y * y);
+    case Act::Identity: return g;
+  }
+  return g;
+}
+
+// A per-channel affine normalization: y = (z - mean)*(gamma*inv_std) + beta. mean == nullptr:
+// no normalization (y = z).
+struct ChannelNorm {
+  const double* mean = nullptr;
+  const float* inv_std = nullptr;
+  const float* gamma = nullptr;
+  const float* beta = nullptr;
+  bool active() const { return mean != nullptr; }
+};
+
+// out, argmax: (N, C, H/2, W/2); argmax holds the winner's index within its (H, W) plane.
+void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, int64_t N,
+                         int64_t C, int64_t H, int64_t W);
+
+// dp = act'(out) * dout (pooled shape). With norm active, also sums[c] = sum dp, sums[C + c] =
+// sum dp * xhat(z at the winner), over this process's values (double).
+void bn_pool_act_backward_sums(const float* dout, const float* out, const int32_t* argmax, const float* z,
+                               const ChannelNorm& norm, Act act, float* dp, double* sums, int64_t N, int64_t C,
+                               int64_t H, int64_t W);
+
+// Assigns dz for every element of z. With norm inactive: dz = dp at each window's winner, 0
+// elsewhere. With norm active and training: dz = k*(dy - sum_dy/M - xhat*sum_dy_xhat/M) with
+// k = gamma*inv_std, dy = dp at winners and 0 elsewhere, the sums and count M given (global
+// ones under SyncBN). With norm active and !training (statistics are constants): dz = k*dy.
+void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float* z, const ChannelNorm& norm,
+                             const double* sums, double M, bool training, float* dz, int64_t N, int64_t C, int64_t H,
+                             int64_t W);
+
+}  // namespace minidl::kernels

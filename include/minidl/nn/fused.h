@@ -1,0 +1,31 @@
+// Fused blocks: several layers' forward and backward in fewer passes over memory, with the
+// unfused layers' semantics (kernels/bn_pool_act.h says how far the numbers agree). The models
+// use them unless told not to (ModelConfig::fuse, `--no-fuse`); parameters and buffers stay the
+// layers' own, so state dicts and checkpoints do not change.
+#pragma once
+
+#include <utility>
+
+#include "minidl/nn/batch_norm.h"
+#include "minidl/nn/layers.h"
+
+namespace minidl {
+
+// act(max_pool2d(bn(z), 2)) for z [N, C, H, W] (H, W >= 2), as one op: bn may be null (pooling
+// and activation only). With bn it behaves as bn->forward would: batch statistics in training
+// (over every rank with bn->sync), running statistics updated, num_batches_tracked counted; the
+// running statistics in evaluation.
+Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation act);
+// Whether bn_pool_act can stand in for bn: none, or the fused implementation without ghost
+// batches (the composed and detached forms exist to be taken apart; ghost BN is the unfused
+// layer's).
+bool can_fuse_batch_norm(const BatchNorm* bn);
+
+// BatchNorm folded into the convolution or linear layer before it, for inference with the
+// running statistics: per output channel o, with k = gamma/sqrt(running_var + eps),
+//   W'[o] = W[o]*k[o],   b'[o] = beta[o] + (b[o] - running_mean[o])*k[o]   (b = 0 without bias).
+// layer(x; W', b') equals bn(layer(x; W, b)) in evaluation up to float rounding. Computed in
+// double from the current parameters; the tensors returned are new (off the tape).
+std::pair<Tensor, Tensor> fold_batch_norm(const Tensor& weight, const Tensor& bias, const BatchNorm& bn);
+
+}  // namespace minidl

@@ -1,0 +1,154 @@
+#include "minidl/kernels/bn_pool_act.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "internal.h"
+#include "minidl/kernels/elementwise.h"
+
+namespace minidl::kernels {
+
+namespace {
+
+using detail::SplitMean;
+
+// out[i] = act(out[i]) with the activation fixed at compile time, so the loop vectorises.
+template <Act A>
+void activate_row(float* out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = act_forward(A, out[i]);
+}
+
+void activate_row(Act a, float* out, int64_t n) {
+  switch (a) {
+    case Act::Sigmoid: sigmoid(out, out, n); break;
+    case Act::ReLU: activate_row<Act::ReLU>(out, n); break;
+    case Act::Tanh: activate_row<Act::Tanh>(out, n); break;
+    case Act::Identity: break;
+  }
+}
+
+template <Act A>
+void act_grad_row(const float* dout, const float* out, float* dp, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) dp[i] = act_backward(A, dout[i], out[i]);
+}
+
+void act_grad_row(Act a, const float* dout, const float* out, float* dp, int64_t n) {
+  switch (a) {
+    case Act::Sigmoid: act_grad_row<Act::Sigmoid>(dout, out, dp, n); break;
+    case Act::ReLU: act_grad_row<Act::ReLU>(dout, out, dp, n); break;
+    case Act::Tanh: act_grad_row<Act::Tanh>(dout, out, dp, n); break;
+    case Act::Identity: std::copy(dout, dout + n, dp); break;
+  }
+}
+
+// y = (z - mean)*scale + beta, written as batch_norm_normalize writes it.
+void normalize_row(const float* z, const SplitMean& m, float scale, float b, float* y, int64_t n) {
+#pragma omp simd
+  for (int64_t s = 0; s < n; ++s) y[s] = m.center(z[s]) * scale + b;
+}
+
+}  // namespace
+
+void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, int64_t N,
+                         int64_t C, int64_t H, int64_t W) {
+  const int64_t OH = H / 2, OW = W / 2, planes = N * C;
+  const int32_t w32 = static_cast<int32_t>(W);
+#pragma omp parallel
+  {
+    std::vector<float> rows(norm.active() ? static_cast<size_t>(2 * W) : 0);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const int64_t c = p % C;
+      const float* in = z + p * H * W;
+      float* o = out + p * OH * OW;
+      int32_t* arg = argmax + p * OH * OW;
+      const SplitMean m(norm.active() ? norm.mean[c] : 0.0);
+      const float scale = norm.active() ? norm.gamma[c] * norm.inv_std[c] : 1.0f;
+      const float b = norm.active() ? norm.beta[c] : 0.0f;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const float* r0 = in + 2 * oh * W;
+        const float* r1 = r0 + W;
+        if (norm.active()) {
+          normalize_row(r0, m, scale, b, rows.data(), W);
+          normalize_row(r1, m, scale, b, rows.data() + W, W);
+          r0 = rows.data();
+          r1 = rows.data() + W;
+        }
+        detail::pool2x2_row_fast(r0, r1, OW, static_cast<int32_t>(2 * oh * W), w32, o + oh * OW, arg + oh * OW);
+      }
+      // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
+      activate_row(act, o, OH * OW);
+    }
+  }
+}
+
+void bn_pool_act_backward_sums(const float* dout, const float* out, const int32_t* argmax, const float* z,
+                               const ChannelNorm& norm, Act act, float* dp, double* sums, int64_t N, int64_t C,
+                               int64_t H, int64_t W) {
+  const int64_t Q = (H / 2) * (W / 2);
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    const SplitMean m(norm.active() ? norm.mean[c] : 0.0);
+    const float is = norm.active() ? norm.inv_std[c] : 1.0f;
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t p = n * C + c;
+      float* g = dp + p * Q;
+      act_grad_row(act, dout + p * Q, out + p * Q, g, Q);
+      if (!norm.active()) continue;
+      const float* plane = z + p * H * W;
+      const int32_t* arg = argmax + p * Q;
+      for (int64_t i = 0; i < Q; ++i) {
+        sum_dy += g[i];
+        sum_dy_xhat += static_cast<double>(g[i]) * (m.center(plane[arg[i]]) * is);
+      }
+    }
+    if (norm.active()) {
+      sums[c] = sum_dy;
+      sums[C + c] = sum_dy_xhat;
+    }
+  }
+}
+
+void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float* z, const ChannelNorm& norm,
+                             const double* sums, double M, bool training, float* dz, int64_t N, int64_t C, int64_t H,
+                             int64_t W) {
+  const int64_t Q = (H / 2) * (W / 2), S = H * W, planes = N * C;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t c = p % C;
+    const float* g = dp + p * Q;
+    const int32_t* arg = argmax + p * Q;
+    float* out = dz + p * S;
+    if (!norm.active() || !training) {
+      const float k = norm.active() ? norm.gamma[c] * norm.inv_std[c] : 1.0f;
+      std::fill(out, out + S, 0.0f);
+      if (norm.active())
+        for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * g[i];
+      else
+        for (int64_t i = 0; i < Q; ++i) out[arg[i]] = g[i];
+      continue;
+    }
+    // Every element: k*(0 - mean_dy - xhat*mean_dy_xhat); then each winner again with its dy.
+    const SplitMean m(norm.mean[c]);
+    const float is = norm.inv_std[c];
+    const float k = norm.gamma[c] * is;
+    const float mean_dy = static_cast<float>(sums[c] / M);
+    const float mean_dy_xhat = static_cast<float>(sums[C + c] / M);
+    const float* in = z + p * S;
+#pragma omp simd
+    for (int64_t s = 0; s < S; ++s) {
+      const float xhat = m.center(in[s]) * is;
+      out[s] = k * (0.0f - mean_dy - xhat * mean_dy_xhat);
+    }
+    for (int64_t i = 0; i < Q; ++i) {
+      const int32_t s = arg[i];
+      const float xhat = m.center(in[s]) * is;
+      out[s] = k * (g[i] - mean_dy - xhat * mean_dy_xhat);
+    }
+  }
+}
+
+}  // namespace minidl::kernels

@@ -1,0 +1,81 @@
+// Helpers shared by the kernels in this directory (not installed).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "simd.h"
+
+namespace minidl::kernels::detail {
+
+// A double mean as hi + lo floats: centring x as (x - hi) - lo is exact to the float rounding of
+// the small result (x - hi is exact when x is near hi); see kernels/batch_norm.h.
+struct SplitMean {
+  float hi, lo;
+  explicit SplitMean(double m) : hi(static_cast<float>(m)), lo(static_cast<float>(m - static_cast<double>(hi))) {}
+  float center(float x) const { return (x - hi) - lo; }
+};
+
+// One output row of a 2x2, stride-2 max pool over input rows r0 and r1 (W apart in their plane,
+// the first at offset base): out[ow], and arg[ow], the plane offset of the window's first
+// maximum in row-major order; a NaN wins (as in PyTorch). Without data-dependent branches: with
+// random activations a branchy version mispredicts on most windows (measured 4x slower).
+inline void pool2x2_row(const float* r0, const float* r1, int64_t OW, int32_t base, int32_t W, float* out,
+                        int32_t* arg) {
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const float v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+    const float best = std::max(std::max(v0, v1), std::max(v2, v3));
+    // index of the first element equal to the maximum, by arithmetic on the comparisons
+    const int32_t n0 = v0 != best, n1 = v1 != best, n2 = v2 != best;
+    const int32_t k = n0 * (1 + n1 * (1 + n2));
+    const int32_t nan0 = v0 != v0, nan1 = v1 != v1, nan2 = v2 != v2, nan3 = v3 != v3;
+    const int32_t any_nan = nan0 | nan1 | nan2 | nan3;
+    const int32_t first_nan = nan0 ? 0 : (nan1 ? 1 : (nan2 ? 2 : 3));  // rare: only when any_nan
+    const int32_t pick = any_nan ? first_nan : k;
+    out[ow] = any_nan ? std::numeric_limits<float>::quiet_NaN() : best;
+    arg[ow] = base + static_cast<int32_t>(2 * ow) + (pick & 1) + (pick >> 1) * W;
+  }
+}
+
+// pool2x2_row, 16 windows per step with AVX-512 (same results: std::max(a, b) is
+// vmaxps(b, a), which also keeps its choice between -0 and +0); a step with a NaN in its
+// windows goes through the scalar function.
+inline void pool2x2_row_fast(const float* r0, const float* r1, int64_t OW, int32_t base, int32_t W, float* out,
+                             int32_t* arg) {
+#if defined(__AVX512F__)
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i off1 = _mm512_set1_epi32(1), off2 = _mm512_set1_epi32(W), off3 = _mm512_set1_epi32(W + 1);
+  for (int64_t ow = 0; ow < OW; ow += 16) {
+    const int64_t cnt = std::min<int64_t>(16, OW - ow);
+    const __mmask16 mo = simd::tail_mask(cnt), lo = simd::tail_mask(2 * cnt),
+                    hi = simd::tail_mask(std::max<int64_t>(0, 2 * cnt - 16));
+    const float* p0 = r0 + 2 * ow;
+    const float* p1 = r1 + 2 * ow;
+    const __m512 a0 = _mm512_maskz_loadu_ps(lo, p0), b0 = _mm512_maskz_loadu_ps(hi, p0 + 16);
+    const __m512 a1 = _mm512_maskz_loadu_ps(lo, p1), b1 = _mm512_maskz_loadu_ps(hi, p1 + 16);
+    const __m512 v0 = _mm512_permutex2var_ps(a0, even, b0), v1 = _mm512_permutex2var_ps(a0, odd, b0);
+    const __m512 v2 = _mm512_permutex2var_ps(a1, even, b1), v3 = _mm512_permutex2var_ps(a1, odd, b1);
+    const __mmask16 nan = (_mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q) |
+                           _mm512_cmp_ps_mask(v2, v2, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v3, v3, _CMP_UNORD_Q)) & mo;
+    if (nan) {
+      pool2x2_row(p0, p1, cnt, base + static_cast<int32_t>(2 * ow), W, out + ow, arg + ow);
+      continue;
+    }
+    const __m512 best = _mm512_max_ps(_mm512_max_ps(v3, v2), _mm512_max_ps(v1, v0));
+    const __mmask16 e0 = _mm512_cmp_ps_mask(v0, best, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, best, _CMP_EQ_OQ),
+                    e2 = _mm512_cmp_ps_mask(v2, best, _CMP_EQ_OQ);
+    __m512i k = _mm512_mask_mov_epi32(off3, e2, off2);
+    k = _mm512_mask_mov_epi32(k, e1, off1);
+    k = _mm512_maskz_mov_epi32(static_cast<__mmask16>(~e0), k);
+    const __m512i pos = _mm512_add_epi32(_mm512_set1_epi32(base + static_cast<int32_t>(2 * ow)), even);
+    _mm512_mask_storeu_ps(out + ow, mo, best);
+    _mm512_mask_storeu_epi32(arg + ow, mo, _mm512_add_epi32(pos, k));
+  }
+#else
+  pool2x2_row(r0, r1, OW, base, W, out, arg);
+#endif
+}
+
+}  // namespace minidl::kernels::detail

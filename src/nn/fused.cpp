@@ -1,0 +1,108 @@
+#include "minidl/nn/fused.h"
+
+#include <cmath>
+#include <memory>
+
+#include "minidl/autograd.h"
+#include "minidl/distributed.h"
+#include "minidl/kernels/bn_pool_act.h"
+#include "minidl/profiler.h"
+
+namespace minidl {
+
+namespace {
+kernels::Act kernel_act(Activation a) {
+  switch (a) {
+    case Activation::Sigmoid: return kernels::Act::Sigmoid;
+    case Activation::ReLU: return kernels::Act::ReLU;
+    case Activation::Tanh: return kernels::Act::Tanh;
+  }
+  return kernels::Act::Identity;
+}
+}  // namespace
+
+bool can_fuse_batch_norm(const BatchNorm* bn) {
+  return !bn || (bn->impl() == BatchNormImpl::Fused && !(bn->is_training() && bn->ghost_groups > 1));
+}
+
+Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation activation) {
+  ProfileScope scope("bn_pool_act");
+  MINIDL_CHECK(z.defined() && z.dim() == 4 && z.size(2) >= 2 && z.size(3) >= 2,
+               "bn_pool_act: input must be [N, C, H, W] with H, W >= 2, got ",
+               z.defined() ? shape_to_string(z.shape()) : "(undefined)");
+  const int64_t N = z.size(0), C = z.size(1), H = z.size(2), W = z.size(3);
+  MINIDL_CHECK(can_fuse_batch_norm(bn), "bn_pool_act: the BatchNorm must use the fused implementation without ghost batches");
+  const bool training = bn && bn->is_training();
+  BatchNormStats st;
+  kernels::ChannelNorm norm;
+  if (bn) {
+    MINIDL_CHECK(bn->weight.numel() == C, "BatchNorm2d: expected input [N, ", bn->weight.numel(), ", H, W], got ",
+                 shape_to_string(z.shape()));
+    st = batch_norm_statistics(z, bn->running_mean, bn->running_var, training, bn->sync, bn->momentum, bn->eps);
+    if (training) bn->num_batches_tracked.data()[0] += 1.0f;
+    norm = {st.mean->data(), st.inv_std.data(), bn->weight.data(), bn->bias.data()};
+  }
+  const kernels::Act act = kernel_act(activation);
+  Tensor out = Tensor::empty({N, C, H / 2, W / 2});
+  // The argmax indices live in a tensor Storage (4-byte slots) so that they come from the
+  // recycled buffers, as max_pool2d's do.
+  auto argmax = std::make_shared<Storage>(out.numel());
+  kernels::bn_pool_act_forward(z.data(), norm, act, out.data(), reinterpret_cast<int32_t*>(argmax->data()), N, C, H, W);
+  std::vector<Tensor> inputs{z};
+  if (bn) {
+    inputs.push_back(bn->weight);
+    inputs.push_back(bn->bias);
+  }
+  if (!needs_grad(inputs)) return out;
+  const bool sync = bn && bn->sync && training && dist::size() > 1;
+  Tensor sz = z.detach(), sout = out.detach(), sw = bn ? bn->weight.detach() : Tensor(),
+         sb = bn ? bn->bias.detach() : Tensor();
+  return record(out, "bn_pool_act", inputs,
+                [sz, sout, sw, sb, st, argmax, act, training, sync](const Tensor& dy, const std::vector<bool>& needs) {
+                  const int64_t N = sz.size(0), C = sz.size(1), H = sz.size(2), W = sz.size(3);
+                  kernels::ChannelNorm norm;
+                  if (sw.defined()) norm = {st.mean->data(), st.inv_std.data(), sw.data(), sb.data()};
+                  const int32_t* arg = reinterpret_cast<const int32_t*>(argmax->data());
+                  Tensor dp = Tensor::empty(sout.shape());
+                  std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
+                  kernels::bn_pool_act_backward_sums(dy.data(), sout.data(), arg, sz.data(), norm, act, dp.data(),
+                                                     sums.data(), N, C, H, W);
+                  std::vector<Tensor> grads{Tensor()};
+                  if (sw.defined()) {
+                    // local: the gradient reduction sums them over ranks
+                    Tensor dgamma = needs[1] ? Tensor::empty({C}) : Tensor();
+                    Tensor dbeta = needs[2] ? Tensor::empty({C}) : Tensor();
+                    for (int64_t c = 0; c < C; ++c) {
+                      if (needs[2]) dbeta.data()[c] = static_cast<float>(sums[static_cast<size_t>(c)]);
+                      if (needs[1]) dgamma.data()[c] = static_cast<float>(sums[static_cast<size_t>(C + c)]);
+                    }
+                    grads.push_back(dgamma);
+                    grads.push_back(dbeta);
+                    if (sync) dist::sum_in_rank_order(sums.data(), 2 * C);
+                  }
+                  if (needs[0]) {
+                    grads[0] = Tensor::empty(sz.shape());
+                    kernels::bn_pool_act_backward_dz(dp.data(), arg, sz.data(), norm, sums.data(), st.count, training,
+                                                     grads[0].data(), N, C, H, W);
+                  }
+                  return grads;
+                });
+}
+
+std::pair<Tensor, Tensor> fold_batch_norm(const Tensor& weight, const Tensor& bias, const BatchNorm& bn) {
+  const int64_t O = weight.size(0);
+  MINIDL_CHECK(bn.weight.numel() == O, "fold_batch_norm: the layer has ", O, " outputs, the BatchNorm ",
+               bn.weight.numel(), " channels");
+  const int64_t per = weight.numel() / O;
+  Tensor w = Tensor::empty(weight.shape()), b = Tensor::empty({O});
+  for (int64_t o = 0; o < O; ++o) {
+    const double k = static_cast<double>(bn.weight.data()[o]) /
+                     std::sqrt(static_cast<double>(bn.running_var.data()[o]) + static_cast<double>(bn.eps));
+    for (int64_t i = 0; i < per; ++i) w.data()[o * per + i] = static_cast<float>(weight.data()[o * per + i] * k);
+    const double b0 = bias.defined() ? bias.data()[o] : 0.0;
+    b.data()[o] = static_cast<float>(bn.bias.data()[o] + (b0 - bn.running_mean.data()[o]) * k);
+  }
+  return {w, b};
+}
+
+}  // namespace minidl

@@ -1,0 +1,272 @@
+// Fused blocks (nn/fused.h, kernels/bn_pool_act.h) against the unfused layers, gradient checks
+// of the fused op, BatchNorm folding for inference, and the vectorised kernels they rest on
+// (exp and the 2x2 pool) against closed-form references.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "gradcheck.h"
+#include "minidl/kernels/elementwise.h"
+#include "minidl/kernels/max_pool2d.h"
+#include "minidl/nn/fused.h"
+#include "minidl/nn/models.h"
+#include "minidl/ops.h"
+
+using namespace minidl;
+using minidl::testing::gradcheck;
+
+namespace {
+
+// Distance in units in the last place between two finite floats of the same sign.
+int64_t ulps(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return std::abs(static_cast<int64_t>(ia) - static_cast<int64_t>(ib));
+}
+
+double rel_diff(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  double diff = 0, scale = 1e-30;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    diff = std::max(diff, std::abs(double(a.data()[i]) - b.data()[i]));
+    scale = std::max(scale, std::abs(double(b.data()[i])));
+  }
+  return diff / scale;
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
+}
+
+Tensor apply_act(const Tensor& x, Activation a) { return activate(x, a); }
+
+std::vector<int64_t> row_argmax(const Tensor& t) {
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    const float* row = t.data() + i * t.size(1);
+    out.push_back(std::max_element(row, row + t.size(1)) - row);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("fused kernels: vectorised exp within 2 ulp of std::exp, and exact at the edges", "[fused][kernels]") {
+  std::vector<float> x;
+  for (double v = -103.0; v <= 88.5; v += 0.0137) x.push_back(static_cast<float>(v));
+  for (float v : {0.0f, -0.0f, 1e-8f, -1e-8f, 0.5f, 1.0f, 88.7f, -87.3f}) x.push_back(v);
+  std::vector<float> y(x.size());
+  kernels::exp_vectorised(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  int64_t worst = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float ref = std::exp(x[i]);
+    if (ref < std::numeric_limits<float>::min()) {  // subnormal results: absolute error
+      REQUIRE(std::abs(y[i] - ref) <= 4 * std::numeric_limits<float>::denorm_min());
+      continue;
+    }
+    INFO("x = " << x[i] << " exp = " << ref << " got " << y[i]);
+    worst = std::max(worst, ulps(y[i], ref));
+    REQUIRE(ulps(y[i], ref) <= 2);
+  }
+  const float inf = std::numeric_limits<float>::infinity();
+  std::vector<float> edge{inf, -inf, std::numeric_limits<float>::quiet_NaN(), 100.0f, -120.0f}, out(edge.size());
+  kernels::exp_vectorised(edge.data(), out.data(), 5);
+  REQUIRE(out[0] == inf);
+  REQUIRE(out[1] == 0.0f);
+  REQUIRE(std::isnan(out[2]));
+  REQUIRE(out[3] == inf);
+  REQUIRE(out[4] == 0.0f);
+  // sigmoid built on it: the limits and the centre exactly, and a value's result does not
+  // depend on where it sits in the array (vector body or masked tail).
+  std::vector<float> s{-200.0f, 0.0f, 200.0f}, sy(3);
+  kernels::sigmoid(s.data(), sy.data(), 3);
+  REQUIRE(sy[0] == 0.0f);
+  REQUIRE(sy[1] == 0.5f);
+  REQUIRE(sy[2] == 1.0f);
+  std::vector<float> a(37), ya(37), yb(1);
+  for (int i = 0; i < 37; ++i) a[static_cast<size_t>(i)] = 0.37f * static_cast<float>(i - 18);
+  kernels::sigmoid(a.data(), ya.data(), 37);
+  for (int i = 0; i < 37; ++i) {
+    kernels::sigmoid(a.data() + i, yb.data(), 1);
+    REQUIRE(ya[static_cast<size_t>(i)] == yb[0]);
+  }
+}
+
+TEST_CASE("fused kernels: 2x2 max pool follows the first-maximum and NaN rules at every width", "[fused][kernels]") {
+  // Reference: the rule itself, written plainly.
+  Generator g(3);
+  for (int64_t W : {2, 3, 7, 14, 28, 31, 33, 40, 64}) {
+    const int64_t H = 4, OH = 2, OW = W / 2;
+    Tensor x = Tensor::empty({1, 1, H, W});
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      // few distinct values: many ties, and both zeros
+      const uint32_t r = g.below(6);
+      x.data()[i] = r == 0 ? -0.0f : r == 1 ? 0.0f : static_cast<float>(r % 3);
+    }
+    if (W >= 7) x.data()[W + 5] = std::numeric_limits<float>::quiet_NaN();  // one window with a NaN
+    std::vector<float> y(static_cast<size_t>(OH * OW));
+    std::vector<int32_t> arg(y.size());
+    kernels::max_pool2d_forward(x.data(), y.data(), arg.data(), 1, H, W, 2, 2);
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t idx[4] = {2 * oh * W + 2 * ow, 2 * oh * W + 2 * ow + 1, (2 * oh + 1) * W + 2 * ow,
+                                (2 * oh + 1) * W + 2 * ow + 1};
+        int64_t best = idx[0];
+        for (int k = 1; k < 4; ++k) {
+          const float v = x.data()[idx[k]], b = x.data()[best];
+          if (std::isnan(b)) break;
+          if (std::isnan(v) || v > b) best = idx[k];
+        }
+        const size_t o = static_cast<size_t>(oh * OW + ow);
+        INFO("W " << W << " window " << oh << "," << ow);
+        REQUIRE(arg[o] == best);
+        const float want = x.data()[best];
+        if (std::isnan(want)) {
+          REQUIRE(std::isnan(y[o]));
+        } else {
+          REQUIRE(std::memcmp(&y[o], &want, 4) == 0);  // the winner's own bits (-0 stays -0)
+        }
+      }
+  }
+}
+
+TEST_CASE("fused: bn_pool_act equals BN -> max_pool2d -> activation, forward bit for bit, backward to 1e-6",
+          "[fused]") {
+  struct Case {
+    Shape shape;
+    bool bn, training;
+  };
+  for (Activation a : {Activation::Sigmoid, Activation::ReLU, Activation::Tanh})
+    for (const Case& c : {Case{{4, 3, 8, 8}, true, true}, Case{{4, 3, 8, 8}, true, false}, Case{{3, 2, 7, 9}, true, true},
+                          Case{{4, 3, 8, 8}, false, true}, Case{{2, 5, 5, 34}, false, true}, Case{{5, 2, 6, 6}, true, true}}) {
+      Generator g(11);
+      const int64_t C = c.shape[1];
+      BatchNorm2d bn_f(C), bn_u(C);
+      Tensor gamma = Tensor::uniform({C}, -1.5f, 2.0f, g), beta = Tensor::uniform({C}, -0.5f, 0.5f, g);
+      Tensor rm = Tensor::uniform({C}, -0.3f, 0.3f, g), rv = Tensor::uniform({C}, 0.5f, 2.0f, g);
+      for (BatchNorm2d* bn : {&bn_f, &bn_u}) {
+        bn->weight.copy_(gamma);
+        bn->bias.copy_(beta);
+        bn->running_mean.copy_(rm);
+        bn->running_var.copy_(rv);
+        bn->train(c.training);
+      }
+      Tensor z_data = Tensor::normal(c.shape, 0.7f, 2.0f, g);
+      Tensor zf = z_data.clone().set_requires_grad(), zu = z_data.clone().set_requires_grad();
+      Tensor fused = bn_pool_act(zf, c.bn ? &bn_f : nullptr, a);
+      Tensor unfused = apply_act(max_pool2d(c.bn ? bn_u.forward(zu) : zu, 2), a);
+      INFO("act " << to_string(a) << " shape " << shape_to_string(c.shape) << " bn " << c.bn << " training " << c.training);
+      REQUIRE(same_bits(fused, unfused));
+      REQUIRE(same_bits(bn_f.running_mean, bn_u.running_mean));
+      REQUIRE(same_bits(bn_f.running_var, bn_u.running_var));
+      REQUIRE(bn_f.num_batches_tracked.data()[0] == bn_u.num_batches_tracked.data()[0]);
+      Tensor r = Tensor::normal(fused.shape(), 0, 1, g);
+      sum(mul(fused, r)).backward();
+      sum(mul(unfused, r)).backward();
+      CHECK(rel_diff(zf.grad(), zu.grad()) < 1e-6);
+      if (c.bn) {
+        CHECK(rel_diff(bn_f.weight.grad(), bn_u.weight.grad()) < 1e-6);
+        CHECK(rel_diff(bn_f.bias.grad(), bn_u.bias.grad()) < 1e-6);
+      }
+    }
+}
+
+TEST_CASE("fused: gradcheck of bn_pool_act, with and without BN, train and eval", "[fused][gradcheck]") {
+  for (Activation a : {Activation::Sigmoid, Activation::Tanh, Activation::ReLU})
+    for (int mode = 0; mode < 3; ++mode) {  // 0: no BN, 1: BN training, 2: BN eval
+      Generator g(21);
+      const Shape shape{2, 3, 4, 6};
+      // Distinct values 0.1 apart in random order: every window has a unique maximum, further
+      // from the runner-up than the finite-difference step moves it (BN keeps the order: gamma > 0).
+      Tensor x = Tensor::empty(shape);
+      std::vector<float> values(static_cast<size_t>(x.numel()));
+      for (size_t i = 0; i < values.size(); ++i) values[i] = 0.1f * static_cast<float>(i) - 2.0f;
+      for (size_t i = values.size() - 1; i > 0; --i) std::swap(values[i], values[g.below(static_cast<uint32_t>(i + 1))]);
+      std::copy(values.begin(), values.end(), x.data());
+      x.set_requires_grad();
+      BatchNorm2d bn(3);
+      bn.weight.copy_(Tensor::uniform({3}, 0.5f, 1.5f, g));
+      bn.bias.copy_(Tensor::uniform({3}, -0.5f, 0.5f, g));
+      bn.running_var.copy_(Tensor::uniform({3}, 0.5f, 1.5f, g));
+      bn.train(mode == 1);
+      std::vector<Tensor> inputs{x};
+      if (mode > 0) {
+        inputs.push_back(bn.weight);
+        inputs.push_back(bn.bias);
+      }
+      auto result = gradcheck(
+          [&](const std::vector<Tensor>& in) { return bn_pool_act(in[0], mode > 0 ? &bn : nullptr, a); }, inputs,
+          {1e-3, 2e-3, 1e-2, 1234});
+      INFO("act " << to_string(a) << " mode " << mode << "\n" << result.report);
+      REQUIRE(result.ok);
+    }
+}
+
+namespace {
+struct StepResult {
+  Tensor loss, logits;
+  std::vector<Tensor> grads;
+};
+StepResult cnn_step(bool fuse, bool bn, Activation act, const Tensor& x, const std::vector<int32_t>& labels) {
+  ModelConfig mc;
+  mc.batch_norm = bn;
+  mc.activation = act;
+  mc.seed = 3;
+  mc.fuse = fuse;
+  auto net = make_model(mc);
+  StepResult r;
+  r.logits = net->forward(x);
+  r.loss = cross_entropy(r.logits, labels);
+  r.loss.backward();
+  for (auto& [name, p, dtype] : net->named_parameters()) r.grads.push_back(p.grad().clone());
+  return r;
+}
+}  // namespace
+
+TEST_CASE("fused: the CNN with and without --no-fuse gives the same loss and gradients", "[fused][models]") {
+  Generator g(8);
+  Tensor x = Tensor::normal({6, 1, 28, 28}, 0, 1, g);
+  std::vector<int32_t> labels{0, 1, 2, 3, 4, 5};
+  for (bool bn : {true, false})
+    for (Activation a : {Activation::Sigmoid, Activation::ReLU, Activation::Tanh}) {
+      StepResult f = cnn_step(true, bn, a, x, labels), u = cnn_step(false, bn, a, x, labels);
+      INFO("bn " << bn << " act " << to_string(a));
+      REQUIRE(same_bits(f.logits, u.logits));
+      REQUIRE(f.grads.size() == u.grads.size());
+      for (size_t i = 0; i < f.grads.size(); ++i) CHECK(rel_diff(f.grads[i], u.grads[i]) < 1e-5);
+    }
+}
+
+TEST_CASE("fused: BatchNorm folded into conv and linear for inference keeps logits (1e-5) and predictions",
+          "[fused][models]") {
+  for (ModelKind kind : {ModelKind::Cnn, ModelKind::Mlp}) {
+    ModelConfig mc;
+    mc.kind = kind;
+    mc.batch_norm = true;
+    mc.seed = 5;
+    auto net = make_model(mc);
+    // Running statistics and affine parameters away from their initial values, as after training.
+    Generator g(9);
+    for (auto& [name, t, dtype] : net->named_buffers()) {
+      if (name.find("running_mean") != std::string::npos) t.copy_(Tensor::uniform(t.shape(), -0.5f, 0.5f, g));
+      if (name.find("running_var") != std::string::npos) t.copy_(Tensor::uniform(t.shape(), 0.2f, 3.0f, g));
+    }
+    for (auto& [name, t, dtype] : net->named_parameters())
+      if (name.rfind("bn", 0) == 0) t.copy_(Tensor::uniform(t.shape(), name.find("weight") != std::string::npos ? 0.3f : -0.5f, name.find("weight") != std::string::npos ? 2.0f : 0.5f, g));
+    net->eval();
+    Tensor x = Tensor::normal({200, 1, 28, 28}, 0, 1, g);
+    NoGradGuard no_grad;
+    net->set_fuse(true);
+    REQUIRE(net->folds_batch_norm());
+    Tensor folded = net->forward(x);
+    net->set_fuse(false);
+    REQUIRE_FALSE(net->folds_batch_norm());
+    Tensor plain = net->forward(x);
+    INFO(to_string(kind));
+    REQUIRE(rel_diff(folded, plain) < 1e-5);
+    REQUIRE(row_argmax(folded) == row_argmax(plain));
+  }
+}
