@@ -270,3 +270,22 @@ TEST_CASE("fused: BatchNorm folded into conv and linear for inference keeps logi
     REQUIRE(row_argmax(folded) == row_argmax(plain));
   }
 }
+
+TEST_CASE("fused: inference blocks without BN equal the layers bit for bit (conv, pool, activation per sample)",
+          "[fused][models]") {
+  for (Activation a : {Activation::Sigmoid, Activation::ReLU, Activation::Tanh}) {
+    ModelConfig mc;
+    mc.activation = a;
+    mc.seed = 7;
+    auto net = make_model(mc);
+    net->eval();
+    Generator g(10);
+    Tensor x = Tensor::normal({37, 1, 28, 28}, 0, 1, g);
+    NoGradGuard no_grad;
+    Tensor fused = net->forward(x);
+    net->set_fuse(false);
+    Tensor plain = net->forward(x);
+    INFO(to_string(a));
+    REQUIRE(same_bits(fused, plain));
+  }
+}

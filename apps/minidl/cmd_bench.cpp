@@ -101,6 +101,22 @@ Command add_bench_command(CLI::App& root) {
             }
             const int64_t storage_growth = Storage::live_bytes() - storage_before;
             const int64_t heap_growth = static_cast<int64_t>(mallinfo2().uordblks) - heap_before;
+            const double train_peak_rss = peak_rss_mb();
+            // The BLAS ceiling on the same threads: sgemm 2048^3, right after training (the
+            // same machine state), median of as many runs as training repeats.
+            std::vector<double> sgemm_rates;
+            const int sg = 2048;
+            Tensor ga = Tensor::normal({sg, sg}, 0, 1, gen), gb = Tensor::normal({sg, sg}, 0, 1, gen),
+                   gc = Tensor::empty({sg, sg});
+            auto sgemm_once = [&] {
+              const auto t0 = Clock::now();
+              kernels::gemm(false, false, sg, sg, sg, 1.0f, ga.data(), sg, gb.data(), sg, 0.0f, gc.data(), sg);
+              return 2.0 * sg * sg * sg / std::chrono::duration<double>(Clock::now() - t0).count() / 1e9;
+            };
+            sgemm_once();  // warm-up: OpenBLAS's buffers and threads
+            for (int r = 0; r < a->repeats; ++r) sgemm_rates.push_back(sgemm_once());
+            ga = gb = gc = Tensor();
+
             // Inference: eval mode, no tape.
             net->eval();
             Tensor xi = Tensor::normal({a->infer_batch_size, 1, 28, 28}, 0, 1, gen);
@@ -128,6 +144,7 @@ Command add_bench_command(CLI::App& root) {
             const auto blas = kernels::blas_info();
             const Flops flops = model_flops(*net);
             const double train_ips = median(train_rates), infer_ips = median(infer_rates);
+            const double sgemm_gflops = median(sgemm_rates), train_gflops = train_ips * flops.training / 1e9;
             const char* env_core = std::getenv("OPENBLAS_CORETYPE");
             nlohmann::json j{{"model", mc.kind == ModelKind::Spec ? mc.arch : std::string(to_string(mc.kind))},
                              {"bn", net->has_batch_norm()},
@@ -145,10 +162,14 @@ Command add_bench_command(CLI::App& root) {
                              {"comm_ms_per_step", 1e3 * median(comm_fractions) * static_cast<double>(a->batch_size * world) / train_ips},
                              {"train_images_per_s_runs", train_rates},
                              {"infer_images_per_s", infer_ips},
-                             {"train_gflops", train_ips * flops.training / 1e9},
+                             {"train_gflops", train_gflops},
+                             {"sgemm_gflops", sgemm_gflops},
+                             {"efficiency", train_gflops / sgemm_gflops},
+                             {"infer_to_train", infer_ips / train_ips},
                              {"infer_gflops", infer_ips * flops.forward / 1e9},
                              {"train_mflop_per_image", flops.training / 1e6},
                              {"peak_rss_mb", peak_rss_mb()},
+                             {"train_peak_rss_mb", train_peak_rss},
                              {"training_steps_measured", a->steps * a->repeats},
                              {"storage_growth_bytes", storage_growth},
                              {"heap_growth_bytes", heap_growth},
@@ -171,15 +192,19 @@ Command add_bench_command(CLI::App& root) {
                       << (net->has_batch_norm() ? std::string(" (BN ") + to_string(mc.batch_norm_impl) + ")" : "")
                       << ", batch " << a->batch_size << "\n"
                       << "training   " << train_ips << " images/s (median of " << a->repeats << " x " << a->steps
-                      << " steps), " << train_ips * flops.training / 1e9 << " GFLOP/s\n";
+                      << " steps), " << train_gflops << " GFLOP/s\n"
+                      << "sgemm      2048^3 on the same threads: " << sgemm_gflops << " GFLOP/s; training reaches "
+                      << 100 * train_gflops / sgemm_gflops << " % of it\n";
             if (world > 1)
               std::cout << "ranks      " << world << " x batch " << a->batch_size << " (" << (a->sync_bn ? "SyncBN" : "local BN")
                         << "): " << train_ips / world << " images/s per rank, " << 100 * median(comm_fractions)
                         << " % of the step in communication\n";
             std::cout
                       << "inference  " << infer_ips << " images/s (batch " << a->infer_batch_size << "), "
-                      << infer_ips * flops.forward / 1e9 << " GFLOP/s\n"
-                      << "peak RSS   " << peak_rss_mb() << " MB; growth over " << a->steps * a->repeats
+                      << infer_ips * flops.forward / 1e9 << " GFLOP/s, " << std::setprecision(2) << infer_ips / train_ips
+                      << std::setprecision(1) << "x training\n"
+                      << "peak RSS   " << train_peak_rss << " MB training (" << peak_rss_mb()
+                      << " MB with inference and sgemm); growth over " << a->steps * a->repeats
                       << " steps: tensor storage " << storage_growth << " B, heap " << heap_growth << " B\n"
                       << "BLAS       " << blas.library << "\n"
                       << "core       " << blas.core << (env_core ? " (OPENBLAS_CORETYPE=" + std::string(env_core) + ")" : " (library's choice)")

@@ -19,7 +19,9 @@ void activate_row(float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = act_forward(A, out[i]);
 }
 
-void activate_row(Act a, float* out, int64_t n) {
+}  // namespace
+
+void activate_inplace(Act a, float* out, int64_t n) {
   switch (a) {
     case Act::Sigmoid: sigmoid(out, out, n); break;
     case Act::ReLU: activate_row<Act::ReLU>(out, n); break;
@@ -27,6 +29,8 @@ void activate_row(Act a, float* out, int64_t n) {
     case Act::Identity: break;
   }
 }
+
+namespace {
 
 template <Act A>
 void act_grad_row(const float* dout, const float* out, float* dp, int64_t n) {
@@ -79,7 +83,7 @@ void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float
         detail::pool2x2_row_fast(r0, r1, OW, static_cast<int32_t>(2 * oh * W), w32, o + oh * OW, arg + oh * OW);
       }
       // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
-      activate_row(act, o, OH * OW);
+      activate_inplace(act, o, OH * OW);
     }
   }
 }

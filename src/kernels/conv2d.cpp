@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <cstring>
 
+#include "internal.h"
+#include "minidl/kernels/bn_pool_act.h"
+#include "minidl/kernels/elementwise.h"
 #include "minidl/kernels/gemm.h"
 
 namespace minidl::kernels {
@@ -227,6 +230,41 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
         float s = 0.0f;
         for (int u = 0; u < team; ++u) s += workspace[static_cast<int64_t>(u) * stride + K * P + k * g.O + o];
         dweight[i] += s;
+      }
+    }
+  }
+}
+
+int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads) {
+  return static_cast<int64_t>(threads) * (per_thread(g) + g.O * g.out_h() * g.out_w() + g.out_w() / 2);
+}
+
+void conv2d_pool_act_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
+                             const Conv2dGeometry& g, Act act, int threads) {
+  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, K = g.patch(), QH = OH / 2, QW = OW / 2;
+  const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
+  const int64_t stride = per_thread(g) + g.O * P + QW;
+#pragma omp parallel num_threads(threads)
+  {
+    float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * stride;
+    float* padded = col + K * P + g.O * K;
+    float* z = col + per_thread(g);  // this sample's convolution output (O, P), in cache
+    int32_t* arg = reinterpret_cast<int32_t*>(z + g.O * P);  // scratch: the pool's argmax row
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < g.N; ++n) {
+      const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
+      const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
+      if (!pointwise) unfold(x, col, padded, n, g);
+      gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, z, Pi);
+      for (int64_t o = 0; o < g.O; ++o) {
+        float* zo = z + o * P;
+        if (bias)
+          for (int64_t p = 0; p < P; ++p) zo[p] += bias[o];
+        float* out = y + (n * g.O + o) * QH * QW;
+        for (int64_t qh = 0; qh < QH; ++qh)
+          detail::pool2x2_row_fast(zo + 2 * qh * OW, zo + (2 * qh + 1) * OW, QW, static_cast<int32_t>(2 * qh * OW),
+                                   static_cast<int32_t>(OW), out + qh * QW, arg);
+        activate_inplace(act, out, QH * QW);
       }
     }
   }

@@ -1,11 +1,16 @@
 #include "minidl/nn/fused.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
 #include "minidl/autograd.h"
 #include "minidl/distributed.h"
 #include "minidl/kernels/bn_pool_act.h"
+#include "minidl/kernels/conv2d.h"
+#include "minidl/ops.h"
 #include "minidl/profiler.h"
 
 namespace minidl {
@@ -87,6 +92,29 @@ Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation activation) {
                   }
                   return grads;
                 });
+}
+
+Tensor conv_pool_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
+                     Activation act) {
+  ProfileScope scope("conv_pool_act");
+  MINIDL_CHECK(!needs_grad({&x, &weight, &bias}), "conv_pool_act: inference only (no grad); use conv2d and bn_pool_act");
+  MINIDL_CHECK(x.defined() && x.dim() == 4 && weight.defined() && weight.dim() == 4 && weight.size(1) == x.size(1),
+               "conv_pool_act: expected input [N, C, H, W] and weight [O, C, KH, KW] with the same C, got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)", " and ",
+               weight.defined() ? shape_to_string(weight.shape()) : "(undefined)");
+  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2),
+                                  weight.size(3), stride, padding};
+  MINIDL_CHECK(stride >= 1 && padding >= 0 && g.out_h() >= 2 && g.out_w() >= 2,
+               "conv_pool_act: the convolution output must be at least 2x2, got ", g.out_h(), "x", g.out_w());
+  if (bias.defined())
+    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, "conv_pool_act: bias must be [", g.O, "], got ",
+                 shape_to_string(bias.shape()));
+  Tensor y = Tensor::empty({g.N, g.O, g.out_h() / 2, g.out_w() / 2});
+  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(g.N)));
+  Tensor workspace = Tensor::empty({kernels::conv2d_pool_act_workspace_size(g, threads)});
+  kernels::conv2d_pool_act_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(),
+                                   workspace.data(), g, kernel_act(act), threads);
+  return y;
 }
 
 std::pair<Tensor, Tensor> fold_batch_norm(const Tensor& weight, const Tensor& bias, const BatchNorm& bn) {

@@ -106,10 +106,12 @@ bool Net::folding() const { return fusing() && !is_training() && !grad_enabled()
 
 namespace {
 // conv (with bn folded into it) for inference, or conv then bn.
-Tensor conv_then_bn(const char* name, Conv2d& conv, const std::shared_ptr<BatchNorm>& bn, const Tensor& x) {
+// Inference: act(max_pool2d(conv(x), 2)) with bn (when present) folded into the convolution.
+Tensor conv_block(const char* name, Conv2d& conv, const std::shared_ptr<BatchNorm>& bn, Activation a, const Tensor& x) {
   LayerScope scope(name);
+  if (!bn) return conv_pool_act(x, conv.weight, conv.bias, conv.stride(), conv.padding(), a);
   auto [w, b] = fold_batch_norm(conv.weight, conv.bias, *bn);
-  return conv2d(x, w, b, conv.stride(), conv.padding());
+  return conv_pool_act(x, w, b, conv.stride(), conv.padding(), a);
 }
 Tensor linear_then_bn(const char* name, Linear& fc, const std::shared_ptr<BatchNorm>& bn, const Tensor& x) {
   LayerScope scope(name);
@@ -129,11 +131,12 @@ Tensor CnnNet::forward(const Tensor& x) {
   if (fusing() && can_fuse_batch_norm(bn1_.get()) && can_fuse_batch_norm(bn2_.get())) {
     const Activation a = config().activation;
     Tensor h;
-    if (folding() && bn1_) {
-      // Inference: each BN folded into the layer before it, then pooling and activation.
-      h = block("pool+act1", nullptr, a, conv_then_bn("conv1+bn1", *conv1_, bn1_, x));
-      h = block("pool+act2", nullptr, a, conv_then_bn("conv2+bn2", *conv2_, bn2_, h));
-      h = linear_then_bn("fc1+bn3", *fc1_, bn3_, flatten(h));
+    if (folding()) {
+      // Inference: each BN folded into the layer before it; each convolution, pooling and
+      // activation one sample at a time.
+      h = conv_block("conv1+bn1+pool+act", *conv1_, bn1_, a, x);
+      h = conv_block("conv2+bn2+pool+act", *conv2_, bn2_, a, h);
+      h = bn3_ ? linear_then_bn("fc1+bn3", *fc1_, bn3_, flatten(h)) : run("fc1", *fc1_, flatten(h));
     } else {
       h = block(bn1_ ? "bn1+pool+act" : "pool+act1", bn1_, a, run("conv1", *conv1_, x));
       h = block(bn2_ ? "bn2+pool+act" : "pool+act2", bn2_, a, run("conv2", *conv2_, h));

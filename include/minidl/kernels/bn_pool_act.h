@@ -43,6 +43,9 @@ inline float act_backward(Act a, float g, float y) {
   return g;
 }
 
+// x[i] = act(x[i]) (sigmoid through kernels::sigmoid, vectorised).
+void activate_inplace(Act a, float* x, int64_t n);
+
 // A per-channel affine normalization: y = (z - mean)*(gamma*inv_std) + beta. mean == nullptr:
 // no normalization (y = z).
 struct ChannelNorm {

@@ -17,6 +17,8 @@
 
 #include <cstdint>
 
+#include "minidl/kernels/bn_pool_act.h"
+
 namespace minidl::kernels {
 
 struct Conv2dGeometry {
@@ -38,6 +40,13 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
 // Adds into dx, dweight, dbias; each may be null when not wanted.
 void conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight, float* dbias,
                      float* workspace, const Conv2dGeometry& g, int threads);
+
+// Inference: y (N, O, OH/2, OW/2) = act(max_pool2d(conv2d(x) + bias, 2)), one sample at a time,
+// its convolution output kept in the thread's workspace (never written out). Same arithmetic as
+// conv2d_forward followed by the pool and the activation (kernels/bn_pool_act.h), bit for bit.
+int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads);
+void conv2d_pool_act_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
+                             const Conv2dGeometry& g, Act act, int threads);
 
 // col (C*KH*KW, OH*OW) from sample n of x.
 void im2col(const float* x, float* col, int64_t n, const Conv2dGeometry& g);

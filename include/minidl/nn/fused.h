@@ -21,6 +21,12 @@ Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation act);
 // layer's).
 bool can_fuse_batch_norm(const BatchNorm* bn);
 
+// Inference (no grad): act(max_pool2d(conv2d(x, weight, bias, stride, padding), 2)), one sample
+// at a time with its convolution output kept in cache (kernels/conv2d.h); bias may be undefined.
+// Equal bit for bit to the three ops.
+Tensor conv_pool_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
+                     Activation act);
+
 // BatchNorm folded into the convolution or linear layer before it, for inference with the
 // running statistics: per output channel o, with k = gamma/sqrt(running_var + eps),
 //   W'[o] = W[o]*k[o],   b'[o] = beta[o] + (b[o] - running_mean[o])*k[o]   (b = 0 without bias).

@@ -103,7 +103,8 @@ class Net : public Module {
   // Whether this forward may run the fused blocks: fuse on, and nothing that needs the layers'
   // separate outputs (recorded activations, covariate noise).
   bool fusing() const { return config_.fuse && !record_hidden_ && !config_.covariate_noise; }
-  // Evaluation without grad: BatchNorm may be folded into the layer before it.
+  // Evaluation without grad with fuse on: the inference blocks, BatchNorm folded into the layer
+  // before it.
   bool folding() const;
 
  private:
