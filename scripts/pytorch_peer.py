@@ -8,6 +8,9 @@ PyTorch's (scripts/plot.py and scripts/tables.py take both directories).
                           [--epochs 1 | --steps N] [--batch-size 64] [--momentum 0.9]
                           [--seeds 3|0,1,2] [--eval-every 100] [--out DIR]
   pytorch_peer.py sweep   ... [--lrs 0.01,0.05,0.2,1,5] (evaluates only at the end by default)
+  pytorch_peer.py bench   [--model cnn|mlp] [--act ...] [--bn] [--batch-size 64] [--steps 200]
+                          [--threads 2]: training and inference images/s on random data, as
+                          `minidl bench` measures them (one JSON line; no data set needed)
 
 What is the same as minidl: the models (the reference CNN of ../shared/peers/torch_cnn.py and
 the BN paper's 784-100-100-100-10 MLP, BN before each activation, no bias before BN), PyTorch's
@@ -19,6 +22,7 @@ divergence rule (a non-finite loss or weight stops the run).
 """
 import argparse
 import csv
+import ctypes
 import io
 import json
 import math
@@ -320,9 +324,53 @@ def log(a, msg):
         print(msg, file=sys.stderr, flush=True)
 
 
+def bench(a):
+    """Training steps (SGD with momentum, cross-entropy) and inference (eval, no grad) on random
+    normal images, timed after 10 warm-up steps, like `minidl bench`."""
+    # glibc returns a freed block above its mmap threshold (128 KB until a larger block has been
+    # freed) to the system, so each step's 3 MB activations would cost fresh pages: measured 2.5x
+    # slower training than after loading MNIST, which raises the threshold as a side effect (the
+    # reference peer ../shared/peers/torch_cnn.py does). Set it as that leaves it, explicitly.
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(-3, 64 << 20)   # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD
+    torch.manual_seed(0)
+    net = (Cnn if a.model == "cnn" else Mlp)(a.bn, a.act)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(a.batch_size, 1, 28, 28)
+    y = torch.randint(0, 10, (a.batch_size,))
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+
+    for _ in range(10):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    train = a.steps * a.batch_size / (time.perf_counter() - t0)
+    net.eval()
+    xi = torch.randn(a.infer_batch_size, 1, 28, 28)
+    batches = max(1, 20000 // a.infer_batch_size)
+    with torch.no_grad():
+        net(xi)
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            net(xi)
+        infer = batches * a.infer_batch_size / (time.perf_counter() - t0)
+    print(json.dumps({"framework": f"pytorch {torch.__version__}", "model": a.model, "act": a.act, "bn": a.bn,
+                      "batch_size": a.batch_size, "threads": a.threads, "steps": a.steps,
+                      "train_images_per_s": train, "infer_images_per_s": infer,
+                      "infer_batch_size": a.infer_batch_size}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["compare", "sweep"])
+    p.add_argument("command", choices=["compare", "sweep", "bench"])
+    p.add_argument("--bn", action="store_true", help="bench: the model with BN")
+    p.add_argument("--infer-batch-size", type=int, default=1000)
     p.add_argument("--data", default="data/mnist")
     p.add_argument("--model", default="cnn", choices=["cnn", "mlp"])
     p.add_argument("--act", default="sigmoid", choices=list(ACTS))
@@ -341,6 +389,11 @@ def main():
     p.add_argument("--out", default=None)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
+    if a.command == "bench":
+        torch.set_num_threads(a.threads)
+        a.steps = a.steps or 200
+        bench(a)
+        return
     if a.epochs and a.steps:
         sys.exit("--epochs and --steps cannot both be given")
     if a.eval_every is None:
