@@ -95,6 +95,26 @@ TEST_CASE("fused kernels: vectorised exp within 2 ulp of std::exp, and exact at 
   }
 }
 
+TEST_CASE("fused kernels: vectorised tanh within 3 ulp of std::tanh, odd, saturating", "[fused][kernels]") {
+  std::vector<float> x;
+  for (double v = -12.0; v <= 12.0; v += 0.00731) x.push_back(static_cast<float>(v));
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 1e-6f, 0.6249f, 0.625f, 0.6251f, 9.0f, 50.0f, -50.0f}) x.push_back(v);
+  std::vector<float> y(x.size());
+  kernels::tanh(x.data(), y.data(), static_cast<int64_t>(x.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float ref = std::tanh(x[i]);
+    INFO("x = " << x[i] << " tanh = " << ref << " got " << y[i]);
+    REQUIRE(std::signbit(y[i]) == std::signbit(ref));
+    REQUIRE(ulps(std::abs(y[i]), std::abs(ref)) <= 3);
+  }
+  std::vector<float> edge{std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                          -std::numeric_limits<float>::infinity()}, out(3);
+  kernels::tanh(edge.data(), out.data(), 3);
+  REQUIRE(std::isnan(out[0]));
+  REQUIRE(out[1] == 1.0f);
+  REQUIRE(out[2] == -1.0f);
+}
+
 TEST_CASE("fused kernels: 2x2 max pool follows the first-maximum and NaN rules at every width", "[fused][kernels]") {
   // Reference: the rule itself, written plainly.
   Generator g(3);

@@ -25,7 +25,7 @@ void activate_inplace(Act a, float* out, int64_t n) {
   switch (a) {
     case Act::Sigmoid: sigmoid(out, out, n); break;
     case Act::ReLU: activate_row<Act::ReLU>(out, n); break;
-    case Act::Tanh: activate_row<Act::Tanh>(out, n); break;
+    case Act::Tanh: kernels::tanh(out, out, n); break;
     case Act::Identity: break;
   }
 }

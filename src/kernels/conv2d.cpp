@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "internal.h"
 #include "minidl/kernels/bn_pool_act.h"
@@ -72,7 +73,8 @@ void im2col_stride1(const float* x, float* col, float* padded, int64_t n, const 
       }
 }
 
-void col2im_add_stride1(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
+// dx[n] = the fold of col (assigned: nothing else adds to a sample's input gradient).
+void col2im_stride1(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
   const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
   std::fill(padded, padded + padded_size(g), 0.0f);
   for (int64_t c = 0; c < g.C; ++c)
@@ -85,7 +87,7 @@ void col2im_add_stride1(const float* col, float* dx, float* padded, int64_t n, c
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h) {
       float* out = dx + ((n * g.C + c) * g.H + h) * g.W;
-      row_add(out, padded + (c * Hp + h + g.padding) * Wp + g.padding, g.W);
+      row_copy(out, padded + (c * Hp + h + g.padding) * Wp + g.padding, g.W);
     }
 }
 // col for sample n: the padded stride-1 unfold when it applies, else the general one.
@@ -94,9 +96,14 @@ void unfold(const float* x, float* col, float* padded, int64_t n, const Conv2dGe
   else im2col(x, col, n, g);
 }
 
-void fold_add(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
-  if (g.stride == 1) col2im_add_stride1(col, dx, padded, n, g);
-  else col2im_add(col, dx, n, g);
+// dx[n] = the fold of col.
+void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
+  if (g.stride == 1) {
+    col2im_stride1(col, dx, padded, n, g);
+    return;
+  }
+  std::fill(dx + n * g.C * g.H * g.W, dx + (n + 1) * g.C * g.H * g.W, 0.0f);
+  col2im_add(col, dx, n, g);
 }
 
 }  // namespace
@@ -187,16 +194,9 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
                      float* workspace, const Conv2dGeometry& g, int threads) {
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
-  if (dbias) {
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t o = 0; o < g.O; ++o) {
-        const float* src = dy + (n * g.O + o) * P;
-        double s = 0.0;
-        for (int64_t p = 0; p < P; ++p) s += src[p];
-        dbias[o] += static_cast<float>(s);
-      }
-  }
-  if (!dx && !dweight) return;
+  // Per-thread bias sums (double), added in thread order at the end: deterministic for a
+  // thread count, and in the parallel loop instead of a serial pass over dy.
+  std::vector<double> bias_sums(dbias ? static_cast<size_t>(threads * g.O) : 0, 0.0);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
@@ -207,6 +207,13 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.N; ++n) {
       const float* dyn = dy + n * g.O * P;
+      if (dbias)
+        for (int64_t o = 0; o < g.O; ++o) {
+          const float* src = dyn + o * P;
+          double s = 0.0;
+          for (int64_t p = 0; p < P; ++p) s += src[p];
+          bias_sums[static_cast<size_t>(t * g.O + o)] += s;
+        }
       if (dweight) {
         unfold(x, col, padded, n, g);
         // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, in the
@@ -215,7 +222,16 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
       }
       if (dx) {
         gemm(true, false, Ki, Pi, O, 1.0f, weight, Ki, dyn, Pi, 0.0f, col, Pi);
-        fold_add(col, dx, padded, n, g);
+        fold(col, dx, padded, n, g);
+      }
+    }
+    if (dbias) {
+#pragma omp barrier
+#pragma omp single
+      for (int64_t o = 0; o < g.O; ++o) {
+        double s = 0.0;
+        for (int u = 0; u < threads; ++u) s += bias_sums[static_cast<size_t>(u * g.O + o)];
+        dbias[o] += static_cast<float>(s);
       }
     }
     if (dweight) {

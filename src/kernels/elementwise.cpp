@@ -31,6 +31,17 @@ void sigmoid(const float* x, float* y, int64_t n) {
 #endif
 }
 
+void tanh(const float* x, float* y, int64_t n) {
+#if defined(__AVX512F__)
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = simd::tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, m, simd::tanh16(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+#else
+  for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+#endif
+}
+
 void exp_vectorised(const float* x, float* y, int64_t n) {
 #if defined(__AVX512F__)
   for (int64_t i = 0; i < n; i += 16) {

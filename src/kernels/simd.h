@@ -32,6 +32,29 @@ inline __m512 sigmoid16(__m512 x) {
   return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
 
+// tanh(x), 16 lanes, Cephes' tanhf: below |x| = 0.625 the odd polynomial x + x^3 P(x^2) (no
+// cancellation near 0), above it 1 - 2/(exp(2|x|) + 1) with x's sign; saturates to +-1, NaN
+// passes through.
+inline __m512 tanh16(__m512 x) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  const __m512 ax = _mm512_andnot_ps(sign, x);
+  const __m512 z = _mm512_mul_ps(x, x);
+  __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+  p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+  // with x's sign (tanh is odd; only -0 would otherwise come out +0)
+  const __m512 small = _mm512_or_ps(_mm512_andnot_ps(sign, _mm512_fmadd_ps(_mm512_mul_ps(p, z), x, x)), _mm512_and_ps(sign, x));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 e = exp16(_mm512_add_ps(ax, ax));
+  const __m512 large_abs = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+  const __m512 large = _mm512_or_ps(large_abs, _mm512_and_ps(sign, x));
+  const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
+  const __mmask16 is_nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  return _mm512_mask_mov_ps(_mm512_mask_mov_ps(large, is_small, small), is_nan, x);
+}
+
 inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
 
 }  // namespace minidl::kernels::simd

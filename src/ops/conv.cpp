@@ -39,7 +39,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   if (!needs_grad({&x, &weight, &bias})) return y;
   Tensor sx = x.detach(), sw = weight.detach();
   return record(y, "conv2d", {x, weight, bias}, [sx, sw, g, threads](const Tensor& dy, const std::vector<bool>& needs) {
-    Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
+    Tensor dx = needs[0] ? Tensor::empty(sx.shape()) : Tensor();
     Tensor dw = needs[1] ? Tensor::zeros(sw.shape()) : Tensor();
     Tensor db = needs[2] ? Tensor::zeros({g.O}) : Tensor();
     Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});

@@ -163,7 +163,7 @@ Tensor relu(const Tensor& x) {
 }
 
 Tensor tanh(const Tensor& x) {
-  return unary_op(x, "tanh", false, true, [](float v) { return std::tanh(v); },
+  return unary_op<true>(x, "tanh", false, true, [](const float* a, float* b, int64_t n) { kernels::tanh(a, b, n); },
                   [](float g, float, float y) { return g * (1.0f - y * y); });
 }
 

@@ -37,7 +37,7 @@ int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads);
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
                     const Conv2dGeometry& g, int threads);
 
-// Adds into dx, dweight, dbias; each may be null when not wanted.
+// Assigns dx (every element); adds into dweight and dbias. Each may be null when not wanted.
 void conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight, float* dbias,
                      float* workspace, const Conv2dGeometry& g, int threads);
 

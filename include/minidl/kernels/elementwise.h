@@ -23,6 +23,9 @@ namespace minidl::kernels {
 // Without AVX-512: std::exp. The sigmoid op and the fused blocks both call this, so they agree
 // bit for bit.
 void sigmoid(const float* x, float* y, int64_t n);
+// y[i] = tanh(x[i]); with AVX-512 vectorised likewise (Cephes' tanhf: an odd polynomial below
+// |x| = 0.625, 1 - 2/(exp(2|x|) + 1) above), within 3 ulp of std::tanh (tested).
+void tanh(const float* x, float* y, int64_t n);
 // exp of each value by the same method as sigmoid (for tests and benchmarks).
 void exp_vectorised(const float* x, float* y, int64_t n);
 
