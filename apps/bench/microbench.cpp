@@ -5,7 +5,10 @@
 // the input (what the op keeps for backward plus its output).
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+
 #include "minidl/autograd.h"
+#include "minidl/kernels/elementwise.h"
 #include "minidl/kernels/gemm.h"
 #include "minidl/nn/batch_norm.h"
 #include "minidl/nn/fused.h"
@@ -157,5 +160,53 @@ void BM_BnPoolActInference(benchmark::State& state) {
   state.SetLabel(fused ? "fused" : "unfused");
 }
 BENCHMARK(BM_BnPoolActInference)->ArgsProduct({{16}, {28}, {1, 0}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// Inference blocks: convolution, pooling and activation per sample with the output in cache
+// (conv_pool_act) against conv2d -> max_pool2d -> sigmoid. Args: in channels, out channels,
+// plane size, fused (1) or not (0); batch 1000 as `minidl bench` measures inference.
+void BM_ConvPoolActInference(benchmark::State& state) {
+  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2);
+  const bool fused = state.range(3) != 0;
+  Generator g(7);
+  Tensor x = Tensor::normal({1000, C, HW, HW}, 0, 1, g);
+  Tensor w = Tensor::normal({O, C, 5, 5}, 0, 0.1f, g), b = Tensor::normal({O}, 0, 0.1f, g);
+  NoGradGuard no_grad;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(fused ? conv_pool_act(x, w, b, 1, 2, Activation::Sigmoid)
+                                   : sigmoid(max_pool2d(conv2d(x, w, b, 1, 2), 2)));
+  state.counters["images/s"] = benchmark::Counter(1000, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(fused ? "fused" : "unfused");
+}
+BENCHMARK(BM_ConvPoolActInference)
+    ->ArgsProduct({{1}, {16}, {28}, {1, 0}})
+    ->ArgsProduct({{16}, {32}, {14}, {1, 0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The vectorised activations (kernels/elementwise.h) against glibc's expf/tanhf per value, one
+// thread, 64K values. Arg: 0 sigmoid, 1 tanh; vectorised (1) or glibc (0).
+void BM_Activation(benchmark::State& state) {
+  const bool tanh_act = state.range(0) != 0, vectorised = state.range(1) != 0;
+  Generator g(8);
+  const int64_t n = 1 << 16;
+  Tensor x = Tensor::normal({n}, 0, 3, g), y = Tensor::empty({n});
+  const float* px = x.data();
+  float* py = y.data();
+  for (auto _ : state) {
+    if (vectorised) {
+      if (tanh_act) kernels::tanh(px, py, n);
+      else kernels::sigmoid(px, py, n);
+    } else {
+      if (tanh_act)
+        for (int64_t i = 0; i < n; ++i) py[i] = std::tanh(px[i]);
+      else
+        for (int64_t i = 0; i < n; ++i) py[i] = 1.0f / (1.0f + std::exp(-px[i]));
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["values/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(tanh_act ? "tanh" : "sigmoid") + (vectorised ? ", vectorised" : ", glibc"));
+}
+BENCHMARK(BM_Activation)->ArgsProduct({{0, 1}, {1, 0}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 BENCHMARK_MAIN();
