@@ -47,76 +47,66 @@ void act_grad_row(Act a, const float* dout, const float* out, float* dp, int64_t
   }
 }
 
-// y = (z - mean)*scale + beta, written as batch_norm_normalize writes it.
-void normalize_row(const float* z, const SplitMean& m, float scale, float b, float* y, int64_t n) {
-#pragma omp simd
-  for (int64_t s = 0; s < n; ++s) y[s] = m.center(z[s]) * scale + b;
-}
 
 }  // namespace
 
-void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, int64_t N,
-                         int64_t C, int64_t H, int64_t W) {
+void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, float* xhat,
+                         int64_t N, int64_t C, int64_t H, int64_t W) {
   const int64_t OH = H / 2, OW = W / 2, planes = N * C;
   const int32_t w32 = static_cast<int32_t>(W);
-#pragma omp parallel
-  {
-    std::vector<float> rows(norm.active() ? static_cast<size_t>(2 * W) : 0);
-#pragma omp for schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
-      const int64_t c = p % C;
-      const float* in = z + p * H * W;
-      float* o = out + p * OH * OW;
-      int32_t* arg = argmax + p * OH * OW;
-      const SplitMean m(norm.active() ? norm.mean[c] : 0.0);
-      const float scale = norm.active() ? norm.gamma[c] * norm.inv_std[c] : 1.0f;
-      const float b = norm.active() ? norm.beta[c] : 0.0f;
-      for (int64_t oh = 0; oh < OH; ++oh) {
-        const float* r0 = in + 2 * oh * W;
-        const float* r1 = r0 + W;
-        if (norm.active()) {
-          normalize_row(r0, m, scale, b, rows.data(), W);
-          normalize_row(r1, m, scale, b, rows.data() + W, W);
-          r0 = rows.data();
-          r1 = rows.data() + W;
-        }
-        detail::pool2x2_row_fast(r0, r1, OW, static_cast<int32_t>(2 * oh * W), w32, o + oh * OW, arg + oh * OW);
-      }
-      // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
-      activate_inplace(act, o, OH * OW);
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const int64_t c = p % C;
+    const float* in = z + p * H * W;
+    float* o = out + p * OH * OW;
+    int32_t* arg = argmax + p * OH * OW;
+    detail::RowNorm nm;
+    if (norm.active()) {
+      nm.m = SplitMean(norm.mean[c]);
+      nm.scale = norm.gamma[c] * norm.inv_std[c];
+      nm.beta = norm.beta[c];
+      nm.inv_std = norm.inv_std[c];
     }
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const float* r0 = in + 2 * oh * W;
+      const int32_t base = static_cast<int32_t>(2 * oh * W);
+      if (norm.active())
+        detail::pool2x2_row_fast_t<true>(r0, r0 + W, OW, base, w32, nm, o + oh * OW, arg + oh * OW,
+                                         xhat ? xhat + p * OH * OW + oh * OW : nullptr);
+      else
+        detail::pool2x2_row_fast(r0, r0 + W, OW, base, w32, o + oh * OW, arg + oh * OW);
+    }
+    // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
+    activate_inplace(act, o, OH * OW);
   }
 }
 
-void bn_pool_act_backward_sums(const float* dout, const float* out, const int32_t* argmax, const float* z,
-                               const ChannelNorm& norm, Act act, float* dp, double* sums, int64_t N, int64_t C,
-                               int64_t H, int64_t W) {
-  const int64_t Q = (H / 2) * (W / 2);
+void bn_pool_act_backward_sums(const float* dout, const float* out, const float* xhat, Act act, float* dp,
+                               double* sums, int64_t N, int64_t C, int64_t Q) {
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < C; ++c) {
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
-    const SplitMean m(norm.active() ? norm.mean[c] : 0.0);
-    const float is = norm.active() ? norm.inv_std[c] : 1.0f;
     for (int64_t n = 0; n < N; ++n) {
       const int64_t p = n * C + c;
       float* g = dp + p * Q;
       act_grad_row(act, dout + p * Q, out + p * Q, g, Q);
-      if (!norm.active()) continue;
-      const float* plane = z + p * H * W;
-      const int32_t* arg = argmax + p * Q;
+      if (!xhat) continue;
+      const float* xh = xhat + p * Q;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
       for (int64_t i = 0; i < Q; ++i) {
         sum_dy += g[i];
-        sum_dy_xhat += static_cast<double>(g[i]) * (m.center(plane[arg[i]]) * is);
+        sum_dy_xhat += static_cast<double>(g[i]) * xh[i];
       }
     }
-    if (norm.active()) {
+    if (xhat) {
       sums[c] = sum_dy;
       sums[C + c] = sum_dy_xhat;
     }
   }
 }
 
-void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float* z, const ChannelNorm& norm,
+void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float* xhat, const float* z,
+                             const ChannelNorm& norm,
                              const double* sums, double M, bool training, float* dz, int64_t N, int64_t C, int64_t H,
                              int64_t W) {
   const int64_t Q = (H / 2) * (W / 2), S = H * W, planes = N * C;
@@ -147,11 +137,8 @@ void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float
       const float xhat = m.center(in[s]) * is;
       out[s] = k * (0.0f - mean_dy - xhat * mean_dy_xhat);
     }
-    for (int64_t i = 0; i < Q; ++i) {
-      const int32_t s = arg[i];
-      const float xhat = m.center(in[s]) * is;
-      out[s] = k * (g[i] - mean_dy - xhat * mean_dy_xhat);
-    }
+    const float* xh = xhat + p * Q;
+    for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * (g[i] - mean_dy - xh[i] * mean_dy_xhat);
   }
 }
 

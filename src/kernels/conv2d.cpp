@@ -211,6 +211,7 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
         for (int64_t o = 0; o < g.O; ++o) {
           const float* src = dyn + o * P;
           double s = 0.0;
+#pragma omp simd reduction(+ : s)
           for (int64_t p = 0; p < P; ++p) s += src[p];
           bias_sums[static_cast<size_t>(t * g.O + o)] += s;
         }

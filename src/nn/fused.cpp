@@ -52,26 +52,30 @@ Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation activation) {
   // The argmax indices live in a tensor Storage (4-byte slots) so that they come from the
   // recycled buffers, as max_pool2d's do.
   auto argmax = std::make_shared<Storage>(out.numel());
-  kernels::bn_pool_act_forward(z.data(), norm, act, out.data(), reinterpret_cast<int32_t*>(argmax->data()), N, C, H, W);
   std::vector<Tensor> inputs{z};
   if (bn) {
     inputs.push_back(bn->weight);
     inputs.push_back(bn->bias);
   }
-  if (!needs_grad(inputs)) return out;
+  const bool grad = needs_grad(inputs);
+  // Each winner's xhat, for the backward (pooled size: it replaces a gather over z).
+  Tensor xhat = bn && grad ? Tensor::empty(out.shape()) : Tensor();
+  kernels::bn_pool_act_forward(z.data(), norm, act, out.data(), reinterpret_cast<int32_t*>(argmax->data()),
+                               xhat.defined() ? xhat.data() : nullptr, N, C, H, W);
+  if (!grad) return out;
   const bool sync = bn && bn->sync && training && dist::size() > 1;
   Tensor sz = z.detach(), sout = out.detach(), sw = bn ? bn->weight.detach() : Tensor(),
          sb = bn ? bn->bias.detach() : Tensor();
   return record(out, "bn_pool_act", inputs,
-                [sz, sout, sw, sb, st, argmax, act, training, sync](const Tensor& dy, const std::vector<bool>& needs) {
+                [sz, sout, sw, sb, st, argmax, xhat, act, training, sync](const Tensor& dy, const std::vector<bool>& needs) {
                   const int64_t N = sz.size(0), C = sz.size(1), H = sz.size(2), W = sz.size(3);
                   kernels::ChannelNorm norm;
                   if (sw.defined()) norm = {st.mean->data(), st.inv_std.data(), sw.data(), sb.data()};
                   const int32_t* arg = reinterpret_cast<const int32_t*>(argmax->data());
                   Tensor dp = Tensor::empty(sout.shape());
                   std::vector<double> sums(static_cast<size_t>(2 * C), 0.0);
-                  kernels::bn_pool_act_backward_sums(dy.data(), sout.data(), arg, sz.data(), norm, act, dp.data(),
-                                                     sums.data(), N, C, H, W);
+                  kernels::bn_pool_act_backward_sums(dy.data(), sout.data(), xhat.defined() ? xhat.data() : nullptr,
+                                                     act, dp.data(), sums.data(), N, C, (H / 2) * (W / 2));
                   std::vector<Tensor> grads{Tensor()};
                   if (sw.defined()) {
                     // local: the gradient reduction sums them over ranks
@@ -87,8 +91,8 @@ Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation activation) {
                   }
                   if (needs[0]) {
                     grads[0] = Tensor::empty(sz.shape());
-                    kernels::bn_pool_act_backward_dz(dp.data(), arg, sz.data(), norm, sums.data(), st.count, training,
-                                                     grads[0].data(), N, C, H, W);
+                    kernels::bn_pool_act_backward_dz(dp.data(), arg, xhat.defined() ? xhat.data() : nullptr, sz.data(),
+                                                     norm, sums.data(), st.count, training, grads[0].data(), N, C, H, W);
                   }
                   return grads;
                 });

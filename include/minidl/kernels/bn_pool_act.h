@@ -56,22 +56,24 @@ struct ChannelNorm {
   bool active() const { return mean != nullptr; }
 };
 
-// out, argmax: (N, C, H/2, W/2); argmax holds the winner's index within its (H, W) plane.
-void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, int64_t N,
-                         int64_t C, int64_t H, int64_t W);
+// out, argmax: (N, C, H/2, W/2); argmax holds the winner's index within its (H, W) plane. With
+// norm active and xhat not null, xhat (same shape) receives each winner's (z - mean)*inv_std,
+// which is all the backward's sums need of z.
+void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, float* xhat,
+                         int64_t N, int64_t C, int64_t H, int64_t W);
 
-// dp = act'(out) * dout (pooled shape). With norm active, also sums[c] = sum dp, sums[C + c] =
-// sum dp * xhat(z at the winner), over this process's values (double).
-void bn_pool_act_backward_sums(const float* dout, const float* out, const int32_t* argmax, const float* z,
-                               const ChannelNorm& norm, Act act, float* dp, double* sums, int64_t N, int64_t C,
-                               int64_t H, int64_t W);
+// dp = act'(out) * dout over the pooled planes (Q = (H/2)*(W/2) values each). With xhat (from
+// the forward; null without normalization), also sums[c] = sum dp and sums[C + c] =
+// sum dp * xhat over this process's values (double).
+void bn_pool_act_backward_sums(const float* dout, const float* out, const float* xhat, Act act, float* dp,
+                               double* sums, int64_t N, int64_t C, int64_t Q);
 
 // Assigns dz for every element of z. With norm inactive: dz = dp at each window's winner, 0
 // elsewhere. With norm active and training: dz = k*(dy - sum_dy/M - xhat*sum_dy_xhat/M) with
 // k = gamma*inv_std, dy = dp at winners and 0 elsewhere, the sums and count M given (global
 // ones under SyncBN). With norm active and !training (statistics are constants): dz = k*dy.
-void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float* z, const ChannelNorm& norm,
-                             const double* sums, double M, bool training, float* dz, int64_t N, int64_t C, int64_t H,
-                             int64_t W);
+void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float* xhat, const float* z,
+                             const ChannelNorm& norm, const double* sums, double M, bool training, float* dz,
+                             int64_t N, int64_t C, int64_t H, int64_t W);
 
 }  // namespace minidl::kernels
