@@ -105,40 +105,86 @@ void bn_pool_act_backward_sums(const float* dout, const float* out, const float*
   }
 }
 
+namespace {
+// dz of plane p (= n*C + c) into out (H*W values); see bn_pool_act_backward_dz.
+void dz_plane(const float* dp, const int32_t* argmax, const float* xhat, const float* z, const ChannelNorm& norm,
+              const double* sums, double M, bool training, float* out, int64_t p, int64_t C, int64_t Q, int64_t S) {
+  const int64_t c = p % C;
+  const float* g = dp + p * Q;
+  const int32_t* arg = argmax + p * Q;
+  if (!norm.active() || !training) {
+    const float k = norm.active() ? norm.gamma[c] * norm.inv_std[c] : 1.0f;
+    std::fill(out, out + S, 0.0f);
+    if (norm.active())
+      for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * g[i];
+    else
+      for (int64_t i = 0; i < Q; ++i) out[arg[i]] = g[i];
+    return;
+  }
+  // Every element: k*(0 - mean_dy - xhat*mean_dy_xhat); then each winner again with its dy.
+  const SplitMean m(norm.mean[c]);
+  const float is = norm.inv_std[c];
+  const float k = norm.gamma[c] * is;
+  const float mean_dy = static_cast<float>(sums[c] / M);
+  const float mean_dy_xhat = static_cast<float>(sums[C + c] / M);
+  const float* in = z + p * S;
+#pragma omp simd
+  for (int64_t s = 0; s < S; ++s) {
+    const float xh = m.center(in[s]) * is;
+    out[s] = k * (0.0f - mean_dy - xh * mean_dy_xhat);
+  }
+  const float* xw = xhat + p * Q;
+  for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * (g[i] - mean_dy - xw[i] * mean_dy_xhat);
+}
+}  // namespace
+
 void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float* xhat, const float* z,
-                             const ChannelNorm& norm,
-                             const double* sums, double M, bool training, float* dz, int64_t N, int64_t C, int64_t H,
-                             int64_t W) {
+                             const ChannelNorm& norm, const double* sums, double M, bool training, float* dz,
+                             int64_t N, int64_t C, int64_t H, int64_t W) {
   const int64_t Q = (H / 2) * (W / 2), S = H * W, planes = N * C;
 #pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < planes; ++p) {
-    const int64_t c = p % C;
-    const float* g = dp + p * Q;
-    const int32_t* arg = argmax + p * Q;
-    float* out = dz + p * S;
-    if (!norm.active() || !training) {
-      const float k = norm.active() ? norm.gamma[c] * norm.inv_std[c] : 1.0f;
-      std::fill(out, out + S, 0.0f);
-      if (norm.active())
-        for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * g[i];
-      else
-        for (int64_t i = 0; i < Q; ++i) out[arg[i]] = g[i];
-      continue;
-    }
-    // Every element: k*(0 - mean_dy - xhat*mean_dy_xhat); then each winner again with its dy.
-    const SplitMean m(norm.mean[c]);
-    const float is = norm.inv_std[c];
-    const float k = norm.gamma[c] * is;
-    const float mean_dy = static_cast<float>(sums[c] / M);
-    const float mean_dy_xhat = static_cast<float>(sums[C + c] / M);
-    const float* in = z + p * S;
-#pragma omp simd
+  for (int64_t p = 0; p < planes; ++p) dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz + p * S, p, C, Q, S);
+}
+
+void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, const float* xhat, const float* z,
+                                    const ChannelNorm& norm, const double* sums, double M, bool training, float* dz_n,
+                                    int64_t n, int64_t C, int64_t H, int64_t W) {
+  const int64_t Q = (H / 2) * (W / 2), S = H * W;
+  for (int64_t c = 0; c < C; ++c)
+    dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz_n + c * S, n * C + c, C, Q, S);
+}
+
+void batch_norm_sample_moments(const float* z_n, int64_t C, int64_t S, double* mean, double* m2) {
+  for (int64_t c = 0; c < C; ++c) {
+    const float* in = z_n + c * S;
+    double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t s = 0; s < S; ++s) sum += in[s];
+    const double mu = sum / static_cast<double>(S);
+    double q = 0.0;
+#pragma omp simd reduction(+ : q)
     for (int64_t s = 0; s < S; ++s) {
-      const float xhat = m.center(in[s]) * is;
-      out[s] = k * (0.0f - mean_dy - xhat * mean_dy_xhat);
+      const double d = in[s] - mu;
+      q += d * d;
     }
-    const float* xh = xhat + p * Q;
-    for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * (g[i] - mean_dy - xh[i] * mean_dy_xhat);
+    mean[c] = mu;
+    m2[c] = q;
+  }
+}
+
+void batch_norm_merge_sample_moments(const double* mean_nc, const double* m2_nc, int64_t N, int64_t C, int64_t S,
+                                     double* mean, double* m2) {
+  for (int64_t c = 0; c < C; ++c) {
+    double n = 0.0, mu = 0.0, q = 0.0;
+    const double nb = static_cast<double>(S);
+    for (int64_t i = 0; i < N; ++i) {
+      const double total = n + nb, d = mean_nc[i * C + c] - mu;
+      mu += d * nb / total;
+      q += m2_nc[i * C + c] + d * d * n * nb / total;
+      n = total;
+    }
+    mean[c] = mu;
+    m2[c] = q;
   }
 }
 

@@ -51,8 +51,9 @@ inline void row_add(float* __restrict dst, const float* __restrict src, int64_t 
 // Per-thread workspace: col (K, P), a dweight accumulator (O, K), and a zero-padded copy of one
 // sample's input (C, H + 2*padding, W + 2*padding) for the stride-1 unfold.
 int64_t padded_size(const Conv2dGeometry& g) { return g.C * (g.H + 2 * g.padding) * (g.W + 2 * g.padding); }
+// ... and a (O, P) buffer for one sample's output gradient when the caller produces it per sample.
 int64_t per_thread(const Conv2dGeometry& g) {
-  return g.patch() * g.out_h() * g.out_w() + g.O * g.patch() + padded_size(g);
+  return g.patch() * g.out_h() * g.out_w() + g.O * g.patch() + padded_size(g) + g.O * g.out_h() * g.out_w();
 }
 
 // Stride 1: with the input padded once, every row of col is a run of plain copies, with no
@@ -169,7 +170,7 @@ void col2im_add(const float* col, float* dx, int64_t n, const Conv2dGeometry& g)
 }
 
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
-                    const Conv2dGeometry& g, int threads) {
+                    const Conv2dGeometry& g, int threads, const SampleFn* epilogue) {
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
 #pragma omp parallel num_threads(threads)
@@ -186,12 +187,13 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
       if (bias)
         for (int64_t o = 0; o < g.O; ++o)
           for (int64_t p = 0; p < P; ++p) out[o * P + p] += bias[o];
+      if (epilogue) (*epilogue)(n, out);
     }
   }
 }
 
 void conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight, float* dbias,
-                     float* workspace, const Conv2dGeometry& g, int threads) {
+                     float* workspace, const Conv2dGeometry& g, int threads, const SampleFn* produce_dy) {
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
   // Per-thread bias sums (double), added in thread order at the end: deterministic for a
@@ -203,10 +205,12 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
     float* col = workspace + static_cast<int64_t>(t) * per_thread(g);
     float* dw = col + K * P;  // this thread's dweight accumulator, transposed: (K, O)
     float* padded = dw + g.O * K;
+    float* dy_buffer = padded + padded_size(g);
     if (dweight) std::fill(dw, dw + g.O * K, 0.0f);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.N; ++n) {
-      const float* dyn = dy + n * g.O * P;
+      const float* dyn = dy ? dy + n * g.O * P : dy_buffer;
+      if (!dy) (*produce_dy)(n, dy_buffer);
       if (dbias)
         for (int64_t o = 0; o < g.O; ++o) {
           const float* src = dyn + o * P;

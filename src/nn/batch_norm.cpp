@@ -1,5 +1,6 @@
 #include "minidl/nn/batch_norm.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "minidl/autograd.h"
@@ -151,7 +152,7 @@ void check_global_count(double M, const Tensor& x) {
 }  // namespace
 
 BatchNormStats batch_norm_statistics(const Tensor& x, Tensor running_mean, Tensor running_var, bool training, bool sync,
-                                     float momentum, float eps) {
+                                     float momentum, float eps, const double* local_mean, const double* local_m2) {
   MINIDL_CHECK(x.defined() && x.dim() == 4, "batch_norm_statistics: input must be [N, C, H, W], got ",
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");
   const int64_t N = x.size(0), C = x.size(1), S = x.size(2) * x.size(3);
@@ -171,7 +172,12 @@ BatchNormStats batch_norm_statistics(const Tensor& x, Tensor running_mean, Tenso
     // This rank's (count, mean, M2) per channel, gathered from every rank and merged in rank order.
     std::vector<double> local(static_cast<size_t>(3 * C));
     for (int64_t c = 0; c < C; ++c) local[static_cast<size_t>(c)] = static_cast<double>(N * S);
-    kernels::batch_norm_moments(x.data(), local.data() + C, local.data() + 2 * C, N, C, S);
+    if (local_mean) {
+      std::copy(local_mean, local_mean + C, local.begin() + C);
+      std::copy(local_m2, local_m2 + C, local.begin() + 2 * C);
+    } else {
+      kernels::batch_norm_moments(x.data(), local.data() + C, local.data() + 2 * C, N, C, S);
+    }
     std::vector<double> all(local.size() * static_cast<size_t>(dist::size()));
     dist::allgather(local.data(), 3 * C, all.data());
     std::vector<double> count(static_cast<size_t>(C));
@@ -181,7 +187,12 @@ BatchNormStats batch_norm_statistics(const Tensor& x, Tensor running_mean, Tenso
   } else {
     MINIDL_CHECK(N * S > 1, "batch_norm: expected more than 1 value per channel when training, got input ",
                  shape_to_string(x.shape()));
-    kernels::batch_norm_moments(x.data(), st.mean->data(), m2.data(), N, C, S);
+    if (local_mean) {
+      std::copy(local_mean, local_mean + C, st.mean->begin());
+      std::copy(local_m2, local_m2 + C, m2.begin());
+    } else {
+      kernels::batch_norm_moments(x.data(), st.mean->data(), m2.data(), N, C, S);
+    }
     st.count = static_cast<double>(N * S);
   }
   Tensor var = Tensor::empty({C});

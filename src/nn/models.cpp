@@ -118,6 +118,11 @@ Tensor linear_then_bn(const char* name, Linear& fc, const std::shared_ptr<BatchN
   auto [w, b] = fold_batch_norm(fc.weight, fc.bias, *bn);
   return linear(x, w, b);
 }
+// Training: convolution, BN, pooling and activation as one op under its profiler name.
+Tensor train_block(const char* name, Conv2d& conv, BatchNorm& bn, Activation a, const Tensor& x) {
+  LayerScope scope(name);
+  return conv_bn_pool_act(x, conv, bn, a);
+}
 // The fused block act(max_pool2d(bn(z), 2)) under its profiler name.
 Tensor block(const char* name, const std::shared_ptr<BatchNorm>& bn, Activation act, const Tensor& z) {
   LayerScope scope(name);
@@ -140,8 +145,13 @@ Tensor CnnNet::forward(const Tensor& x) {
       h = conv_block("conv2+bn2+pool+act", *conv2_, bn2_, a, h);
       h = bn3_ ? linear_then_bn("fc1+bn3", *fc1_, bn3_, flatten(h)) : run("fc1", *fc1_, flatten(h));
     } else {
-      h = block(bn1_ ? "bn1+pool+act" : "pool+act1", bn1_, a, run("conv1", *conv1_, x));
-      h = block(bn2_ ? "bn2+pool+act" : "pool+act2", bn2_, a, run("conv2", *conv2_, h));
+      if (bn1_->is_training()) {
+        h = train_block("conv1+bn1+pool+act", *conv1_, *bn1_, a, x);
+        h = train_block("conv2+bn2+pool+act", *conv2_, *bn2_, a, h);
+      } else {
+        h = block("bn1+pool+act", bn1_, a, run("conv1", *conv1_, x));
+        h = block("bn2+pool+act", bn2_, a, run("conv2", *conv2_, h));
+      }
       h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
     }
     last_hidden_input_ = h.detach();

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "minidl/kernels/bn_pool_act.h"
 
@@ -33,13 +34,21 @@ struct Conv2dGeometry {
 // Floats of workspace the kernels below need when run on `threads` threads.
 int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads);
 
-// bias may be null. Assigns y.
+// Called with a sample's index and its (O, OH*OW) slice, from the thread that handles it.
+using SampleFn = std::function<void(int64_t n, float* slice)>;
+
+// bias may be null. Assigns y. epilogue (when given) runs on each sample's output right after
+// it is computed, while it is in the thread's cache (the fused BN block takes its statistics
+// there).
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
-                    const Conv2dGeometry& g, int threads);
+                    const Conv2dGeometry& g, int threads, const SampleFn* epilogue = nullptr);
 
 // Assigns dx (every element); adds into dweight and dbias. Each may be null when not wanted.
+// With dy null, produce_dy writes each sample's output gradient into a per-thread buffer just
+// before it is used (the fused BN block's backward computes it there, never writing the whole
+// gradient out).
 void conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight, float* dbias,
-                     float* workspace, const Conv2dGeometry& g, int threads);
+                     float* workspace, const Conv2dGeometry& g, int threads, const SampleFn* produce_dy = nullptr);
 
 // Inference: y (N, O, OH/2, OW/2) = act(max_pool2d(conv2d(x) + bias, 2)), one sample at a time,
 // its convolution output kept in the thread's workspace (never written out). Same arithmetic as

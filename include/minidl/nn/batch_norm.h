@@ -51,14 +51,17 @@ Tensor batch_norm_composed_sync(const Tensor& x, const Tensor& weight, const Ten
 // The per-channel statistics a fused kernel normalizes x ([N, C, H, W]) with: in training the
 // batch's (over every rank's batch when sync and several processes run), with the running
 // statistics updated as above; in evaluation the running ones. mean in double, inv_std =
-// 1/sqrt(var + eps), count = values per channel (global under sync).
+// 1/sqrt(var + eps), count = values per channel (global under sync). local_mean/local_m2 (C
+// each, optional): this process's per-channel mean and sum of squared deviations when the
+// caller has them already (the fused conv block takes them while the output is in cache).
 struct BatchNormStats {
   std::shared_ptr<std::vector<double>> mean;
   Tensor inv_std;
   double count = 0;
 };
 BatchNormStats batch_norm_statistics(const Tensor& x, Tensor running_mean, Tensor running_var, bool training, bool sync,
-                                     float momentum, float eps);
+                                     float momentum, float eps, const double* local_mean = nullptr,
+                                     const double* local_m2 = nullptr);
 // Ghost batch norm (Hoffer et al. 2017; training): the batch's N examples split as evenly as
 // possible into `groups` consecutive groups (the first N % groups get one more, as data-parallel
 // ranks share a batch), each normalized with its own statistics. The running statistics are
