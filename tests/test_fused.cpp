@@ -315,8 +315,9 @@ TEST_CASE("fused: inference blocks without BN equal the layers bit for bit (conv
 
 TEST_CASE("fused: conv_bn_pool_act equals conv2d -> BN -> pool -> activation, values and every gradient",
           "[fused]") {
-  for (bool bias : {false, true})
+  for (int variant = 0; variant < 3; ++variant)  // 0: BN, no bias; 1: BN and bias; 2: bias, no BN
     for (Activation a : {Activation::Sigmoid, Activation::ReLU, Activation::Tanh}) {
+      const bool bias = variant > 0, with_bn = variant < 2;
       Generator g(31);
       Generator gc1(5), gc2(5);
       Conv2d cf(3, 4, 3, 1, 1, bias, gc1), cu(3, 4, 3, 1, 1, bias, gc2);
@@ -328,10 +329,12 @@ TEST_CASE("fused: conv_bn_pool_act equals conv2d -> BN -> pool -> activation, va
       bu.bias.copy_(beta);
       Tensor xd = Tensor::normal({5, 3, 6, 8}, 0.2f, 1.5f, g);
       Tensor xf = xd.clone().set_requires_grad(), xu = xd.clone().set_requires_grad();
-      Tensor yf = conv_bn_pool_act(xf, cf, bf, a);
-      Tensor yu = apply_act(max_pool2d(bu.forward(cu.forward(xu)), 2), a);
-      INFO("bias " << bias << " act " << to_string(a));
-      REQUIRE(rel_diff(yf, yu) < 1e-6);
+      Tensor yf = conv_bn_pool_act(xf, cf, with_bn ? &bf : nullptr, a);
+      Tensor zu = cu.forward(xu);
+      Tensor yu = apply_act(max_pool2d(with_bn ? bu.forward(zu) : zu, 2), a);
+      INFO("bias " << bias << " bn " << with_bn << " act " << to_string(a));
+      if (with_bn) REQUIRE(rel_diff(yf, yu) < 1e-6);
+      else REQUIRE(same_bits(yf, yu));
       REQUIRE(rel_diff(bf.running_mean, bu.running_mean) < 1e-6);
       REQUIRE(rel_diff(bf.running_var, bu.running_var) < 1e-6);
       Tensor r = Tensor::normal(yf.shape(), 0, 1, g);
@@ -340,12 +343,14 @@ TEST_CASE("fused: conv_bn_pool_act equals conv2d -> BN -> pool -> activation, va
       CHECK(rel_diff(xf.grad(), xu.grad()) < 1e-5);
       CHECK(rel_diff(cf.weight.grad(), cu.weight.grad()) < 1e-5);
       if (bias) CHECK(rel_diff(cf.bias.grad(), cu.bias.grad()) < 1e-5);
-      CHECK(rel_diff(bf.weight.grad(), bu.weight.grad()) < 1e-5);
-      CHECK(rel_diff(bf.bias.grad(), bu.bias.grad()) < 1e-5);
+      if (with_bn) {
+        CHECK(rel_diff(bf.weight.grad(), bu.weight.grad()) < 1e-5);
+        CHECK(rel_diff(bf.bias.grad(), bu.bias.grad()) < 1e-5);
+      }
     }
 }
 
-TEST_CASE("fused: gradcheck of conv_bn_pool_act (input, conv weight and bias, gamma, beta)", "[fused][gradcheck]") {
+TEST_CASE("fused: gradcheck of conv_bn_pool_act with and without BN (input, conv weight and bias, gamma, beta)", "[fused][gradcheck]") {
   Generator g(41), gc(6);
   Conv2d conv(2, 3, 3, 1, 1, true, gc);
   BatchNorm2d bn(3);
@@ -354,8 +359,12 @@ TEST_CASE("fused: gradcheck of conv_bn_pool_act (input, conv weight and bias, ga
   Tensor x = Tensor::normal({3, 2, 4, 4}, 0, 1, g).set_requires_grad();
   // A step small enough that no window changes its winner (checked by the result: a change
   // would show as a large error).
-  auto result = gradcheck([&](const std::vector<Tensor>&) { return conv_bn_pool_act(x, conv, bn, Activation::Tanh); },
+  auto result = gradcheck([&](const std::vector<Tensor>&) { return conv_bn_pool_act(x, conv, &bn, Activation::Tanh); },
                           {x, conv.weight, conv.bias, bn.weight, bn.bias}, {1e-3, 3e-3, 2e-2, 99});
   INFO(result.report);
   REQUIRE(result.ok);
+  auto plain = gradcheck([&](const std::vector<Tensor>&) { return conv_bn_pool_act(x, conv, nullptr, Activation::Sigmoid); },
+                         {x, conv.weight, conv.bias}, {1e-3, 3e-3, 2e-2, 98});
+  INFO(plain.report);
+  REQUIRE(plain.ok);
 }

@@ -50,34 +50,47 @@ void act_grad_row(Act a, const float* dout, const float* out, float* dp, int64_t
 
 }  // namespace
 
+namespace {
+// One plane: in (H, W) -> o, arg, xhat (H/2, W/2); see bn_pool_act_forward.
+void forward_plane(const float* in, const ChannelNorm& norm, int64_t c, Act act, float* o, int32_t* arg, float* xhat,
+                   int64_t H, int64_t W) {
+  const int64_t OH = H / 2, OW = W / 2;
+  const int32_t w32 = static_cast<int32_t>(W);
+  detail::RowNorm nm;
+  if (norm.active()) {
+    nm.m = SplitMean(norm.mean[c]);
+    nm.scale = norm.gamma[c] * norm.inv_std[c];
+    nm.beta = norm.beta[c];
+    nm.inv_std = norm.inv_std[c];
+  }
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* r0 = in + 2 * oh * W;
+    const int32_t base = static_cast<int32_t>(2 * oh * W);
+    if (norm.active())
+      detail::pool2x2_row_fast_t<true>(r0, r0 + W, OW, base, w32, nm, o + oh * OW, arg + oh * OW,
+                                       xhat ? xhat + oh * OW : nullptr);
+    else
+      detail::pool2x2_row_fast(r0, r0 + W, OW, base, w32, o + oh * OW, arg + oh * OW);
+  }
+  // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
+  activate_inplace(act, o, OH * OW);
+}
+}  // namespace
+
 void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, float* xhat,
                          int64_t N, int64_t C, int64_t H, int64_t W) {
-  const int64_t OH = H / 2, OW = W / 2, planes = N * C;
-  const int32_t w32 = static_cast<int32_t>(W);
+  const int64_t Q = (H / 2) * (W / 2), planes = N * C;
 #pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < planes; ++p) {
-    const int64_t c = p % C;
-    const float* in = z + p * H * W;
-    float* o = out + p * OH * OW;
-    int32_t* arg = argmax + p * OH * OW;
-    detail::RowNorm nm;
-    if (norm.active()) {
-      nm.m = SplitMean(norm.mean[c]);
-      nm.scale = norm.gamma[c] * norm.inv_std[c];
-      nm.beta = norm.beta[c];
-      nm.inv_std = norm.inv_std[c];
-    }
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const float* r0 = in + 2 * oh * W;
-      const int32_t base = static_cast<int32_t>(2 * oh * W);
-      if (norm.active())
-        detail::pool2x2_row_fast_t<true>(r0, r0 + W, OW, base, w32, nm, o + oh * OW, arg + oh * OW,
-                                         xhat ? xhat + p * OH * OW + oh * OW : nullptr);
-      else
-        detail::pool2x2_row_fast(r0, r0 + W, OW, base, w32, o + oh * OW, arg + oh * OW);
-    }
-    // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
-    activate_inplace(act, o, OH * OW);
+  for (int64_t p = 0; p < planes; ++p)
+    forward_plane(z + p * H * W, norm, p % C, act, out + p * Q, argmax + p * Q, xhat ? xhat + p * Q : nullptr, H, W);
+}
+
+void pool_act_forward_sample(const float* z_n, Act act, float* out, int32_t* argmax, int64_t n, int64_t C, int64_t H,
+                             int64_t W) {
+  const int64_t Q = (H / 2) * (W / 2);
+  for (int64_t c = 0; c < C; ++c) {
+    const int64_t p = n * C + c;
+    forward_plane(z_n + c * H * W, ChannelNorm{}, c, act, out + p * Q, argmax + p * Q, nullptr, H, W);
   }
 }
 

@@ -177,9 +177,10 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * per_thread(g);
     float* padded = col + K * P + g.O * K;
+    float* buffer = padded + padded_size(g);  // the sample's output when y is null
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.N; ++n) {
-      float* out = y + n * g.O * P;
+      float* out = y ? y + n * g.O * P : buffer;
       const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
       const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
       if (!pointwise) unfold(x, col, padded, n, g);

@@ -98,9 +98,9 @@ Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation activation) {
                 });
 }
 
-Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm& bn, Activation activation) {
+Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation activation) {
   ProfileScope scope("conv_bn_pool_act");
-  MINIDL_CHECK(bn.is_training() && can_fuse_batch_norm(&bn),
+  MINIDL_CHECK(!bn || (bn->is_training() && can_fuse_batch_norm(bn)),
                "conv_bn_pool_act: training with a fused-implementation BatchNorm without ghost batches");
   const Tensor& w = conv.weight;
   MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == w.size(1), "Conv2d: expected input [N, ", w.size(1),
@@ -109,68 +109,90 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm& bn, Activation
                                   w.size(3), conv.stride(), conv.padding()};
   const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
   MINIDL_CHECK(OH >= 2 && OW >= 2, "conv_bn_pool_act: the convolution output must be at least 2x2, got ", OH, "x", OW);
-  MINIDL_CHECK(bn.weight.numel() == O, "BatchNorm2d: expected input [N, ", bn.weight.numel(), ", H, W], got [", N,
-               ", ", O, ", ", OH, ", ", OW, "]");
+  if (bn)
+    MINIDL_CHECK(bn->weight.numel() == O, "BatchNorm2d: expected input [N, ", bn->weight.numel(), ", H, W], got [", N,
+                 ", ", O, ", ", OH, ", ", OW, "]");
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(N)));
-  // Convolution, with each sample's per-channel moments taken while its output is in cache.
-  Tensor z = Tensor::empty({N, O, OH, OW});
-  std::vector<double> mean_nc(static_cast<size_t>(N * O)), m2_nc(static_cast<size_t>(N * O));
-  {
-    const kernels::SampleFn moments = [&](int64_t n, float* zn) {
-      kernels::batch_norm_sample_moments(zn, O, P, mean_nc.data() + n * O, m2_nc.data() + n * O);
-    };
-    Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
-    kernels::conv2d_forward(x.data(), w.data(), conv.bias.defined() ? conv.bias.data() : nullptr, z.data(),
-                            workspace.data(), g, threads, &moments);
-  }
-  std::vector<double> local_mean(static_cast<size_t>(O)), local_m2(static_cast<size_t>(O));
-  kernels::batch_norm_merge_sample_moments(mean_nc.data(), m2_nc.data(), N, O, P, local_mean.data(), local_m2.data());
-  const BatchNormStats st = batch_norm_statistics(z, bn.running_mean, bn.running_var, true, bn.sync, bn.momentum, bn.eps,
-                                                  local_mean.data(), local_m2.data());
-  bn.num_batches_tracked.data()[0] += 1.0f;
-  const kernels::ChannelNorm norm{st.mean->data(), st.inv_std.data(), bn.weight.data(), bn.bias.data()};
   const kernels::Act act = kernel_act(activation);
-  const std::vector<Tensor> inputs{x, w, conv.bias, bn.weight, bn.bias};
+  std::vector<Tensor> inputs{x, w, conv.bias};
+  if (bn) {
+    inputs.push_back(bn->weight);
+    inputs.push_back(bn->bias);
+  }
   const bool grad = needs_grad(inputs);
   Tensor out = Tensor::empty({N, O, OH / 2, OW / 2});
   auto argmax = std::make_shared<Storage>(out.numel());
-  Tensor xhat = grad ? Tensor::empty(out.shape()) : Tensor();
-  kernels::bn_pool_act_forward(z.data(), norm, act, out.data(), reinterpret_cast<int32_t*>(argmax->data()),
-                               grad ? xhat.data() : nullptr, N, O, OH, OW);
+  int32_t* arg = reinterpret_cast<int32_t*>(argmax->data());
+  Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+  const float* bias = conv.bias.defined() ? conv.bias.data() : nullptr;
+  Tensor z, xhat;
+  BatchNormStats st;
+  if (bn) {
+    // Convolution, with each sample's per-channel moments taken while its output is in cache;
+    // then normalization, pooling and activation in one pass.
+    z = Tensor::empty({N, O, OH, OW});
+    std::vector<double> mean_nc(static_cast<size_t>(N * O)), m2_nc(static_cast<size_t>(N * O));
+    const kernels::SampleFn moments = [&](int64_t n, float* zn) {
+      kernels::batch_norm_sample_moments(zn, O, P, mean_nc.data() + n * O, m2_nc.data() + n * O);
+    };
+    kernels::conv2d_forward(x.data(), w.data(), bias, z.data(), workspace.data(), g, threads, &moments);
+    std::vector<double> local_mean(static_cast<size_t>(O)), local_m2(static_cast<size_t>(O));
+    kernels::batch_norm_merge_sample_moments(mean_nc.data(), m2_nc.data(), N, O, P, local_mean.data(), local_m2.data());
+    st = batch_norm_statistics(z, bn->running_mean, bn->running_var, true, bn->sync, bn->momentum, bn->eps,
+                               local_mean.data(), local_m2.data());
+    bn->num_batches_tracked.data()[0] += 1.0f;
+    const kernels::ChannelNorm norm{st.mean->data(), st.inv_std.data(), bn->weight.data(), bn->bias.data()};
+    if (grad) xhat = Tensor::empty(out.shape());
+    kernels::bn_pool_act_forward(z.data(), norm, act, out.data(), arg, grad ? xhat.data() : nullptr, N, O, OH, OW);
+  } else {
+    // Without BN the convolution's output never leaves the thread's cache: each sample is
+    // pooled and activated right after its product.
+    const kernels::SampleFn pool = [&](int64_t n, float* zn) {
+      kernels::pool_act_forward_sample(zn, act, out.data(), arg, n, O, OH, OW);
+    };
+    kernels::conv2d_forward(x.data(), w.data(), bias, nullptr, workspace.data(), g, threads, &pool);
+  }
   if (!grad) return out;
-  const bool sync = bn.sync && dist::size() > 1;
-  Tensor sx = x.detach(), sw = w.detach(), sz = z.detach(), sout = out.detach(), sg = bn.weight.detach(),
-         sb = bn.bias.detach();
+  const bool sync = bn && bn->sync && dist::size() > 1;
+  Tensor sx = x.detach(), sw = w.detach(), sout = out.detach(), sg = bn ? bn->weight.detach() : Tensor(),
+         sb = bn ? bn->bias.detach() : Tensor();
   return record(out, "conv_bn_pool_act", inputs,
-                [sx, sw, sz, sout, sg, sb, st, argmax, xhat, act, sync, g, threads](const Tensor& dy,
-                                                                                    const std::vector<bool>& needs) {
+                [sx, sw, z, sout, sg, sb, st, argmax, xhat, act, sync, g, threads](const Tensor& dy,
+                                                                                   const std::vector<bool>& needs) {
                   const int64_t O = g.O, OH = g.out_h(), OW = g.out_w();
-                  const kernels::ChannelNorm norm{st.mean->data(), st.inv_std.data(), sg.data(), sb.data()};
+                  const bool with_bn = sg.defined();
+                  kernels::ChannelNorm norm;
+                  if (with_bn) norm = {st.mean->data(), st.inv_std.data(), sg.data(), sb.data()};
                   const int32_t* arg = reinterpret_cast<const int32_t*>(argmax->data());
                   Tensor dp = Tensor::empty(sout.shape());
                   std::vector<double> sums(static_cast<size_t>(2 * O), 0.0);
-                  kernels::bn_pool_act_backward_sums(dy.data(), sout.data(), xhat.data(), act, dp.data(), sums.data(),
-                                                     g.N, O, (OH / 2) * (OW / 2));
-                  Tensor dgamma = needs[3] ? Tensor::empty({O}) : Tensor();
-                  Tensor dbeta = needs[4] ? Tensor::empty({O}) : Tensor();
-                  for (int64_t c = 0; c < O; ++c) {  // local: the gradient reduction sums them over ranks
-                    if (needs[4]) dbeta.data()[c] = static_cast<float>(sums[static_cast<size_t>(c)]);
-                    if (needs[3]) dgamma.data()[c] = static_cast<float>(sums[static_cast<size_t>(O + c)]);
+                  kernels::bn_pool_act_backward_sums(dy.data(), sout.data(), with_bn ? xhat.data() : nullptr, act,
+                                                     dp.data(), sums.data(), g.N, O, (OH / 2) * (OW / 2));
+                  std::vector<Tensor> grads(with_bn ? 5 : 3);
+                  if (with_bn) {
+                    // local: the gradient reduction sums them over ranks
+                    if (needs[3]) grads[3] = Tensor::empty({O});
+                    if (needs[4]) grads[4] = Tensor::empty({O});
+                    for (int64_t c = 0; c < O; ++c) {
+                      if (needs[4]) grads[4].data()[c] = static_cast<float>(sums[static_cast<size_t>(c)]);
+                      if (needs[3]) grads[3].data()[c] = static_cast<float>(sums[static_cast<size_t>(O + c)]);
+                    }
+                    if (sync) dist::sum_in_rank_order(sums.data(), 2 * O);
                   }
-                  if (sync) dist::sum_in_rank_order(sums.data(), 2 * O);
                   // The convolution's backward, each sample's output gradient computed in cache.
-                  Tensor dx = needs[0] ? Tensor::empty(sx.shape()) : Tensor();
-                  Tensor dw = needs[1] ? Tensor::zeros(sw.shape()) : Tensor();
-                  Tensor db = needs[2] ? Tensor::zeros({O}) : Tensor();
+                  if (needs[0]) grads[0] = Tensor::empty(sx.shape());
+                  if (needs[1]) grads[1] = Tensor::zeros(sw.shape());
+                  if (needs[2]) grads[2] = Tensor::zeros({O});
                   const kernels::SampleFn produce = [&](int64_t n, float* dz_n) {
-                    kernels::bn_pool_act_backward_dz_sample(dp.data(), arg, xhat.data(), sz.data(), norm, sums.data(),
-                                                            st.count, true, dz_n, n, O, OH, OW);
+                    kernels::bn_pool_act_backward_dz_sample(dp.data(), arg, with_bn ? xhat.data() : nullptr,
+                                                            with_bn ? z.data() : nullptr, norm, sums.data(), st.count,
+                                                            true, dz_n, n, O, OH, OW);
                   };
                   Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
-                  kernels::conv2d_backward(sx.data(), sw.data(), nullptr, needs[0] ? dx.data() : nullptr,
-                                           needs[1] ? dw.data() : nullptr, needs[2] ? db.data() : nullptr,
+                  kernels::conv2d_backward(sx.data(), sw.data(), nullptr, needs[0] ? grads[0].data() : nullptr,
+                                           needs[1] ? grads[1].data() : nullptr, needs[2] ? grads[2].data() : nullptr,
                                            workspace.data(), g, threads, &produce);
-                  return std::vector<Tensor>{dx, dw, db, dgamma, dbeta};
+                  return grads;
                 });
 }
 

@@ -119,7 +119,7 @@ Tensor linear_then_bn(const char* name, Linear& fc, const std::shared_ptr<BatchN
   return linear(x, w, b);
 }
 // Training: convolution, BN, pooling and activation as one op under its profiler name.
-Tensor train_block(const char* name, Conv2d& conv, BatchNorm& bn, Activation a, const Tensor& x) {
+Tensor train_block(const char* name, Conv2d& conv, BatchNorm* bn, Activation a, const Tensor& x) {
   LayerScope scope(name);
   return conv_bn_pool_act(x, conv, bn, a);
 }
@@ -133,9 +133,7 @@ Tensor block(const char* name, const std::shared_ptr<BatchNorm>& bn, Activation 
 Tensor CnnNet::forward(const Tensor& x) {
   check_input(x);
   begin_forward();
-  // Training without BN keeps the separate pool and activation ops: fused, they measured 4%
-  // slower (README "Performance"); inference fuses with or without BN.
-  if (fusing() && (bn1_ || folding()) && can_fuse_batch_norm(bn1_.get()) && can_fuse_batch_norm(bn2_.get())) {
+  if (fusing() && can_fuse_batch_norm(bn1_.get()) && can_fuse_batch_norm(bn2_.get())) {
     const Activation a = config().activation;
     Tensor h;
     if (folding()) {
@@ -144,14 +142,15 @@ Tensor CnnNet::forward(const Tensor& x) {
       h = conv_block("conv1+bn1+pool+act", *conv1_, bn1_, a, x);
       h = conv_block("conv2+bn2+pool+act", *conv2_, bn2_, a, h);
       h = bn3_ ? linear_then_bn("fc1+bn3", *fc1_, bn3_, flatten(h)) : run("fc1", *fc1_, flatten(h));
+    } else if (!bn1_ || bn1_->is_training()) {
+      // Training: convolution, BN, pooling and activation as one op each.
+      h = train_block(bn1_ ? "conv1+bn1+pool+act" : "conv1+pool+act", *conv1_, bn1_.get(), a, x);
+      h = train_block(bn2_ ? "conv2+bn2+pool+act" : "conv2+pool+act", *conv2_, bn2_.get(), a, h);
+      h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
     } else {
-      if (bn1_->is_training()) {
-        h = train_block("conv1+bn1+pool+act", *conv1_, *bn1_, a, x);
-        h = train_block("conv2+bn2+pool+act", *conv2_, *bn2_, a, h);
-      } else {
-        h = block("bn1+pool+act", bn1_, a, run("conv1", *conv1_, x));
-        h = block("bn2+pool+act", bn2_, a, run("conv2", *conv2_, h));
-      }
+      // Evaluation with grad: BN with its running statistics, pooling and activation fused.
+      h = block("bn1+pool+act", bn1_, a, run("conv1", *conv1_, x));
+      h = block("bn2+pool+act", bn2_, a, run("conv2", *conv2_, h));
       h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
     }
     last_hidden_input_ = h.detach();

@@ -62,6 +62,11 @@ struct ChannelNorm {
 void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, float* xhat,
                          int64_t N, int64_t C, int64_t H, int64_t W);
 
+// Without normalization, for sample n alone: z_n (C, H, W) -> its planes of out and argmax
+// (serial; the fused convolution block calls it on each sample's output in cache).
+void pool_act_forward_sample(const float* z_n, Act act, float* out, int32_t* argmax, int64_t n, int64_t C, int64_t H,
+                             int64_t W);
+
 // dp = act'(out) * dout over the pooled planes (Q = (H/2)*(W/2) values each). With xhat (from
 // the forward; null without normalization), also sums[c] = sum dp and sums[C + c] =
 // sum dp * xhat over this process's values (double).

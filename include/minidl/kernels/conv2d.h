@@ -38,8 +38,9 @@ int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads);
 using SampleFn = std::function<void(int64_t n, float* slice)>;
 
 // bias may be null. Assigns y. epilogue (when given) runs on each sample's output right after
-// it is computed, while it is in the thread's cache (the fused BN block takes its statistics
-// there).
+// it is computed, while it is in the thread's cache (the fused blocks take BN statistics, or
+// pool and activate, there). With y null the output goes only to a per-thread buffer, for the
+// epilogue.
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
                     const Conv2dGeometry& g, int threads, const SampleFn* epilogue = nullptr);
 

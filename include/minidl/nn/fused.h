@@ -22,12 +22,14 @@ Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation act);
 bool can_fuse_batch_norm(const BatchNorm* bn);
 
 // Training: act(max_pool2d(bn(conv(x)), 2)) as one op over the Conv2d's and the BatchNorm's
-// parameters (bn training, fused implementation, no ghost batches). Each sample's per-channel
-// moments are taken while its convolution output is in cache (merged in sample order, then
-// over ranks under SyncBN); backward computes each sample's output gradient just before the
-// convolution's products use it. Statistics equal bn_pool_act's to double rounding (the order of
-// the sums differs), so results agree with the separate layers to about 1e-6, not bit for bit.
-Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm& bn, Activation act);
+// parameters; bn may be null (no normalization), else training, fused implementation, no ghost
+// batches. With bn, each sample's per-channel moments are taken while its convolution output is
+// in cache (merged in sample order, then over ranks under SyncBN); without, each sample's output
+// is pooled and activated there and never written out. Backward computes each sample's output
+// gradient just before the convolution's products use it. With BN the statistics equal
+// bn_pool_act's to double rounding (the sums run in another order), so results agree with the
+// separate layers to about 1e-6; without BN, bit for bit.
+Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation act);
 
 // Inference (no grad): act(max_pool2d(conv2d(x, weight, bias, stride, padding), 2)), one sample
 // at a time with its convolution output kept in cache (kernels/conv2d.h); bias may be undefined.
