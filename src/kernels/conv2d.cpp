@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "internal.h"
+#include "simd.h"
 #include "minidl/kernels/bn_pool_act.h"
 #include "minidl/kernels/elementwise.h"
 #include "minidl/kernels/gemm.h"
@@ -51,7 +53,8 @@ inline void row_add(float* __restrict dst, const float* __restrict src, int64_t 
 // Per-thread workspace: col (K, P), a dweight accumulator (O, K), and a zero-padded copy of one
 // sample's input (C, H + 2*padding, W + 2*padding) for the stride-1 unfold.
 int64_t padded_size(const Conv2dGeometry& g) { return g.C * (g.H + 2 * g.padding) * (g.W + 2 * g.padding); }
-// ... and a (O, P) buffer for one sample's output gradient when the caller produces it per sample.
+// ... and a (O, P) buffer for one sample's output gradient when the caller produces it per
+// sample (or its output when the caller wants it only in cache).
 int64_t per_thread(const Conv2dGeometry& g) {
   return g.patch() * g.out_h() * g.out_w() + g.O * g.patch() + padded_size(g) + g.O * g.out_h() * g.out_w();
 }
@@ -184,6 +187,8 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
       const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
       const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
       if (!pointwise) unfold(x, col, padded, n, g);
+      // (The transposed product, col^T . W^T, runs faster alone but measured no faster here once
+      // its result is transposed back; inference uses it, pooling its rows directly.)
       gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, out, Pi);
       if (bias)
         for (int64_t o = 0; o < g.O; ++o)
@@ -257,6 +262,35 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
   }
 }
 
+namespace {
+// out[o] = max of the four rows at o (a NaN wins, as in max_pool2d), plus bias[o] when given.
+void pool4_rows(const float* a, const float* b, const float* c, const float* d, const float* bias, float* out,
+                int64_t n) {
+#if defined(__AVX512F__)
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = simd::tail_mask(n - i);
+    const __m512 va = _mm512_maskz_loadu_ps(m, a + i), vb = _mm512_maskz_loadu_ps(m, b + i),
+                 vc = _mm512_maskz_loadu_ps(m, c + i), vd = _mm512_maskz_loadu_ps(m, d + i);
+    __m512 best = _mm512_max_ps(_mm512_max_ps(vd, vc), _mm512_max_ps(vb, va));
+    const __mmask16 nan = _mm512_cmp_ps_mask(va, va, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(vb, vb, _CMP_UNORD_Q) |
+                          _mm512_cmp_ps_mask(vc, vc, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(vd, vd, _CMP_UNORD_Q);
+    best = _mm512_mask_mov_ps(best, nan, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+    if (bias) best = _mm512_add_ps(best, _mm512_maskz_loadu_ps(m, bias + i));
+    _mm512_mask_storeu_ps(out + i, m, best);
+  }
+#else
+  for (int64_t i = 0; i < n; ++i) {
+    const float v[4] = {a[i], b[i], c[i], d[i]};
+    float best = v[0];
+    for (int k = 1; k < 4; ++k)
+      if (best == best && (v[k] > best || v[k] != v[k])) best = v[k];
+    out[i] = bias ? best + bias[i] : best;
+  }
+#endif
+}
+
+}  // namespace
+
 int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads) {
   return static_cast<int64_t>(threads) * (per_thread(g) + g.O * g.out_h() * g.out_w() + g.out_w() / 2);
 }
@@ -277,6 +311,24 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
       const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
       const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
       if (!pointwise) unfold(x, col, padded, n, g);
+      if (K * P >= QH * QW * g.O) {  // col can hold the pooled rows
+        // z^T (P, O) = col^T . W^T: the faster orientation for these shapes. Pool across whole
+        // rows of O channels (vectorised over channels), add the bias after the max (rounding is
+        // monotonic, so max(a + b, c + b) == max(a, c) + b), then write each channel's plane.
+        gemm(true, true, Pi, O, Ki, 1.0f, b, Pi, weight, Ki, 0.0f, z, O);
+        float* pooled = col;  // (Q, O); col is free again after the product
+        for (int64_t qh = 0; qh < QH; ++qh)
+          for (int64_t qw = 0; qw < QW; ++qw) {
+            const float* r00 = z + ((2 * qh) * OW + 2 * qw) * g.O;
+            pool4_rows(r00, r00 + g.O, r00 + OW * g.O, r00 + (OW + 1) * g.O, bias, pooled + (qh * QW + qw) * g.O, g.O);
+          }
+        for (int64_t o = 0; o < g.O; ++o) {
+          float* out = y + (n * g.O + o) * QH * QW;
+          for (int64_t q = 0; q < QH * QW; ++q) out[q] = pooled[q * g.O + o];
+          activate_inplace(act, out, QH * QW);
+        }
+        continue;
+      }
       gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, z, Pi);
       for (int64_t o = 0; o < g.O; ++o) {
         float* zo = z + o * P;

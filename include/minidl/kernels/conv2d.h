@@ -52,8 +52,11 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
                      float* workspace, const Conv2dGeometry& g, int threads, const SampleFn* produce_dy = nullptr);
 
 // Inference: y (N, O, OH/2, OW/2) = act(max_pool2d(conv2d(x) + bias, 2)), one sample at a time,
-// its convolution output kept in the thread's workspace (never written out). Same arithmetic as
-// conv2d_forward followed by the pool and the activation (kernels/bn_pool_act.h), bit for bit.
+// its convolution output kept in the thread's workspace (never written out). The product runs
+// transposed, z^T (P, O) = col^T . W^T (measured 24% faster inference than W . col for the
+// reference CNN), and each 2x2 window is the maximum of four rows of O channels, the bias added
+// after it (exact: rounding is monotonic). Equal to conv2d_forward, pool and activation up to
+// the product's summation order (about 1e-7 relative).
 int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads);
 void conv2d_pool_act_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
                              const Conv2dGeometry& g, Act act, int threads);
