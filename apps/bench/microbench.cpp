@@ -12,6 +12,7 @@
 #include "minidl/kernels/gemm.h"
 #include "minidl/nn/batch_norm.h"
 #include "minidl/nn/fused.h"
+#include "minidl/nn/layers.h"
 #include "minidl/ops.h"
 
 using namespace minidl;
@@ -208,5 +209,45 @@ void BM_Activation(benchmark::State& state) {
   state.SetLabel(std::string(tanh_act ? "tanh" : "sigmoid") + (vectorised ? ", vectorised" : ", glibc"));
 }
 BENCHMARK(BM_Activation)->ArgsProduct({{0, 1}, {1, 0}})->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// The training block of the reference CNN: conv -> [BN] -> 2x2 max-pool -> sigmoid, forward and
+// backward, as conv_bn_pool_act (BN moments in the convolution's epilogue, each sample's output
+// gradient produced in cache) against the separate layers. Args: in channels, out channels,
+// plane size, with BN (1) or without (0), fused (1) or unfused (0).
+void BM_ConvBlockTraining(benchmark::State& state) {
+  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2);
+  const bool with_bn = state.range(3) != 0, fused = state.range(4) != 0;
+  Generator g(9), gc(10);
+  Conv2d conv(C, O, 5, 1, 2, !with_bn, gc);
+  BatchNorm2d bn(O);
+  Tensor x = Tensor::normal({64, C, HW, HW}, 0, 1, g).set_requires_grad(C > 1);
+  Tensor seed;
+  const int64_t total_before = Storage::total_bytes_allocated();
+  int64_t extra = 0;
+  for (auto _ : state) {
+    const int64_t live = Storage::live_bytes();
+    Tensor y;
+    if (fused) {
+      y = conv_bn_pool_act(x, conv, with_bn ? &bn : nullptr, Activation::Sigmoid);
+    } else {
+      Tensor z = conv.forward(x);
+      y = sigmoid(max_pool2d(with_bn ? bn.forward(z) : z, 2));
+    }
+    extra = Storage::live_bytes() - live;
+    if (!seed.defined()) seed = Tensor::ones(y.shape());
+    y.backward(seed);
+    conv.zero_grad();
+    bn.zero_grad();
+    x.zero_grad();
+  }
+  report_memory(state, total_before, extra);
+  state.counters["images/s"] = benchmark::Counter(64, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(fused ? "fused" : "unfused") + (with_bn ? ", bn" : ", no bn"));
+}
+BENCHMARK(BM_ConvBlockTraining)
+    ->ArgsProduct({{1}, {16}, {28}, {1, 0}, {1, 0}})
+    ->ArgsProduct({{16}, {32}, {14}, {1, 0}, {1, 0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK_MAIN();
