@@ -1,9 +1,6 @@
 #include "minidl/kernels/conv2d.h"
 
 #include <omp.h>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <cstring>

@@ -20,37 +20,42 @@ bool all_finite(const float* x, int64_t n) {
   return true;
 }
 
-void sigmoid(const float* x, float* y, int64_t n) {
+namespace {
+// y[i] = f(x[i]): with AVX-512 f16 on 16 lanes, the tail masked (so a value's result does not
+// depend on where it sits); otherwise the scalar f.
+template <class F16, class F>
+void map16(const float* x, float* y, int64_t n, F16 f16, F f) {
 #if defined(__AVX512F__)
+  (void)f;
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = simd::tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, simd::sigmoid16(_mm512_maskz_loadu_ps(m, x + i)));
+    _mm512_mask_storeu_ps(y + i, m, f16(_mm512_maskz_loadu_ps(m, x + i)));
   }
 #else
-  for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
+  (void)f16;
+  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
 #endif
+}
+}  // namespace
+
+#if defined(__AVX512F__)
+#define MINIDL_SIMD(fn) [](__m512 v) { return simd::fn(v); }
+#else
+#define MINIDL_SIMD(fn) [](float v) { return v; }
+#endif
+
+void sigmoid(const float* x, float* y, int64_t n) {
+  map16(x, y, n, MINIDL_SIMD(sigmoid16), [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
 }
 
 void tanh(const float* x, float* y, int64_t n) {
-#if defined(__AVX512F__)
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = simd::tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, simd::tanh16(_mm512_maskz_loadu_ps(m, x + i)));
-  }
-#else
-  for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
-#endif
+  map16(x, y, n, MINIDL_SIMD(tanh16), [](float v) { return std::tanh(v); });
 }
 
 void exp_vectorised(const float* x, float* y, int64_t n) {
-#if defined(__AVX512F__)
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = simd::tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, simd::exp16(_mm512_maskz_loadu_ps(m, x + i)));
-  }
-#else
-  for (int64_t i = 0; i < n; ++i) y[i] = std::exp(x[i]);
-#endif
+  map16(x, y, n, MINIDL_SIMD(exp16), [](float v) { return std::exp(v); });
 }
+
+#undef MINIDL_SIMD
 
 }  // namespace minidl::kernels
