@@ -17,15 +17,18 @@ if grep -r -- "-march" "$prefix/lib/cmake/minidl" "$prefix/lib/pkgconfig"; then
 fi
 "$prefix/bin/minidl" --help > /dev/null  # the installed app finds the installed library
 
-cmake -S "$src/tests/consumer" -B "$work/build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release > "$work/configure.log" \
+# MINIDL_CONSUMER_FLAGS: extra compile and link flags (the sanitizer build sets them)
+extra="${MINIDL_CONSUMER_FLAGS:-}"
+cmake -S "$src/tests/consumer" -B "$work/build" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_FLAGS="$extra" -DCMAKE_EXE_LINKER_FLAGS="$extra" > "$work/configure.log" \
   || { cat "$work/configure.log"; exit 1; }
 cmake --build "$work/build" > "$work/build.log" || { cat "$work/build.log"; exit 1; }
 "$work/build/consumer" "$work/tiny.safetensors"
 [ -s "$work/tiny.safetensors" ] || { echo "the consumer saved nothing"; exit 1; }
 
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
-# shellcheck disable=SC2046
-c++ -std=c++17 -O1 "$src/tests/consumer/main.cpp" -o "$work/consumer-pc" $(pkg-config --cflags --libs minidl) \
+# shellcheck disable=SC2046,SC2086
+c++ -std=c++17 -O1 $extra "$src/tests/consumer/main.cpp" -o "$work/consumer-pc" $(pkg-config --cflags --libs minidl) \
   -Wl,-rpath,"$(pkg-config --variable=libdir minidl)"
 "$work/consumer-pc" "$work/tiny2.safetensors"
 echo "install and consume: ok"
