@@ -40,8 +40,9 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
                   ->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))
                   ->capture_default_str();
   cmd->add_flag("--no-fuse", f.no_fuse,
-                "Run every layer on its own instead of the fused blocks (BN, pooling and activation in one pass; BN "
-                "folded into the layer before it for inference). Same results (README \"Performance\")");
+                "Run every layer on its own instead of the fused blocks (convolution, BN, pooling and activation as "
+                "one op; BN folded into the layer before it for inference). The same computation: equal to 1e-6 per "
+                "step (BN's statistics are summed in another order), predictions identical (README \"Performance\")");
 }
 
 void ModelFlags::check_arch_alone() const {
