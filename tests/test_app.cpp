@@ -109,6 +109,14 @@ TEST_CASE("app: train, save, eval --json and predict on synthetic data", "[app]"
   for (auto& row : j["confusion"])
     for (auto& v : row) total += v.get<int64_t>();
   REQUIRE(total == 100);
+  // --no-fuse evaluates the layers one by one, BN unfolded: the same predictions, the same
+  // confusion matrix, the loss to 1e-5.
+  Run u = run_app("eval --json --no-fuse --checkpoint " + ckpt + " --data " + d.path(), d.path());
+  REQUIRE(u.status == 0);
+  auto ju = nlohmann::json::parse(u.out);
+  REQUIRE(ju["confusion"] == j["confusion"]);
+  REQUIRE(ju["accuracy"] == j["accuracy"]);
+  REQUIRE(ju["loss"].get<double>() == Approx(j["loss"].get<double>()).epsilon(1e-5));
 
   // A synthetic "class 7" image drawn as the training data, dark on light (predict inverts it),
   // larger than 28x28 (predict crops and rescales it).
