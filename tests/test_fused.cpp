@@ -387,3 +387,28 @@ TEST_CASE("fused: the inference block lets a NaN through the pool as max_pool2d 
   }
   REQUIRE(nans > 0);
 }
+
+TEST_CASE("relu keeps a NaN and passes its gradient, as PyTorch does, in the op and the fused blocks", "[fused][ops]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  Tensor x = Tensor::from_vector({4}, {-1.0f, 0.0f, 2.0f, nan}).set_requires_grad();
+  Tensor y = relu(x);
+  REQUIRE(y.data()[0] == 0.0f);
+  REQUIRE(y.data()[1] == 0.0f);
+  REQUIRE(y.data()[2] == 2.0f);
+  REQUIRE(std::isnan(y.data()[3]));
+  sum(y).backward();
+  REQUIRE(x.grad().to_vector() == std::vector<float>{0.0f, 0.0f, 1.0f, 1.0f});
+  // The inference block lets it through as well.
+  Generator g(13);
+  Tensor xi = Tensor::normal({1, 1, 6, 6}, 0, 1, g), w = Tensor::normal({2, 1, 3, 3}, 0, 0.3f, g);
+  xi.data()[14] = nan;
+  NoGradGuard no_grad;
+  Tensor fused = conv_pool_act(xi, w, Tensor(), 1, 1, Activation::ReLU);
+  Tensor plain = relu(max_pool2d(conv2d(xi, w, Tensor(), 1, 1), 2));
+  int nans = 0;
+  for (int64_t i = 0; i < fused.numel(); ++i) {
+    REQUIRE(std::isnan(fused.data()[i]) == std::isnan(plain.data()[i]));
+    nans += std::isnan(fused.data()[i]) ? 1 : 0;
+  }
+  REQUIRE(nans > 0);
+}

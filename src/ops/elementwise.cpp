@@ -157,9 +157,10 @@ Tensor sigmoid(const Tensor& x) {
 }
 
 Tensor relu(const Tensor& x) {
-  // The gradient at exactly 0 is 0, as in PyTorch.
-  return unary_op(x, "relu", false, true, [](float v) { return v > 0.0f ? v : 0.0f; },
-                  [](float g, float, float y) { return y > 0.0f ? g : 0.0f; });
+  // As in PyTorch: the gradient at exactly 0 is 0; a NaN stays NaN and passes its gradient
+  // (torch.relu(nan) is nan, and its backward tests the output with <= 0).
+  return unary_op(x, "relu", false, true, [](float v) { return v <= 0.0f ? 0.0f : v; },
+                  [](float g, float, float y) { return y <= 0.0f ? 0.0f : g; });
 }
 
 Tensor tanh(const Tensor& x) {

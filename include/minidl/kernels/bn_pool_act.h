@@ -26,7 +26,7 @@ enum class Act { Sigmoid, ReLU, Tanh, Identity };
 inline float act_forward(Act a, float v) {
   switch (a) {
     case Act::Sigmoid: return 1.0f / (1.0f + std::exp(-v));
-    case Act::ReLU: return v > 0.0f ? v : 0.0f;
+    case Act::ReLU: return v <= 0.0f ? 0.0f : v;  // a NaN stays NaN, as in PyTorch
     case Act::Tanh: return std::tanh(v);
     case Act::Identity: return v;
   }
@@ -36,7 +36,7 @@ inline float act_forward(Act a, float v) {
 inline float act_backward(Act a, float g, float y) {
   switch (a) {
     case Act::Sigmoid: return g * y * (1.0f - y);
-    case Act::ReLU: return y > 0.0f ? g : 0.0f;
+    case Act::ReLU: return y <= 0.0f ? 0.0f : g;  // PyTorch's threshold_backward on the output
     case Act::Tanh: return g * (1.0f - y * y);
     case Act::Identity: return g;
   }
