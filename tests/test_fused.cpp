@@ -226,6 +226,15 @@ TEST_CASE("fused: gradcheck of bn_pool_act, with and without BN, train and eval"
 }
 
 namespace {
+// The evaluation logits of net (eval mode, no grad) with the fused blocks and with --no-fuse.
+std::pair<Tensor, Tensor> eval_fused_and_plain(Net& net, const Tensor& x) {
+  NoGradGuard no_grad;
+  net.set_fuse(true);
+  Tensor fused = net.forward(x);
+  net.set_fuse(false);
+  return {fused, net.forward(x)};
+}
+
 struct StepResult {
   Tensor loss, logits;
   std::vector<Tensor> grads;
@@ -281,13 +290,15 @@ TEST_CASE("fused: BatchNorm folded into conv and linear for inference keeps logi
       if (name.rfind("bn", 0) == 0) t.copy_(Tensor::uniform(t.shape(), name.find("weight") != std::string::npos ? 0.3f : -0.5f, name.find("weight") != std::string::npos ? 2.0f : 0.5f, g));
     net->eval();
     Tensor x = Tensor::normal({200, 1, 28, 28}, 0, 1, g);
-    NoGradGuard no_grad;
-    net->set_fuse(true);
-    REQUIRE(net->folds_batch_norm());
-    Tensor folded = net->forward(x);
-    net->set_fuse(false);
-    REQUIRE_FALSE(net->folds_batch_norm());
-    Tensor plain = net->forward(x);
+    {
+      NoGradGuard no_grad;
+      REQUIRE(net->folds_batch_norm());
+    }
+    auto [folded, plain] = eval_fused_and_plain(*net, x);
+    {
+      NoGradGuard no_grad;
+      REQUIRE_FALSE(net->folds_batch_norm());
+    }
     INFO(to_string(kind));
     REQUIRE(rel_diff(folded, plain) < 1e-5);
     REQUIRE(row_argmax(folded) == row_argmax(plain));
@@ -304,10 +315,7 @@ TEST_CASE("fused: inference blocks without BN equal the layers (conv, pool, acti
     net->eval();
     Generator g(10);
     Tensor x = Tensor::normal({37, 1, 28, 28}, 0, 1, g);
-    NoGradGuard no_grad;
-    Tensor fused = net->forward(x);
-    net->set_fuse(false);
-    Tensor plain = net->forward(x);
+    auto [fused, plain] = eval_fused_and_plain(*net, x);
     INFO(to_string(a));
     // The inference product runs transposed (another summation order).
     REQUIRE(rel_diff(fused, plain) < 1e-6);

@@ -34,6 +34,15 @@ void channel_moments(const float* x, int64_t N, int64_t C, int64_t S, int64_t c,
   squares = q;
 }
 
+// Adds (nb, mb, qb) to the running (n, mu, q): Chan et al.'s pairwise merge of counts, means and
+// sums of squared deviations.
+void chan_merge(double& n, double& mu, double& q, double nb, double mb, double qb) {
+  const double total = n + nb, d = mb - mu;
+  mu += d * nb / total;
+  q += qb + d * d * n * nb / total;
+  n = total;
+}
+
 // Channel c's two backward reductions: sum dy and sum dy * xhat.
 void channel_backward_sums(const float* dy, const float* x, const SplitMean& m, float inv_std, int64_t N, int64_t C,
                            int64_t S, int64_t c, double& sum_dy, double& sum_dy_xhat) {
@@ -199,14 +208,24 @@ void batch_norm_merge_moments(const double* all, int ranks, int64_t C, double* c
     double n = 0.0, mu = 0.0, q = 0.0;
     for (int r = 0; r < ranks; ++r) {
       const double* part = all + static_cast<int64_t>(r) * 3 * C;
-      const double nb = part[c], mb = part[C + c], qb = part[2 * C + c];
-      if (nb == 0.0) continue;
-      const double total = n + nb, d = mb - mu;
-      mu += d * nb / total;
-      q += qb + d * d * n * nb / total;
-      n = total;
+      if (part[c] == 0.0) continue;
+      chan_merge(n, mu, q, part[c], part[C + c], part[2 * C + c]);
     }
     count[c] = n;
+    mean[c] = mu;
+    m2[c] = q;
+  }
+}
+
+void batch_norm_sample_moments(const float* z_n, int64_t C, int64_t S, double* mean, double* m2) {
+  for (int64_t c = 0; c < C; ++c) channel_moments(z_n, 1, C, S, c, mean[c], m2[c]);
+}
+
+void batch_norm_merge_sample_moments(const double* mean_nc, const double* m2_nc, int64_t N, int64_t C, int64_t S,
+                                     double* mean, double* m2) {
+  for (int64_t c = 0; c < C; ++c) {
+    double n = 0.0, mu = 0.0, q = 0.0;
+    for (int64_t i = 0; i < N; ++i) chan_merge(n, mu, q, static_cast<double>(S), mean_nc[i * C + c], m2_nc[i * C + c]);
     mean[c] = mu;
     m2[c] = q;
   }

@@ -47,10 +47,6 @@ void act_grad_row(Act a, const float* dout, const float* out, float* dp, int64_t
   }
 }
 
-
-}  // namespace
-
-namespace {
 // One plane: in (H, W) -> o, arg, xhat (H/2, W/2); see bn_pool_act_forward.
 void forward_plane(const float* in, const ChannelNorm& norm, int64_t c, Act act, float* o, int32_t* arg, float* xhat,
                    int64_t H, int64_t W) {
@@ -75,6 +71,7 @@ void forward_plane(const float* in, const ChannelNorm& norm, int64_t c, Act act,
   // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
   activate_inplace(act, o, OH * OW);
 }
+
 }  // namespace
 
 void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, float* xhat,
@@ -126,12 +123,9 @@ void dz_plane(const float* dp, const int32_t* argmax, const float* xhat, const f
   const float* g = dp + p * Q;
   const int32_t* arg = argmax + p * Q;
   if (!norm.active() || !training) {
-    const float k = norm.active() ? norm.gamma[c] * norm.inv_std[c] : 1.0f;
+    const float k = norm.active() ? norm.gamma[c] * norm.inv_std[c] : 1.0f;  // 1.0f * g == g exactly
     std::fill(out, out + S, 0.0f);
-    if (norm.active())
-      for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * g[i];
-    else
-      for (int64_t i = 0; i < Q; ++i) out[arg[i]] = g[i];
+    for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * g[i];
     return;
   }
   // Every element: k*(0 - mean_dy - xhat*mean_dy_xhat); then each winner again with its dy.
@@ -165,40 +159,6 @@ void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, cons
   const int64_t Q = (H / 2) * (W / 2), S = H * W;
   for (int64_t c = 0; c < C; ++c)
     dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz_n + c * S, n * C + c, C, Q, S);
-}
-
-void batch_norm_sample_moments(const float* z_n, int64_t C, int64_t S, double* mean, double* m2) {
-  for (int64_t c = 0; c < C; ++c) {
-    const float* in = z_n + c * S;
-    double sum = 0.0;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t s = 0; s < S; ++s) sum += in[s];
-    const double mu = sum / static_cast<double>(S);
-    double q = 0.0;
-#pragma omp simd reduction(+ : q)
-    for (int64_t s = 0; s < S; ++s) {
-      const double d = in[s] - mu;
-      q += d * d;
-    }
-    mean[c] = mu;
-    m2[c] = q;
-  }
-}
-
-void batch_norm_merge_sample_moments(const double* mean_nc, const double* m2_nc, int64_t N, int64_t C, int64_t S,
-                                     double* mean, double* m2) {
-  for (int64_t c = 0; c < C; ++c) {
-    double n = 0.0, mu = 0.0, q = 0.0;
-    const double nb = static_cast<double>(S);
-    for (int64_t i = 0; i < N; ++i) {
-      const double total = n + nb, d = mean_nc[i * C + c] - mu;
-      mu += d * nb / total;
-      q += m2_nc[i * C + c] + d * d * n * nb / total;
-      n = total;
-    }
-    mean[c] = mu;
-    m2[c] = q;
-  }
 }
 
 }  // namespace minidl::kernels

@@ -289,20 +289,20 @@ void pool4_rows(const float* a, const float* b, const float* c, const float* d, 
 }  // namespace
 
 int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads) {
-  return static_cast<int64_t>(threads) * (per_thread(g) + g.O * g.out_h() * g.out_w() + g.out_w() / 2);
+  return static_cast<int64_t>(threads) * (per_thread(g) + g.out_w() / 2);
 }
 
 void conv2d_pool_act_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
                              const Conv2dGeometry& g, Act act, int threads) {
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, K = g.patch(), QH = OH / 2, QW = OW / 2;
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
-  const int64_t stride = per_thread(g) + g.O * P + QW;
+  const int64_t stride = per_thread(g) + QW;
 #pragma omp parallel num_threads(threads)
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * stride;
     float* padded = col + K * P + g.O * K;
-    float* z = col + per_thread(g);  // this sample's convolution output (O, P), in cache
-    int32_t* arg = reinterpret_cast<int32_t*>(z + g.O * P);  // scratch: the pool's argmax row
+    float* z = padded + padded_size(g);  // this sample's convolution output (O, P), in cache
+    int32_t* arg = reinterpret_cast<int32_t*>(col + per_thread(g));  // scratch: the pool's argmax row
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.N; ++n) {
       const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;

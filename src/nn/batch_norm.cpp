@@ -205,6 +205,18 @@ BatchNormStats batch_norm_statistics(const Tensor& x, Tensor running_mean, Tenso
   return st;
 }
 
+std::pair<Tensor, Tensor> batch_norm_param_grads(std::vector<double>& sums, int64_t C, bool need_gamma, bool need_beta,
+                                                 bool sync) {
+  Tensor dgamma = need_gamma ? Tensor::empty({C}) : Tensor();
+  Tensor dbeta = need_beta ? Tensor::empty({C}) : Tensor();
+  for (int64_t c = 0; c < C; ++c) {  // local: the gradient reduction sums them over ranks
+    if (need_beta) dbeta.data()[c] = static_cast<float>(sums[static_cast<size_t>(c)]);
+    if (need_gamma) dgamma.data()[c] = static_cast<float>(sums[static_cast<size_t>(C + c)]);
+  }
+  if (sync) dist::sum_in_rank_order(sums.data(), 2 * C);
+  return {dgamma, dbeta};
+}
+
 Tensor batch_norm_fused_sync(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                              Tensor running_var, float momentum, float eps) {
   if (dist::size() == 1) return batch_norm_fused(x, weight, bias, running_mean, running_var, true, momentum, eps);
@@ -227,13 +239,7 @@ Tensor batch_norm_fused_sync(const Tensor& x, const Tensor& weight, const Tensor
                   std::vector<double> sums(static_cast<size_t>(2 * C));
                   kernels::batch_norm_backward_sums(dy.data(), sx.data(), mu->data(), inv_std.data(), sums.data(),
                                                     l.N, C, l.S);
-                  Tensor dgamma = needs[1] ? Tensor::empty({C}) : Tensor();
-                  Tensor dbeta = needs[2] ? Tensor::empty({C}) : Tensor();
-                  for (int64_t c = 0; c < C; ++c) {  // local: the gradient reduction sums them over ranks
-                    if (needs[2]) dbeta.data()[c] = static_cast<float>(sums[static_cast<size_t>(c)]);
-                    if (needs[1]) dgamma.data()[c] = static_cast<float>(sums[static_cast<size_t>(C + c)]);
-                  }
-                  dist::sum_in_rank_order(sums.data(), 2 * C);
+                  auto [dgamma, dbeta] = batch_norm_param_grads(sums, C, needs[1], needs[2], true);
                   Tensor dx = needs[0] ? Tensor::zeros(sx.shape()) : Tensor();
                   if (needs[0])
                     kernels::batch_norm_backward_dx(dy.data(), sx.data(), sw.data(), mu->data(), inv_std.data(),

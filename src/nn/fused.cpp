@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <tuple>
 
 #include "minidl/autograd.h"
 #include "minidl/distributed.h"
+#include "minidl/kernels/batch_norm.h"
 #include "minidl/kernels/bn_pool_act.h"
 #include "minidl/kernels/conv2d.h"
 #include "minidl/ops.h"
@@ -78,16 +80,9 @@ Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation activation) {
                                                      act, dp.data(), sums.data(), N, C, (H / 2) * (W / 2));
                   std::vector<Tensor> grads{Tensor()};
                   if (sw.defined()) {
-                    // local: the gradient reduction sums them over ranks
-                    Tensor dgamma = needs[1] ? Tensor::empty({C}) : Tensor();
-                    Tensor dbeta = needs[2] ? Tensor::empty({C}) : Tensor();
-                    for (int64_t c = 0; c < C; ++c) {
-                      if (needs[2]) dbeta.data()[c] = static_cast<float>(sums[static_cast<size_t>(c)]);
-                      if (needs[1]) dgamma.data()[c] = static_cast<float>(sums[static_cast<size_t>(C + c)]);
-                    }
+                    auto [dgamma, dbeta] = batch_norm_param_grads(sums, C, needs[1], needs[2], sync);
                     grads.push_back(dgamma);
                     grads.push_back(dbeta);
-                    if (sync) dist::sum_in_rank_order(sums.data(), 2 * C);
                   }
                   if (needs[0]) {
                     grads[0] = Tensor::empty(sz.shape());
@@ -169,16 +164,7 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
                   kernels::bn_pool_act_backward_sums(dy.data(), sout.data(), with_bn ? xhat.data() : nullptr, act,
                                                      dp.data(), sums.data(), g.N, O, (OH / 2) * (OW / 2));
                   std::vector<Tensor> grads(with_bn ? 5 : 3);
-                  if (with_bn) {
-                    // local: the gradient reduction sums them over ranks
-                    if (needs[3]) grads[3] = Tensor::empty({O});
-                    if (needs[4]) grads[4] = Tensor::empty({O});
-                    for (int64_t c = 0; c < O; ++c) {
-                      if (needs[4]) grads[4].data()[c] = static_cast<float>(sums[static_cast<size_t>(c)]);
-                      if (needs[3]) grads[3].data()[c] = static_cast<float>(sums[static_cast<size_t>(O + c)]);
-                    }
-                    if (sync) dist::sum_in_rank_order(sums.data(), 2 * O);
-                  }
+                  if (with_bn) std::tie(grads[3], grads[4]) = batch_norm_param_grads(sums, O, needs[3], needs[4], sync);
                   // The convolution's backward, each sample's output gradient computed in cache.
                   if (needs[0]) grads[0] = Tensor::empty(sx.shape());
                   if (needs[1]) grads[1] = Tensor::zeros(sw.shape());

@@ -105,7 +105,6 @@ CnnNet::CnnNet(const ModelConfig& c) : Net(c) {
 bool Net::folding() const { return fusing() && !is_training() && !grad_enabled(); }
 
 namespace {
-// conv (with bn folded into it) for inference, or conv then bn.
 // Inference: act(max_pool2d(conv(x), 2)) with bn (when present) folded into the convolution.
 Tensor conv_block(const char* name, Conv2d& conv, const std::shared_ptr<BatchNorm>& bn, Activation a, const Tensor& x) {
   LayerScope scope(name);

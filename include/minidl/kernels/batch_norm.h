@@ -53,6 +53,13 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
 void batch_norm_moments(const float* x, double* mean, double* m2, int64_t N, int64_t C, int64_t S);
 // Merges per-rank (count, mean, m2) triples, rank 0's first: all[r*3*C + {0, C, 2C} + c].
 void batch_norm_merge_moments(const double* all, int ranks, int64_t C, double* count, double* mean, double* m2);
+// Batch statistics from one sample at a time (the fused convolution block takes them while a
+// sample's output is in cache): batch_norm_moments of one sample z_n (C, S), and the merge of N
+// samples' moments (mean_nc, m2_nc: (N, C), S values each) in sample order with the same
+// formula. Equal to the whole batch's batch_norm_moments to double rounding.
+void batch_norm_sample_moments(const float* z_n, int64_t C, int64_t S, double* mean, double* m2);
+void batch_norm_merge_sample_moments(const double* mean_nc, const double* m2_nc, int64_t N, int64_t C, int64_t S,
+                                     double* mean, double* m2);
 // sums[c] = sum dy, sums[C + c] = sum dy * xhat over this rank's values.
 void batch_norm_backward_sums(const float* dy, const float* x, const double* mean, const float* inv_std, double* sums,
                               int64_t N, int64_t C, int64_t S);

@@ -87,12 +87,4 @@ void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, cons
                                     const ChannelNorm& norm, const double* sums, double M, bool training, float* dz_n,
                                     int64_t n, int64_t C, int64_t H, int64_t W);
 
-// Batch statistics from one sample at a time (while its convolution output is in cache): a
-// sample's per-channel mean and sum of squared deviations over its S values (two passes,
-// double), then merged over the samples in order with Chan et al.'s formula (as SyncBN merges
-// ranks, kernels/batch_norm.h). Equal to the one-pass-per-channel statistics to double rounding.
-void batch_norm_sample_moments(const float* z_n, int64_t C, int64_t S, double* mean, double* m2);
-void batch_norm_merge_sample_moments(const double* mean_nc, const double* m2_nc, int64_t N, int64_t C, int64_t S,
-                                     double* mean, double* m2);
-
 }  // namespace minidl::kernels

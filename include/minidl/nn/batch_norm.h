@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "minidl/nn/module.h"
@@ -62,6 +63,12 @@ struct BatchNormStats {
 BatchNormStats batch_norm_statistics(const Tensor& x, Tensor running_mean, Tensor running_var, bool training, bool sync,
                                      float momentum, float eps, const double* local_mean = nullptr,
                                      const double* local_m2 = nullptr);
+// The parameter gradients of a fused BN backward from its per-channel sums (sums[c] = sum dy,
+// sums[C + c] = sum dy*xhat over this process's values): dgamma and dbeta, each only when
+// needed and local (the gradient reduction adds them over ranks); then, with sync, sums become
+// their sums over every rank (in rank order), as the input gradient needs them.
+std::pair<Tensor, Tensor> batch_norm_param_grads(std::vector<double>& sums, int64_t C, bool need_gamma, bool need_beta,
+                                                 bool sync);
 // Ghost batch norm (Hoffer et al. 2017; training): the batch's N examples split as evenly as
 // possible into `groups` consecutive groups (the first N % groups get one more, as data-parallel
 // ranks share a batch), each normalized with its own statistics. The running statistics are

@@ -33,7 +33,7 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
 
 // Inference (no grad): act(max_pool2d(conv2d(x, weight, bias, stride, padding), 2)), one sample
 // at a time with its convolution output kept in cache (kernels/conv2d.h); bias may be undefined.
-// Equal bit for bit to the three ops.
+// Equal to the three ops up to the product's summation order (about 1e-7 relative).
 Tensor conv_pool_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
                      Activation act);
 

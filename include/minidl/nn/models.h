@@ -47,8 +47,9 @@ struct ModelConfig {
   // BN would be without it, in training.
   bool bias_before_bn = false;
   bool covariate_noise = false;
-  // Fused blocks (nn/fused.h) where they apply: the cnn preset runs each BN -> max-pool ->
-  // activation as one op, and in evaluation without grad folds each BN into the layer before it.
+  // Fused blocks (nn/fused.h) where they apply: in training the cnn preset runs each
+  // convolution with its BN, max-pool and activation as one op (without BN, conv1 only); in
+  // evaluation without grad it folds each BN into the layer before it (the mlp preset too).
   // false (`--no-fuse`) runs every layer on its own, as the spec reads.
   bool fuse = true;
 };
