@@ -5,6 +5,7 @@
 
 #include "gradcheck.h"
 #include "minidl/autograd.h"
+#include "minidl/kernels/gemm.h"
 #include "minidl/ops.h"
 
 using namespace minidl;
@@ -253,6 +254,39 @@ TEST_CASE("forward: matmul against a naive triple loop", "[ops]") {
         }
     }
   REQUIRE_THROWS_WITH(matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 2})), Catch::Contains("inner dimensions differ"));
+}
+
+TEST_CASE("forward: gemm_tiles against a double-precision triple loop, every tile edge", "[ops]") {
+  // Row counts around the 8-row tile, widths around the 16-float vectors and the 3-vector tile,
+  // leading dimensions wider than the matrices, accumulate or assign; and a row's result must
+  // not depend on the tile it falls in (the convolution's samples and threads rely on it).
+  Generator g(24);
+  for (int M : {1, 7, 8, 9, 17, 32})
+    for (int N : {1, 15, 16, 17, 33, 48, 49, 196})
+      for (int K : {0, 1, 25, 400})
+        for (bool accumulate : {false, true}) {
+          const int lda = K + 3, ldb = N + 5, ldc = N + 2;
+          Tensor a = Tensor::normal({M, lda}, 0, 1, g), b = Tensor::normal({std::max(K, 1), ldb}, 0, 1, g);
+          Tensor c0 = Tensor::normal({M, ldc}, 0, 1, g), c = c0.clone();
+          kernels::gemm_tiles(M, N, K, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate);
+          double worst = 0;
+          for (int i = 0; i < M; ++i) {
+            for (int j = 0; j < N; ++j) {
+              double s = accumulate ? c0.data()[i * ldc + j] : 0.0;
+              for (int k = 0; k < K; ++k) s += double(a.data()[i * lda + k]) * b.data()[k * ldb + j];
+              worst = std::max(worst, std::abs(s - c.data()[i * ldc + j]) / (1.0 + std::sqrt(double(K))));
+            }
+            for (int j = N; j < ldc; ++j) REQUIRE(c.data()[i * ldc + j] == c0.data()[i * ldc + j]);  // untouched
+          }
+          INFO("M " << M << " N " << N << " K " << K << " accumulate " << accumulate);
+          REQUIRE(worst < 1e-5);
+          if (M > 3 && !accumulate) {  // rows 3.. alone, in other tiles: bit for bit
+            Tensor part = Tensor::zeros({M - 3, ldc});
+            kernels::gemm_tiles(M - 3, N, K, a.data() + 3 * lda, lda, b.data(), ldb, part.data(), ldc, false);
+            for (int i = 3; i < M; ++i)
+              for (int j = 0; j < N; ++j) REQUIRE(part.data()[(i - 3) * ldc + j] == c.data()[i * ldc + j]);
+          }
+        }
 }
 
 TEST_CASE("forward: conv2d against a direct 7-loop convolution", "[ops]") {

@@ -5,7 +5,10 @@
 // the input (what the op keeps for backward plus its output).
 #include <benchmark/benchmark.h>
 
+#include <omp.h>
+
 #include <cmath>
+#include <vector>
 
 #include "minidl/autograd.h"
 #include "minidl/kernels/elementwise.h"
@@ -40,6 +43,52 @@ void BM_Sgemm(benchmark::State& state) {
   state.SetLabel(kernels::blas_info().core);
 }
 BENCHMARK(BM_Sgemm)->Arg(256)->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The per-sample products of the reference CNN's convolutions, every thread running its own (as
+// in conv2d): OpenBLAS (arg 1 = 0, the orientation conv2d used before gemm_tiles) against
+// gemm_tiles (1). Arg 0: 0 conv2 forward W . col (32 x 196 x 400), 1 conv2 weight gradient
+// col . dy^T (400 x 32 x 196, accumulated), 2 conv2 column gradient W^T . dy (400 x 196 x 32),
+// 3 conv1 forward (16 x 784 x 25), 4 conv1 weight gradient (25 x 16 x 784).
+void BM_ConvProduct(benchmark::State& state) {
+  struct Shape {
+    int M, N, K;
+  };
+  const Shape shapes[] = {{32, 196, 400}, {400, 32, 196}, {400, 196, 32}, {16, 784, 25}, {25, 16, 784}};
+  const int which = static_cast<int>(state.range(0));
+  const bool tiles = state.range(1) != 0;
+  const auto [M, N, K] = shapes[which];
+  const int threads = omp_get_max_threads();
+  Generator g(1);
+  std::vector<Tensor> a, b, c;
+  for (int t = 0; t < threads; ++t) {
+    a.push_back(Tensor::normal({M, K}, 0, 1, g));
+    b.push_back(Tensor::normal({K, N}, 0, 1, g));
+    c.push_back(Tensor::zeros({M, N}));
+  }
+  for (auto _ : state) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      const float* A = a[t].data();
+      const float* B = b[t].data();
+      float* C = c[t].data();
+      const bool acc = which == 1 || which == 4;
+      if (tiles) {
+        kernels::gemm_tiles(M, N, K, A, K, B, N, C, N, acc);
+      } else if (which == 1 || which == 4) {  // col . dy^T: dy stored (N, K)
+        kernels::gemm(false, true, M, N, K, 1.0f, A, K, B, K, 1.0f, C, N);
+      } else if (which == 2) {  // W^T . dy: W stored (K, M)
+        kernels::gemm(true, false, M, N, K, 1.0f, A, M, B, N, 0.0f, C, N);
+      } else {
+        kernels::gemm(false, false, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+      }
+    }
+    benchmark::ClobberMemory();
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * threads, benchmark::Counter::kIsIterationInvariantRate,
+                                                 benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_ConvProduct)->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_Conv2dForwardBackward(benchmark::State& state) {
   const int64_t C = state.range(0), O = state.range(1), HW = state.range(2);

@@ -51,9 +51,22 @@ inline void row_add(float* __restrict dst, const float* __restrict src, int64_t 
 // sample's input (C, H + 2*padding, W + 2*padding) for the stride-1 unfold.
 int64_t padded_size(const Conv2dGeometry& g) { return g.C * (g.H + 2 * g.padding) * (g.W + 2 * g.padding); }
 // ... and a (O, P) buffer for one sample's output gradient when the caller produces it per
-// sample (or its output when the caller wants it only in cache).
+// sample (or its output when the caller wants it only in cache); in the backward, that gradient
+// transposed (P, O) and the weight transposed (K, O), the layouts gemm_tiles reads.
 int64_t per_thread(const Conv2dGeometry& g) {
-  return g.patch() * g.out_h() * g.out_w() + g.O * g.patch() + padded_size(g) + g.O * g.out_h() * g.out_w();
+  const int64_t P = g.out_h() * g.out_w();
+  return g.patch() * P + g.O * g.patch() + padded_size(g) + g.O * P + P * g.O + g.patch() * g.O;
+}
+
+// dst (cols, rows) = src (rows, cols)^T, in 16 x 16 blocks so both sides stay in a few cache lines.
+void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* __restrict dst) {
+  constexpr int64_t kB = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += kB)
+    for (int64_t c0 = 0; c0 < cols; c0 += kB) {
+      const int64_t r1 = std::min(rows, r0 + kB), c1 = std::min(cols, c0 + kB);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t c = c0; c < c1; ++c) dst[c * rows + r] = src[r * cols + c];
+    }
 }
 
 // Stride 1: with the input padded once, every row of col is a run of plain copies, with no
@@ -186,7 +199,7 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
       if (!pointwise) unfold(x, col, padded, n, g);
       // (The transposed product, col^T . W^T, runs faster alone but measured no faster here once
       // its result is transposed back; inference uses it, pooling its rows directly.)
-      gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, out, Pi);
+      gemm_tiles(O, Pi, Ki, weight, Ki, b, Pi, out, Pi, false);
       if (bias)
         for (int64_t o = 0; o < g.O; ++o)
           for (int64_t p = 0; p < P; ++p) out[o * P + p] += bias[o];
@@ -209,7 +222,10 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
     float* dw = col + K * P;  // this thread's dweight accumulator, transposed: (K, O)
     float* padded = dw + g.O * K;
     float* dy_buffer = padded + padded_size(g);
+    float* dy_t = dy_buffer + g.O * P;  // (P, O)
+    float* weight_t = dy_t + P * g.O;   // (K, O)
     if (dweight) std::fill(dw, dw + g.O * K, 0.0f);
+    if (dx) transpose(weight, g.O, K, weight_t);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.N; ++n) {
       const float* dyn = dy ? dy + n * g.O * P : dy_buffer;
@@ -224,12 +240,13 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
         }
       if (dweight) {
         unfold(x, col, padded, n, g);
-        // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, in the
-        // orientation OpenBLAS runs faster for these shapes (measured 46 vs 63 us for conv2).
-        gemm(false, true, Ki, O, Pi, 1.0f, col, Pi, dyn, Pi, 1.0f, dw, O);
+        // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, with C's rows
+        // the long side (K), as gemm_tiles wants them.
+        transpose(dyn, O, Pi, dy_t);
+        gemm_tiles(Ki, O, Pi, col, Pi, dy_t, O, dw, O, true);
       }
       if (dx) {
-        gemm(true, false, Ki, Pi, O, 1.0f, weight, Ki, dyn, Pi, 0.0f, col, Pi);
+        gemm_tiles(Ki, Pi, O, weight_t, O, dyn, Pi, col, Pi, false);
         fold(col, dx, padded, n, g);
       }
     }
