@@ -58,8 +58,53 @@ int64_t per_thread(const Conv2dGeometry& g) {
   return g.patch() * P + g.O * g.patch() + padded_size(g) + g.O * P + P * g.O + g.patch() * g.O;
 }
 
-// dst (cols, rows) = src (rows, cols)^T, in 16 x 16 blocks so both sides stay in a few cache lines.
+#if defined(__AVX512F__)
+// dst (n, ld) = the transpose of the 16 x n block at src (row stride ls), n <= 16: 16 loads,
+// 64 shuffles (pairs of floats, of doubles, then of 128-bit lanes twice), n stores.
+void transpose16(const float* src, int64_t ls, float* dst, int64_t ld, int n) {
+  const __mmask16 m = simd::tail_mask(n);
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_maskz_loadu_ps(m, src + i * ls);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    const __m512d a = _mm512_castps_pd(t[i]), b = _mm512_castps_pd(t[i + 1]), c = _mm512_castps_pd(t[i + 2]),
+                  d = _mm512_castps_pd(t[i + 3]);
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+    t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+    t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+    t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+  }
+  for (int i = 0; i < 4; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+    r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
+  }
+  for (int i = 0; i < n; ++i) _mm512_storeu_ps(dst + i * ld, r[i]);
+}
+#endif
+
+// dst (cols, rows) = src (rows, cols)^T. With AVX-512 and rows a multiple of 16, in-register
+// 16 x 16 blocks (measured 0.5 vs 2.0 us for conv2's 32 x 196 output gradient); else 16 x 16
+// blocks of scalar copies, so both sides stay in a few cache lines.
 void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* __restrict dst) {
+#if defined(__AVX512F__)
+  if (rows % 16 == 0) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 16)
+      for (int64_t c0 = 0; c0 < cols; c0 += 16)
+        transpose16(src + r0 * cols + c0, cols, dst + c0 * rows + r0, rows, static_cast<int>(std::min<int64_t>(16, cols - c0)));
+    return;
+  }
+#endif
   constexpr int64_t kB = 16;
   for (int64_t r0 = 0; r0 < rows; r0 += kB)
     for (int64_t c0 = 0; c0 < cols; c0 += kB) {
@@ -241,9 +286,15 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
       if (dweight) {
         unfold(x, col, padded, n, g);
         // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, with C's rows
-        // the long side (K), as gemm_tiles wants them.
-        transpose(dyn, O, Pi, dy_t);
-        gemm_tiles(Ki, O, Pi, col, Pi, dy_t, O, dw, O, true);
+        // the long side (K), as gemm_tiles wants them; it reads dy[n] transposed. With fewer
+        // than 32 channels (C one vector wide) OpenBLAS was faster (conv1: 9.5 us against 8.9 plus
+        // 4 for the transpose).
+        if (g.O >= 32) {
+          transpose(dyn, O, Pi, dy_t);
+          gemm_tiles(Ki, O, Pi, col, Pi, dy_t, O, dw, O, true);
+        } else {
+          gemm(false, true, Ki, O, Pi, 1.0f, col, Pi, dyn, Pi, 1.0f, dw, O);
+        }
       }
       if (dx) {
         gemm_tiles(Ki, Pi, O, weight_t, O, dyn, Pi, col, Pi, false);

@@ -2,11 +2,13 @@
 #pragma once
 
 #if defined(__AVX512F__)
-// GCC 12 warns that _mm512_min_ps/_mm512_max_ps's internal undefined vector "may be used
-// uninitialized" when they are inlined (a false positive in its own header); the state at the
-// header's location is what counts, so it is set around the include.
+// GCC 12 warns that the internal undefined vector of _mm512_min_ps, _mm512_max_ps and the
+// unpack and 128-bit shuffle intrinsics "may be" or "is used uninitialized" when they are inlined
+// (a false positive in its own header); the state at the header's location is what counts, so it
+// is set around the include.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
