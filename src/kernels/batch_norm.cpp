@@ -4,32 +4,67 @@
 #include <vector>
 
 #include "internal.h"
+#include "simd.h"
 
 namespace minidl::kernels {
 
 namespace {
 using detail::SplitMean;
 
+#if defined(__AVX512F__)
+// Sum of in[0, S) and sum of (in[s] - mu)^2, each in double: 16 floats per step, widened to two
+// vectors of 8 doubles, into two accumulators each (the compiler's `omp simd` loop kept one
+// accumulator, and converted lane by lane: 10 % of a BN training step).
+double plane_sum(const float* in, int64_t S) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  for (int64_t s = 0; s < S; s += 16) {
+    const __m512 v = _mm512_maskz_loadu_ps(simd::tail_mask(S - s), in + s);
+    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+double plane_squares(const float* in, int64_t S, double mu) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  const __m512d m = _mm512_set1_pd(mu);
+  for (int64_t s = 0; s < S; s += 16) {
+    const __mmask16 k = simd::tail_mask(S - s);
+    const __m512 v = _mm512_maskz_loadu_ps(k, in + s);
+    // Lanes past S must add 0, not mu^2: masked subtractions leave them at 0.
+    const __m512d d0 = _mm512_maskz_sub_pd(static_cast<__mmask8>(k), _mm512_cvtps_pd(_mm512_castps512_ps256(v)), m);
+    const __m512d d1 = _mm512_maskz_sub_pd(static_cast<__mmask8>(k >> 8), _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)), m);
+    a0 = _mm512_fmadd_pd(d0, d0, a0);
+    a1 = _mm512_fmadd_pd(d1, d1, a1);
+  }
+  return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+}
+#else
+double plane_sum(const float* in, int64_t S) {
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t s = 0; s < S; ++s) sum += in[s];
+  return sum;
+}
+double plane_squares(const float* in, int64_t S, double mu) {
+  double q = 0.0;
+#pragma omp simd reduction(+ : q)
+  for (int64_t s = 0; s < S; ++s) {
+    const double d = in[s] - mu;
+    q += d * d;
+  }
+  return q;
+}
+#endif
+
 // Channel c of (N, C, S): its mean (sum / M) and sum of squared deviations from it, two passes
 // in double. M == 0 gives mean 0.
 void channel_moments(const float* x, int64_t N, int64_t C, int64_t S, int64_t c, double& mean, double& squares) {
   const double M = static_cast<double>(N * S);
   double sum = 0.0;
-  for (int64_t n = 0; n < N; ++n) {
-    const float* in = x + (n * C + c) * S;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t s = 0; s < S; ++s) sum += in[s];
-  }
+  for (int64_t n = 0; n < N; ++n) sum += plane_sum(x + (n * C + c) * S, S);
   const double mu = M > 0 ? sum / M : 0.0;
   double q = 0.0;
-  for (int64_t n = 0; n < N; ++n) {
-    const float* in = x + (n * C + c) * S;
-#pragma omp simd reduction(+ : q)
-    for (int64_t s = 0; s < S; ++s) {
-      const double d = in[s] - mu;
-      q += d * d;
-    }
-  }
+  for (int64_t n = 0; n < N; ++n) q += plane_squares(x + (n * C + c) * S, S, mu);
   mean = mu;
   squares = q;
 }
