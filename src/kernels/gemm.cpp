@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "simd.h"
+#include "tiles.h"
 
 namespace minidl::kernels {
 
@@ -59,91 +60,18 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
   }
 }
 
-#if defined(__AVX512F__)
-namespace {
-
-// One R x V tile of C (V vectors of 16 columns, the last one masked by `last`): the sum over k
-// in registers, A[r, k] broadcast, B's row k loaded once per tile row group.
-template <int R, int V>
-__attribute__((always_inline)) inline void tile(int K, const float* __restrict A, int lda, const float* __restrict B,
-                                                int ldb, float* __restrict C, int ldc, __mmask16 last,
-                                                bool accumulate) {
-  __m512 acc[R][V];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
-  for (int k = 0; k < K; ++k) {
-    const float* b = B + static_cast<size_t>(k) * ldb;
-    __m512 bv[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) bv[v] = v == V - 1 ? _mm512_maskz_loadu_ps(last, b + 16 * v) : _mm512_loadu_ps(b + 16 * v);
-#pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) {
-      const __m512 a = _mm512_set1_ps(A[static_cast<size_t>(r) * lda + k]);
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(a, bv[v], acc[r][v]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) {
-      const __mmask16 m = v == V - 1 ? last : static_cast<__mmask16>(0xffff);
-      float* c = C + static_cast<size_t>(r) * ldc + 16 * v;
-      if (accumulate) acc[r][v] = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c), acc[r][v]);
-      _mm512_mask_storeu_ps(c, m, acc[r][v]);
-    }
-}
-
-// R rows of C, all its columns: tiles of V vectors, then one tile of the remaining 1..V.
-template <int R, int V>
-__attribute__((noinline)) void row_block(int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-                                         int ldc, bool accumulate) {
-  const int vectors = (N + 15) / 16;
-  const __mmask16 last = simd::tail_mask(N - 16 * (vectors - 1));
-  const __mmask16 full = 0xffff;
-  int j = 0;
-  for (; j + V < vectors; j += V) tile<R, V>(K, A, lda, B + 16 * j, ldb, C + 16 * j, ldc, full, accumulate);
-  switch (vectors - j) {
-    case 1: tile<R, 1>(K, A, lda, B + 16 * j, ldb, C + 16 * j, ldc, last, accumulate); break;
-    case 2: if constexpr (V >= 2) tile<R, 2>(K, A, lda, B + 16 * j, ldb, C + 16 * j, ldc, last, accumulate); break;
-    default: if constexpr (V >= 3) tile<R, 3>(K, A, lda, B + 16 * j, ldb, C + 16 * j, ldc, last, accumulate); break;
-  }
-}
-
-template <int V>
-void rows_of(int rows, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
-             bool accumulate) {
-  switch (rows) {
-    case 1: row_block<1, V>(N, K, A, lda, B, ldb, C, ldc, accumulate); break;
-    case 2: row_block<2, V>(N, K, A, lda, B, ldb, C, ldc, accumulate); break;
-    case 3: row_block<3, V>(N, K, A, lda, B, ldb, C, ldc, accumulate); break;
-    case 4: row_block<4, V>(N, K, A, lda, B, ldb, C, ldc, accumulate); break;
-    case 5: row_block<5, V>(N, K, A, lda, B, ldb, C, ldc, accumulate); break;
-    case 6: row_block<6, V>(N, K, A, lda, B, ldb, C, ldc, accumulate); break;
-    case 7: row_block<7, V>(N, K, A, lda, B, ldb, C, ldc, accumulate); break;
-    default: row_block<8, V>(N, K, A, lda, B, ldb, C, ldc, accumulate); break;
-  }
-}
-
-}  // namespace
-#endif
-
 void gemm_tiles(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                 bool accumulate) {
   if (M <= 0 || N <= 0) return;
 #if defined(__AVX512F__)
-  // 8 x 3 vectors (24 accumulators) when C is wide; when it is 1-2 vectors wide (a weight
-  // gradient with few channels) the same 8 rows at that width.
-  for (int m = 0; m < M; m += 8) {
-    const int rows = std::min(8, M - m);
-    const float* a = A + static_cast<size_t>(m) * lda;
-    float* c = C + static_cast<size_t>(m) * ldc;
-    if (N <= 16) rows_of<1>(rows, N, K, a, lda, B, ldb, c, ldc, accumulate);
-    else if (N <= 32) rows_of<2>(rows, N, K, a, lda, B, ldb, c, ldc, accumulate);
-    else rows_of<3>(rows, N, K, a, lda, B, ldb, c, ldc, accumulate);
-  }
+  // Tiles of 8 rows by 3 vectors (24 accumulators); the last tile of a row block takes the
+  // remaining 1-3 vectors, its last one masked.
+  const int vectors = (N + 15) / 16;
+  for (int m = 0; m < M; m += tiles::kRows)
+    tiles::rows_of_tiles(std::min(tiles::kRows, M - m), K, vectors,
+                         tiles::MatrixA{A + static_cast<int64_t>(m) * lda, lda}, tiles::MatrixB{B, ldb, 16},
+                         tiles::MatrixC{C + static_cast<int64_t>(m) * ldc, ldc, 16, accumulate},
+                         static_cast<__mmask16>(0xffff), simd::tail_mask(N - 16 * (vectors - 1)));
 #else
   gemm(false, false, M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
 #endif
