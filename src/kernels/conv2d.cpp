@@ -168,7 +168,41 @@ void unfold(const float* x, float* col, float* padded, int64_t n, const Conv2dGe
 }
 
 // dx[n] = the fold of col.
+#if defined(__AVX512F__)
+// The fold for stride 1 and rows of at most 16 (input and output): each row of dx is one vector,
+// the sum of its KH*KW shifted rows of col, each read with a mask for the lanes it covers, then
+// stored once. The same additions in the same order (kh, kw) as col2im_stride1, which adds each
+// shifted row into the padded gradient in memory: its overlapping unaligned read-add-writes
+// stalled on store forwarding (half of conv2d_backward's own cycles).
+void col2im_rows16(const float* col, float* dx, int64_t n, const Conv2dGeometry& g) {
+  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, pad = g.padding;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t y = 0; y < g.H; ++y) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int64_t kh = 0; kh < g.KH; ++kh) {
+        const int64_t oh = y + pad - kh;
+        if (oh < 0 || oh >= OH) continue;
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          // dx column x takes output column ow = x + pad - kw: lanes [lo, hi).
+          const int64_t lo = std::max<int64_t>(0, kw - pad), hi = std::min<int64_t>(g.W, OW + kw - pad);
+          if (lo >= hi) continue;
+          const __mmask16 m = static_cast<__mmask16>(simd::tail_mask(hi) & ~simd::tail_mask(lo));
+          const float* src = col + ((c * g.KH + kh) * g.KW + kw) * P + oh * OW + (pad - kw);
+          acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, src));
+        }
+      }
+      _mm512_mask_storeu_ps(dx + ((n * g.C + c) * g.H + y) * g.W, simd::tail_mask(g.W), acc);
+    }
+}
+#endif
+
 void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
+#if defined(__AVX512F__)
+  if (g.stride == 1 && g.W <= 16 && g.out_w() <= 16) {
+    col2im_rows16(col, dx, n, g);
+    return;
+  }
+#endif
   if (g.stride == 1) {
     col2im_stride1(col, dx, padded, n, g);
     return;
