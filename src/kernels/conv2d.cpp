@@ -176,22 +176,33 @@ void unfold(const float* x, float* col, float* padded, int64_t n, const Conv2dGe
 // stalled on store forwarding (half of conv2d_backward's own cycles).
 void col2im_rows16(const float* col, float* dx, int64_t n, const Conv2dGeometry& g) {
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, pad = g.padding;
+  // Per kw: dx column x takes output column ow = x + pad - kw, so lanes [lo, hi) of the row
+  // read at offset pad - kw.
+  std::vector<__mmask16> masks(static_cast<size_t>(g.KW));
+  for (int64_t kw = 0; kw < g.KW; ++kw) {
+    const int64_t lo = std::max<int64_t>(0, kw - pad), hi = std::min<int64_t>(g.W, OW + kw - pad);
+    masks[static_cast<size_t>(kw)] = lo < hi ? static_cast<__mmask16>(simd::tail_mask(hi) & ~simd::tail_mask(lo)) : 0;
+  }
+  // Four dx rows at a time: four independent chains of additions (one chain was bound by the
+  // add's latency).
+  constexpr int kRows = 4;
   for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t y = 0; y < g.H; ++y) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int64_t kh = 0; kh < g.KH; ++kh) {
-        const int64_t oh = y + pad - kh;
-        if (oh < 0 || oh >= OH) continue;
+    for (int64_t y0 = 0; y0 < g.H; y0 += kRows) {
+      __m512 acc[kRows];
+      for (int j = 0; j < kRows; ++j) acc[j] = _mm512_setzero_ps();
+      for (int64_t kh = 0; kh < g.KH; ++kh)
         for (int64_t kw = 0; kw < g.KW; ++kw) {
-          // dx column x takes output column ow = x + pad - kw: lanes [lo, hi).
-          const int64_t lo = std::max<int64_t>(0, kw - pad), hi = std::min<int64_t>(g.W, OW + kw - pad);
-          if (lo >= hi) continue;
-          const __mmask16 m = static_cast<__mmask16>(simd::tail_mask(hi) & ~simd::tail_mask(lo));
-          const float* src = col + ((c * g.KH + kh) * g.KW + kw) * P + oh * OW + (pad - kw);
-          acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, src));
+          const __mmask16 m = masks[static_cast<size_t>(kw)];
+          if (!m) continue;
+          const float* row0 = col + ((c * g.KH + kh) * g.KW + kw) * P + (pad - kw);
+#pragma GCC unroll 4
+          for (int j = 0; j < kRows; ++j) {
+            const int64_t y = y0 + j, oh = y + pad - kh;
+            if (y < g.H && oh >= 0 && oh < OH) acc[j] = _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(m, row0 + oh * OW));
+          }
         }
-      }
-      _mm512_mask_storeu_ps(dx + ((n * g.C + c) * g.H + y) * g.W, simd::tail_mask(g.W), acc);
+      for (int j = 0; j < kRows && y0 + j < g.H; ++j)
+        _mm512_mask_storeu_ps(dx + ((n * g.C + c) * g.H + y0 + j) * g.W, simd::tail_mask(g.W), acc[j]);
     }
 }
 #endif
