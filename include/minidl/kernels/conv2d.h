@@ -1,18 +1,20 @@
-// 2-D convolution lowered onto sgemm, one sample at a time.
+// 2-D convolution as matrix products, one sample at a time.
 //
 // x: (N, C, H, W)  weight: (O, C, KH, KW)  bias: (O)  ->  y: (N, O, OH, OW)
 // OH = (H + 2*padding - KH) / stride + 1, OW likewise; zero padding. P = OH*OW, K = C*KH*KW.
 //
 // For each sample n, its input is unfolded into col: (K, P) (im2col), and
-//   y[n] (O, P) = weight (O, K) . col                        one sgemm, written in place
+//   y[n] (O, P) = weight (O, K) . col                        one product, written in place
 // Backward, per sample, with dy[n] (O, P):
 //   dweight += dy[n] . col^T      dbias += row sums of dy[n]
-//   dcol = weight^T . dy[n]       dx[n] += col2im(dcol)
-// Samples are spread over the OpenMP threads, each with its own col buffer (K*P floats, a few
-// hundred KB for the reference CNN: it stays in the core's L2 cache between im2col, sgemm
-// and col2im) and its own dweight accumulator, summed at the end. Unfolding the whole batch at
-// once instead would stream a 20 MB buffer through memory several times per step (measured:
-// slower).
+//   dcol = weight^T . dy[n]       dx[n] = col2im(dcol)
+// The products run in gemm_tiles' register tiles (kernels/gemm.h); with AVX-512, stride 1 and
+// output rows of at most 16, the forward reads col straight from the padded sample instead of
+// unfolding it, and col2im sums each row of dx in registers. Samples are spread over the OpenMP
+// threads, each with its own col buffer (K*P floats, a few hundred KB for the reference CNN: it
+// stays in the core's L2 cache between im2col, the products and col2im) and its own dweight
+// accumulator, summed at the end in thread order. Unfolding the whole batch at once instead would
+// stream a 20 MB buffer through memory several times per step (measured: slower).
 #pragma once
 
 #include <cstdint>
