@@ -1,9 +1,10 @@
 // Register-tiled AVX-512 products (not installed): one R x V tile of C, R rows by V vectors of
 // up to 16 floats, the sum over k in 24 or fewer accumulators, each A element broadcast, B's
-// vectors loaded once per k. Where A, B and C live is a policy, so the same tile serves
-// gemm_tiles (plain row-major matrices) and the convolutions' implicit products, which read A or
-// B straight from a zero-padded input and add C into a padded input gradient (no unfold, no
-// fold). The sum over k runs in order k = 0, 1, ..., so a result does not depend on its tile.
+// vectors loaded once per k. Where A, B and C live is a policy (A: at(r, k); B: row(k), step
+// between vectors, shifted(j); C: put(r, v, x, mask), shifted(j)), so the same tile serves
+// gemm_tiles (plain row-major matrices) and the convolution's implicit forward, which reads B
+// straight from the zero-padded sample (conv2d.cpp). The sum over k runs in order k = 0, 1, ...,
+// so a result does not depend on its tile.
 #pragma once
 
 #include <cstddef>
