@@ -342,7 +342,7 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
                     const Conv2dGeometry& g, int threads, const SampleFn* epilogue) {
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
-  const bool implicit = implicit_applies(g);
+  [[maybe_unused]] const bool implicit = implicit_applies(g);  // read only with AVX-512
   const ImplicitOffsets offsets = implicit_offsets(g);
 #pragma omp parallel num_threads(threads)
   {

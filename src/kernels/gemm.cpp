@@ -77,6 +77,14 @@ void gemm_tiles(int M, int N, int K, const float* A, int lda, const float* B, in
 #endif
 }
 
+bool gemm_tiles_native() {
+#if defined(__AVX512F__)
+  return true;
+#else
+  return false;
+#endif
+}
+
 BlasInfo blas_info() {
   BlasInfo info;
   const char* config = openblas_get_config();

@@ -19,6 +19,9 @@ void gemm(bool transpose_a, bool transpose_b, int M, int N, int K, float alpha, 
 // k = 0, 1, ..., so a result does not depend on the tile it falls in. Without AVX-512: gemm.
 void gemm_tiles(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                 bool accumulate);
+// True when the library was built with AVX-512 and gemm_tiles runs its own tiles (then a row's
+// result is the same bit for bit whatever rows are computed with it); false when it calls gemm.
+bool gemm_tiles_native();
 
 // Large products are split across OpenMP's threads (omp_set_num_threads); OpenBLAS itself
 // runs single-threaded, so only one thread pool competes for the cores.
