@@ -174,14 +174,16 @@ void unfold(const float* x, float* col, float* padded, int64_t n, const Conv2dGe
 // stored once. The same additions in the same order (kh, kw) as col2im_stride1, which adds each
 // shifted row into the padded gradient in memory: its overlapping unaligned read-add-writes
 // stalled on store forwarding (half of conv2d_backward's own cycles).
+// Kernels up to 16 wide (the masks in a fixed array, no allocation per sample).
+constexpr int64_t kFoldMaxKW = 16;
 void col2im_rows16(const float* col, float* dx, int64_t n, const Conv2dGeometry& g) {
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, pad = g.padding;
   // Per kw: dx column x takes output column ow = x + pad - kw, so lanes [lo, hi) of the row
   // read at offset pad - kw.
-  std::vector<__mmask16> masks(static_cast<size_t>(g.KW));
+  __mmask16 masks[kFoldMaxKW];
   for (int64_t kw = 0; kw < g.KW; ++kw) {
     const int64_t lo = std::max<int64_t>(0, kw - pad), hi = std::min<int64_t>(g.W, OW + kw - pad);
-    masks[static_cast<size_t>(kw)] = lo < hi ? static_cast<__mmask16>(simd::tail_mask(hi) & ~simd::tail_mask(lo)) : 0;
+    masks[kw] = lo < hi ? static_cast<__mmask16>(simd::tail_mask(hi) & ~simd::tail_mask(lo)) : 0;
   }
   // Four dx rows at a time: four independent chains of additions (one chain was bound by the
   // add's latency).
@@ -192,7 +194,7 @@ void col2im_rows16(const float* col, float* dx, int64_t n, const Conv2dGeometry&
       for (int j = 0; j < kRows; ++j) acc[j] = _mm512_setzero_ps();
       for (int64_t kh = 0; kh < g.KH; ++kh)
         for (int64_t kw = 0; kw < g.KW; ++kw) {
-          const __mmask16 m = masks[static_cast<size_t>(kw)];
+          const __mmask16 m = masks[kw];
           if (!m) continue;
           const float* row0 = col + ((c * g.KH + kh) * g.KW + kw) * P + (pad - kw);
 #pragma GCC unroll 4
@@ -209,7 +211,7 @@ void col2im_rows16(const float* col, float* dx, int64_t n, const Conv2dGeometry&
 
 void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
 #if defined(__AVX512F__)
-  if (g.stride == 1 && g.W <= 16 && g.out_w() <= 16) {
+  if (g.stride == 1 && g.W <= 16 && g.out_w() <= 16 && g.KW <= kFoldMaxKW) {
     col2im_rows16(col, dx, n, g);
     return;
   }
@@ -230,26 +232,24 @@ void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeo
 // go: +5-7 % training without BN, +0.5 % with BN, though a vector holds 14 outputs instead of
 // 16. The same reading for the backward products did not pay (measured, interleaved): the
 // weight gradient reading A from the padded sample -7 %, the input gradient adding its tiles
-// into the padded gradient instead of col and a fold -1 %.
+// into the padded gradient instead of col and a fold -1 %. koff is empty where the implicit
+// product does not apply, so it also says whether it does.
 struct ImplicitOffsets {
   std::vector<int32_t> koff;
+  bool applies() const { return !koff.empty(); }
 };
-bool implicit_applies(const Conv2dGeometry& g) {
-#if defined(__AVX512F__)
-  return g.stride == 1 && g.out_w() <= 16;
-#else
-  (void)g;
-  return false;
-#endif
-}
 ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
-  if (!implicit_applies(g)) return t;
+#if defined(__AVX512F__)
+  if (g.stride != 1 || g.out_w() > 16) return t;
   const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding;
   t.koff.reserve(static_cast<size_t>(g.patch()));
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
       for (int64_t kw = 0; kw < g.KW; ++kw) t.koff.push_back(static_cast<int32_t>((c * Hp + kh) * Wp + kw));
+#else
+  (void)g;
+#endif
   return t;
 }
 
@@ -263,18 +263,27 @@ struct PaddedB {
   const float* row(int k) const { return base + koff[k]; }
   PaddedB shifted(int vectors) const { return {base + vectors * step, koff, step}; }
 };
-// out (O, P) = weight (O, K) . col, col read from `padded`.
-void implicit_forward(const float* weight, const float* padded, float* out, const ImplicitOffsets& t,
-                      const Conv2dGeometry& g) {
+#endif
+
+// out (O, P) = weight (O, K) . col for sample n, col read from the padded sample (written into
+// `padded`), when the implicit product applies; false (nothing done) when it does not.
+bool implicit_forward(const float* x, const float* weight, float* padded, float* out, int64_t n,
+                      const ImplicitOffsets& t, const Conv2dGeometry& g) {
+#if defined(__AVX512F__)
+  if (!t.applies()) return false;
+  pad_sample(x, padded, n, g);
   const int K = static_cast<int>(g.patch()), O = static_cast<int>(g.O), OH = static_cast<int>(g.out_h());
   const int64_t OW = g.out_w(), P = OH * OW, Wp = g.W + 2 * g.padding;
   const __mmask16 row = simd::tail_mask(OW);
   for (int m = 0; m < O; m += tiles::kRows)
     tiles::rows_of_tiles(std::min(tiles::kRows, O - m), K, OH, tiles::MatrixA{weight + m * K, K},
                          PaddedB{padded, t.koff.data(), Wp}, tiles::MatrixC{out + m * P, P, OW, false}, row, row);
-}
-
+  return true;
+#else
+  (void)x, (void)weight, (void)padded, (void)out, (void)n, (void)t, (void)g;
+  return false;
 #endif
+}
 
 }  // namespace
 
@@ -342,7 +351,6 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
                     const Conv2dGeometry& g, int threads, const SampleFn* epilogue) {
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
-  [[maybe_unused]] const bool implicit = implicit_applies(g);  // read only with AVX-512
   const ImplicitOffsets offsets = implicit_offsets(g);
 #pragma omp parallel num_threads(threads)
   {
@@ -352,14 +360,8 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.N; ++n) {
       float* out = y ? y + n * g.O * P : buffer;
-      const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
-#if defined(__AVX512F__)
-      if (implicit) {
-        pad_sample(x, padded, n, g);
-        implicit_forward(weight, padded, out, offsets, g);
-      } else
-#endif
-      {
+      if (!implicit_forward(x, weight, padded, out, n, offsets, g)) {
+        const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
         const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
         if (!pointwise) unfold(x, col, padded, n, g);
         // (The transposed product, col^T . W^T, runs faster alone but measured no faster here
@@ -486,7 +488,6 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, K = g.patch(), QH = OH / 2, QW = OW / 2;
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
   const int64_t stride = per_thread(g) + QW;
-  const bool implicit = implicit_applies(g);
   const ImplicitOffsets offsets = implicit_offsets(g);
 #pragma omp parallel num_threads(threads)
   {
@@ -496,34 +497,31 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
     int32_t* arg = reinterpret_cast<int32_t*>(col + per_thread(g));  // scratch: the pool's argmax row
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < g.N; ++n) {
-      const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
-      const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
-#if defined(__AVX512F__)
-      if (implicit) {
-        pad_sample(x, padded, n, g);
-        implicit_forward(weight, padded, z, offsets, g);
-      } else
-#endif
-      if (!pointwise) unfold(x, col, padded, n, g);
-      if (!implicit && K * P >= QH * QW * g.O) {  // col can hold the pooled rows
-        // z^T (P, O) = col^T . W^T: the faster orientation for these shapes. Pool across whole
-        // rows of O channels (vectorised over channels), add the bias after the max (rounding is
-        // monotonic, so max(a + b, c + b) == max(a, c) + b), then write each channel's plane.
-        gemm(true, true, Pi, O, Ki, 1.0f, b, Pi, weight, Ki, 0.0f, z, O);
-        float* pooled = col;  // (Q, O); col is free again after the product
-        for (int64_t qh = 0; qh < QH; ++qh)
-          for (int64_t qw = 0; qw < QW; ++qw) {
-            const float* r00 = z + ((2 * qh) * OW + 2 * qw) * g.O;
-            pool4_rows(r00, r00 + g.O, r00 + OW * g.O, r00 + (OW + 1) * g.O, bias, pooled + (qh * QW + qw) * g.O, g.O);
+      if (!implicit_forward(x, weight, padded, z, n, offsets, g)) {
+        const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
+        const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
+        if (!pointwise) unfold(x, col, padded, n, g);
+        if (K * P >= QH * QW * g.O) {  // col can hold the pooled rows
+          // z^T (P, O) = col^T . W^T: the faster orientation for these shapes. Pool across whole
+          // rows of O channels (vectorised over channels), add the bias after the max (rounding is
+          // monotonic, so max(a + b, c + b) == max(a, c) + b), then write each channel's plane.
+          gemm(true, true, Pi, O, Ki, 1.0f, b, Pi, weight, Ki, 0.0f, z, O);
+          float* pooled = col;  // (Q, O); col is free again after the product
+          for (int64_t qh = 0; qh < QH; ++qh)
+            for (int64_t qw = 0; qw < QW; ++qw) {
+              const float* r00 = z + ((2 * qh) * OW + 2 * qw) * g.O;
+              pool4_rows(r00, r00 + g.O, r00 + OW * g.O, r00 + (OW + 1) * g.O, bias, pooled + (qh * QW + qw) * g.O,
+                         g.O);
+            }
+          for (int64_t o = 0; o < g.O; ++o) {
+            float* out = y + (n * g.O + o) * QH * QW;
+            for (int64_t q = 0; q < QH * QW; ++q) out[q] = pooled[q * g.O + o];
+            activate_inplace(act, out, QH * QW);
           }
-        for (int64_t o = 0; o < g.O; ++o) {
-          float* out = y + (n * g.O + o) * QH * QW;
-          for (int64_t q = 0; q < QH * QW; ++q) out[q] = pooled[q * g.O + o];
-          activate_inplace(act, out, QH * QW);
+          continue;
         }
-        continue;
+        gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, z, Pi);
       }
-      if (!implicit) gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, z, Pi);
       for (int64_t o = 0; o < g.O; ++o) {
         float* zo = z + o * P;
         if (bias)
