@@ -5,6 +5,7 @@
 
 #include "gradcheck.h"
 #include "minidl/autograd.h"
+#include "minidl/kernels/conv2d.h"
 #include "minidl/kernels/gemm.h"
 #include "minidl/ops.h"
 
@@ -335,6 +336,58 @@ TEST_CASE("forward: conv2d of a batch equals conv2d of each sample alone", "[ops
     Tensor y_one = conv2d(x.slice_rows(n, n + 1), w, Tensor(), 1, 2);
     const Tensor row = y_all.slice_rows(n, n + 1);
     for (int64_t i = 0; i < y_one.numel(); ++i) REQUIRE(row.data()[i] == Approx(y_one.data()[i]).margin(1e-4));
+  }
+}
+
+TEST_CASE("backward: conv2d's gradients do not depend on which thread took which samples", "[ops][reliability]") {
+  // The backward hands groups of samples to whichever thread is free; each group has its own
+  // weight-gradient accumulator, summed in group order. Repeated calls on 2 and 3 threads (the
+  // threads here run at uneven speeds, so the groups land on different threads from call to
+  // call) must give the same bits, and the gradients must match a double-precision sum. O = 32
+  // runs the register tiles, O = 16 OpenBLAS.
+  Generator gen(24);
+  for (int64_t O : {32, 16}) {
+    const kernels::Conv2dGeometry g{37, 3, 9, 9, O, 5, 5, 1, 2};
+    const int64_t P = g.out_h() * g.out_w(), K = g.patch();
+    Tensor x = Tensor::normal({g.N, g.C, g.H, g.W}, 0, 1, gen), w = Tensor::normal({O, g.C, 5, 5}, 0, 0.2f, gen);
+    Tensor dy = Tensor::normal({g.N, O, g.out_h(), g.out_w()}, 0, 1, gen);
+    // dw[o, k] = sum over n, p of dy[n, o, p] * col_n[k, p]; db[o] = sum of dy[n, o, :]
+    std::vector<double> dw_ref(static_cast<size_t>(O * K), 0.0), db_ref(static_cast<size_t>(O), 0.0);
+    std::vector<float> col(static_cast<size_t>(K * P));
+    for (int64_t n = 0; n < g.N; ++n) {
+      kernels::im2col(x.data(), col.data(), n, g);
+      for (int64_t o = 0; o < O; ++o)
+        for (int64_t p = 0; p < P; ++p) {
+          const double d = dy.data()[(n * O + o) * P + p];
+          db_ref[static_cast<size_t>(o)] += d;
+          for (int64_t k = 0; k < K; ++k) dw_ref[static_cast<size_t>(o * K + k)] += d * col[static_cast<size_t>(k * P + p)];
+        }
+    }
+    for (int threads : {2, 3}) {
+      INFO("O " << O << ", " << threads << " threads");
+      std::vector<float> first_dw, first_db, first_dx;
+      for (int call = 0; call < 25; ++call) {
+        Tensor dx = Tensor::empty(x.shape()), dw = Tensor::zeros(w.shape()), db = Tensor::zeros({O});
+        Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+        kernels::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), workspace.data(), g,
+                                 threads);
+        if (call == 0) {
+          first_dw = dw.to_vector(), first_db = db.to_vector(), first_dx = dx.to_vector();
+          double worst = 0;
+          for (size_t i = 0; i < first_dw.size(); ++i)
+            worst = std::max(worst, std::abs(first_dw[i] - dw_ref[i]) / (1.0 + std::abs(dw_ref[i])));
+          for (int64_t o = 0; o < O; ++o)
+            worst = std::max(worst, std::abs(first_db[static_cast<size_t>(o)] - db_ref[static_cast<size_t>(o)]) /
+                                        (1.0 + std::abs(db_ref[static_cast<size_t>(o)])));
+          REQUIRE(worst < 1e-4);  // float sums of about 3,000 products
+          continue;
+        }
+        INFO("call " << call);
+        REQUIRE(dw.to_vector() == first_dw);
+        REQUIRE(db.to_vector() == first_db);
+        REQUIRE(dx.to_vector() == first_dx);
+      }
+    }
   }
 }
 

@@ -77,7 +77,7 @@ void forward_plane(const float* in, const ChannelNorm& norm, int64_t c, Act act,
 void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, float* xhat,
                          int64_t N, int64_t C, int64_t H, int64_t W) {
   const int64_t Q = (H / 2) * (W / 2), planes = N * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
   for (int64_t p = 0; p < planes; ++p)
     forward_plane(z + p * H * W, norm, p % C, act, out + p * Q, argmax + p * Q, xhat ? xhat + p * Q : nullptr, H, W);
 }
@@ -93,7 +93,7 @@ void pool_act_forward_sample(const float* z_n, Act act, float* out, int32_t* arg
 
 void bn_pool_act_backward_sums(const float* dout, const float* out, const float* xhat, Act act, float* dp,
                                double* sums, int64_t N, int64_t C, int64_t Q) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
   for (int64_t c = 0; c < C; ++c) {
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (int64_t n = 0; n < N; ++n) {
@@ -149,7 +149,7 @@ void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float
                              const ChannelNorm& norm, const double* sums, double M, bool training, float* dz,
                              int64_t N, int64_t C, int64_t H, int64_t W) {
   const int64_t Q = (H / 2) * (W / 2), S = H * W, planes = N * C;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(guided)
   for (int64_t p = 0; p < planes; ++p) dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz + p * S, p, C, Q, S);
 }
 

@@ -48,16 +48,34 @@ inline void row_add(float* __restrict dst, const float* __restrict src, int64_t 
 #endif
 }
 
-// Per-thread workspace: col (K, P), a dweight accumulator (O, K), and a zero-padded copy of one
-// sample's input (C, H + 2*padding, W + 2*padding) for the stride-1 unfold.
+// Per-thread workspace: col (K, P) and a zero-padded copy of one sample's input
+// (C, H + 2*padding, W + 2*padding) for the stride-1 unfold.
 int64_t padded_size(const Conv2dGeometry& g) { return g.C * (g.H + 2 * g.padding) * (g.W + 2 * g.padding); }
 // ... and a (O, P) buffer for one sample's output gradient when the caller produces it per
 // sample (or its output when the caller wants it only in cache); in the backward, that gradient
 // transposed (P, O) and the weight transposed (K, O), the layouts gemm_tiles reads.
 int64_t per_thread(const Conv2dGeometry& g) {
   const int64_t P = g.out_h() * g.out_w();
-  return g.patch() * P + g.O * g.patch() + padded_size(g) + g.O * P + P * g.O + g.patch() * g.O;
+  return g.patch() * P + padded_size(g) + g.O * P + P * g.O + g.patch() * g.O;
 }
+
+// The backward's samples in contiguous groups handed to the threads as they come free (the
+// two vCPUs here do not run at the same speed: a static split left one waiting for the other
+// at every barrier). Each group has its own weight-gradient accumulator, summed in group order
+// at the end, so the result does not depend on which thread took which group. Largest first,
+// each about 1/threads of the samples left (OpenMP's guided schedule, but with boundaries fixed
+// by N and the thread count): few accumulators, and the last groups a single sample, so the
+// threads finish within about one sample of each other.
+std::vector<int64_t> sample_groups(int64_t N, int threads) {
+  std::vector<int64_t> starts;
+  for (int64_t n = 0; n < N;) {
+    starts.push_back(n);
+    n += std::max<int64_t>(1, (N - n + threads - 1) / threads);
+  }
+  starts.push_back(N);
+  return starts;
+}
+int64_t group_count(int64_t N, int threads) { return static_cast<int64_t>(sample_groups(N, threads).size()) - 1; }
 
 #if defined(__AVX512F__)
 // dst (n, ld) = the transpose of the 16 x n block at src (row stride ls), n <= 16: 16 loads,
@@ -287,7 +305,10 @@ bool implicit_forward(const float* x, const float* weight, float* padded, float*
 
 }  // namespace
 
-int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads) { return static_cast<int64_t>(threads) * per_thread(g); }
+int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads) {
+  // The threads' buffers, then one weight-gradient accumulator (K, O) per sample group.
+  return static_cast<int64_t>(threads) * per_thread(g) + group_count(g.N, threads) * g.patch() * g.O;
+}
 
 void im2col(const float* x, float* col, int64_t n, const Conv2dGeometry& g) {
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, KK = g.KH * g.KW;
@@ -355,9 +376,10 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
 #pragma omp parallel num_threads(threads)
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * per_thread(g);
-    float* padded = col + K * P + g.O * K;
+    float* padded = col + K * P;
     float* buffer = padded + padded_size(g);  // the sample's output when y is null
-#pragma omp for schedule(static)
+    // Guided: the samples are independent, and the threads do not run at the same speed.
+#pragma omp for schedule(guided)
     for (int64_t n = 0; n < g.N; ++n) {
       float* out = y ? y + n * g.O * P : buffer;
       if (!implicit_forward(x, weight, padded, out, n, offsets, g)) {
@@ -380,72 +402,73 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
                      float* workspace, const Conv2dGeometry& g, int threads, const SampleFn* produce_dy) {
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
-  // Per-thread bias sums (double), added in thread order at the end: deterministic for a
-  // thread count, and in the parallel loop instead of a serial pass over dy.
-  std::vector<double> bias_sums(dbias ? static_cast<size_t>(threads * g.O) : 0, 0.0);
+  const std::vector<int64_t> starts = sample_groups(g.N, threads);
+  const int64_t groups = static_cast<int64_t>(starts.size()) - 1;
+  // Per-group weight-gradient accumulators (K, O) after the threads' buffers, and per-group bias
+  // sums (double); both summed in group order at the end (see sample_groups).
+  float* group_dw = workspace + static_cast<int64_t>(threads) * per_thread(g);
+  std::vector<double> bias_sums(dbias ? static_cast<size_t>(groups * g.O) : 0, 0.0);
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
     float* col = workspace + static_cast<int64_t>(t) * per_thread(g);
-    float* dw = col + K * P;  // this thread's dweight accumulator, transposed: (K, O)
-    float* padded = dw + g.O * K;
+    float* padded = col + K * P;
     float* dy_buffer = padded + padded_size(g);
     float* dy_t = dy_buffer + g.O * P;  // (P, O)
     float* weight_t = dy_t + P * g.O;   // (K, O)
-    if (dweight) std::fill(dw, dw + g.O * K, 0.0f);
     if (dx) transpose(weight, g.O, K, weight_t);
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < g.N; ++n) {
-      const float* dyn = dy ? dy + n * g.O * P : dy_buffer;
-      if (!dy) (*produce_dy)(n, dy_buffer);
-      if (dbias)
-        for (int64_t o = 0; o < g.O; ++o) {
-          const float* src = dyn + o * P;
-          double s = 0.0;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t group = 0; group < groups; ++group) {
+      float* dw = group_dw + group * K * g.O;
+      for (int64_t n = starts[static_cast<size_t>(group)]; n < starts[static_cast<size_t>(group) + 1]; ++n) {
+        const bool first = n == starts[static_cast<size_t>(group)];  // assigns the group's accumulator
+        const float* dyn = dy ? dy + n * g.O * P : dy_buffer;
+        if (!dy) (*produce_dy)(n, dy_buffer);
+        if (dbias)
+          for (int64_t o = 0; o < g.O; ++o) {
+            const float* src = dyn + o * P;
+            double s = 0.0;
 #pragma omp simd reduction(+ : s)
-          for (int64_t p = 0; p < P; ++p) s += src[p];
-          bias_sums[static_cast<size_t>(t * g.O + o)] += s;
+            for (int64_t p = 0; p < P; ++p) s += src[p];
+            bias_sums[static_cast<size_t>(group * g.O + o)] += s;
+          }
+        if (dweight) {
+          unfold(x, col, padded, n, g);
+          // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, with C's rows
+          // the long side (K), as gemm_tiles wants them; it reads dy[n] transposed. With fewer
+          // than 32 channels (C one vector wide) OpenBLAS was faster (conv1: 9.5 us against 8.9
+          // plus 4 for the transpose).
+          if (g.O >= 32) {
+            transpose(dyn, O, Pi, dy_t);
+            gemm_tiles(Ki, O, Pi, col, Pi, dy_t, O, dw, O, !first);
+          } else {
+            gemm(false, true, Ki, O, Pi, 1.0f, col, Pi, dyn, Pi, first ? 0.0f : 1.0f, dw, O);
+          }
         }
-      if (dweight) {
-        unfold(x, col, padded, n, g);
-        // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, with C's rows
-        // the long side (K), as gemm_tiles wants them; it reads dy[n] transposed. With fewer
-        // than 32 channels (C one vector wide) OpenBLAS was faster (conv1: 9.5 us against 8.9 plus
-        // 4 for the transpose).
-        if (g.O >= 32) {
-          transpose(dyn, O, Pi, dy_t);
-          gemm_tiles(Ki, O, Pi, col, Pi, dy_t, O, dw, O, true);
-        } else {
-          gemm(false, true, Ki, O, Pi, 1.0f, col, Pi, dyn, Pi, 1.0f, dw, O);
+        if (dx) {
+          gemm_tiles(Ki, Pi, O, weight_t, O, dyn, Pi, col, Pi, false);
+          fold(col, dx, padded, n, g);
         }
-      }
-      if (dx) {
-        gemm_tiles(Ki, Pi, O, weight_t, O, dyn, Pi, col, Pi, false);
-        fold(col, dx, padded, n, g);
       }
     }
+    // (The loop's implied barrier: every group is done.)
     if (dbias) {
-#pragma omp barrier
-#pragma omp single
+#pragma omp single nowait
       for (int64_t o = 0; o < g.O; ++o) {
         double s = 0.0;
-        for (int u = 0; u < threads; ++u) s += bias_sums[static_cast<size_t>(u * g.O + o)];
+        for (int64_t u = 0; u < groups; ++u) s += bias_sums[static_cast<size_t>(u * g.O + o)];
         dbias[o] += static_cast<float>(s);
       }
     }
     if (dweight) {
-      // Sum the per-thread accumulators in a fixed order (deterministic for a thread count)
-      // and transpose back to (O, K).
-#pragma omp barrier
-      const int64_t stride = per_thread(g);
-      const int team = omp_get_num_threads();
+      // Sum the groups' accumulators in group order and transpose back to (O, K).
 #pragma omp for schedule(static)
-      for (int64_t i = 0; i < g.O * K; ++i) {
-        const int64_t o = i / K, k = i % K;
-        float s = 0.0f;
-        for (int u = 0; u < team; ++u) s += workspace[static_cast<int64_t>(u) * stride + K * P + k * g.O + o];
-        dweight[i] += s;
-      }
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t o = 0; o < g.O; ++o) {
+          float s = 0.0f;
+          for (int64_t u = 0; u < groups; ++u) s += group_dw[(u * K + k) * g.O + o];
+          dweight[o * K + k] += s;
+        }
     }
   }
 }
@@ -492,10 +515,10 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
 #pragma omp parallel num_threads(threads)
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * stride;
-    float* padded = col + K * P + g.O * K;
+    float* padded = col + K * P;
     float* z = padded + padded_size(g);  // this sample's convolution output (O, P), in cache
     int32_t* arg = reinterpret_cast<int32_t*>(col + per_thread(g));  // scratch: the pool's argmax row
-#pragma omp for schedule(static)
+#pragma omp for schedule(guided)
     for (int64_t n = 0; n < g.N; ++n) {
       if (!implicit_forward(x, weight, padded, z, n, offsets, g)) {
         const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;

@@ -11,10 +11,13 @@
 // The products run in gemm_tiles' register tiles (kernels/gemm.h); with AVX-512, stride 1 and
 // output rows of at most 16, the forward reads col straight from the padded sample instead of
 // unfolding it, and col2im sums each row of dx in registers. Samples are spread over the OpenMP
-// threads, each with its own col buffer (K*P floats, a few hundred KB for the reference CNN: it
-// stays in the core's L2 cache between im2col, the products and col2im) and its own dweight
-// accumulator, summed at the end in thread order. Unfolding the whole batch at once instead would
-// stream a 20 MB buffer through memory several times per step (measured: slower).
+// threads as they come free (guided, or in fixed groups of samples for the backward), each
+// thread with its own col buffer (K*P floats, a few hundred KB for the reference CNN: it stays in
+// the core's L2 cache between im2col, the products and col2im). The backward's groups each have
+// their own dweight accumulator, summed at the end in group order: the gradients are the same
+// bits whichever thread took which group (the groups depend on N and the thread count only).
+// Unfolding the whole batch at once instead would stream a 20 MB buffer through memory several
+// times per step (measured: slower).
 #pragma once
 
 #include <cstdint>
