@@ -117,9 +117,12 @@ TEST_CASE("fused kernels: vectorised tanh within 3 ulp of std::tanh, odd, satura
 
 TEST_CASE("fused kernels: 2x2 max pool follows the first-maximum and NaN rules at every width", "[fused][kernels]") {
   // Reference: the rule itself, written plainly.
+  // Heights 4, 6 and 7: planes of rows up to 16 wide are pooled two output rows per step, with
+  // a last row alone when their number is odd.
   Generator g(3);
+  for (int64_t H : {4, 6, 7})
   for (int64_t W : {2, 3, 7, 14, 28, 31, 33, 40, 64}) {
-    const int64_t H = 4, OH = 2, OW = W / 2;
+    const int64_t OH = H / 2, OW = W / 2;
     Tensor x = Tensor::empty({1, 1, H, W});
     for (int64_t i = 0; i < x.numel(); ++i) {
       // few distinct values: many ties, and both zeros
@@ -127,6 +130,10 @@ TEST_CASE("fused kernels: 2x2 max pool follows the first-maximum and NaN rules a
       x.data()[i] = r == 0 ? -0.0f : r == 1 ? 0.0f : static_cast<float>(r % 3);
     }
     if (W >= 7) x.data()[W + 5] = std::numeric_limits<float>::quiet_NaN();  // one window with a NaN
+    if (W >= 7 && H >= 6) {  // ... and one in each later output row
+      x.data()[3 * W + 2] = std::numeric_limits<float>::quiet_NaN();
+      x.data()[4 * W + 3] = std::numeric_limits<float>::quiet_NaN();
+    }
     std::vector<float> y(static_cast<size_t>(OH * OW));
     std::vector<int32_t> arg(y.size());
     kernels::max_pool2d_forward(x.data(), y.data(), arg.data(), 1, H, W, 2, 2);
@@ -141,7 +148,7 @@ TEST_CASE("fused kernels: 2x2 max pool follows the first-maximum and NaN rules a
           if (std::isnan(v) || v > b) best = idx[k];
         }
         const size_t o = static_cast<size_t>(oh * OW + ow);
-        INFO("W " << W << " window " << oh << "," << ow);
+        INFO("H " << H << " W " << W << " window " << oh << "," << ow);
         REQUIRE(arg[o] == best);
         const float want = x.data()[best];
         if (std::isnan(want)) {

@@ -51,22 +51,15 @@ void act_grad_row(Act a, const float* dout, const float* out, float* dp, int64_t
 void forward_plane(const float* in, const ChannelNorm& norm, int64_t c, Act act, float* o, int32_t* arg, float* xhat,
                    int64_t H, int64_t W) {
   const int64_t OH = H / 2, OW = W / 2;
-  const int32_t w32 = static_cast<int32_t>(W);
-  detail::RowNorm nm;
   if (norm.active()) {
+    detail::RowNorm nm;
     nm.m = SplitMean(norm.mean[c]);
     nm.scale = norm.gamma[c] * norm.inv_std[c];
     nm.beta = norm.beta[c];
     nm.inv_std = norm.inv_std[c];
-  }
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const float* r0 = in + 2 * oh * W;
-    const int32_t base = static_cast<int32_t>(2 * oh * W);
-    if (norm.active())
-      detail::pool2x2_row_fast_t<true>(r0, r0 + W, OW, base, w32, nm, o + oh * OW, arg + oh * OW,
-                                       xhat ? xhat + oh * OW : nullptr);
-    else
-      detail::pool2x2_row_fast(r0, r0 + W, OW, base, w32, o + oh * OW, arg + oh * OW);
+    detail::pool2x2_plane_t<true>(in, H, W, nm, o, arg, xhat);
+  } else {
+    detail::pool2x2_plane_t<false>(in, H, W, detail::RowNorm{}, o, arg, nullptr);
   }
   // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
   activate_inplace(act, o, OH * OW);

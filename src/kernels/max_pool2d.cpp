@@ -16,10 +16,7 @@ void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t plane
     float* out = y + p * OH * OW;
     int32_t* arg = argmax + p * OH * OW;
     if (kernel == 2 && stride == 2) {
-      const int32_t w32 = static_cast<int32_t>(W);
-      for (int64_t oh = 0; oh < OH; ++oh)
-        detail::pool2x2_row_fast(in + 2 * oh * W, in + (2 * oh + 1) * W, OW, static_cast<int32_t>(2 * oh * W), w32,
-                            out + oh * OW, arg + oh * OW);
+      detail::pool2x2_plane_t<false>(in, H, W, detail::RowNorm{}, out, arg, nullptr);
       continue;
     }
     for (int64_t oh = 0; oh < OH; ++oh) {
