@@ -137,10 +137,10 @@ void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* _
 void pad_sample(const float* x, float* padded, int64_t n, const Conv2dGeometry& g) {
   const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding;
   std::fill(padded, padded + padded_size(g), 0.0f);
+  // (row_copy, not memcpy: a call per 14- or 28-float row was 2 % of a training step)
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h)
-      std::memcpy(padded + (c * Hp + h + g.padding) * Wp + g.padding, x + ((n * g.C + c) * g.H + h) * g.W,
-                  sizeof(float) * static_cast<size_t>(g.W));
+      row_copy(padded + (c * Hp + h + g.padding) * Wp + g.padding, x + ((n * g.C + c) * g.H + h) * g.W, g.W);
 }
 
 // dx[n] = the interior of the padded gradient (assigned: nothing else adds to a sample's input
