@@ -242,17 +242,35 @@ TEST_CASE("forward: matmul against a naive triple loop", "[ops]") {
   Generator g(21);
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
-      const int64_t M = 7, K = 13, N = 5;
-      Tensor a = ta ? Tensor::normal({K, M}, 0, 1, g) : Tensor::normal({M, K}, 0, 1, g);
-      Tensor b = tb ? Tensor::normal({N, K}, 0, 1, g) : Tensor::normal({K, N}, 0, 1, g);
-      Tensor c = matmul(a, b, ta, tb);
-      REQUIRE(c.shape() == Shape{M, N});
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) {
-          double s = 0;
-          for (int64_t k = 0; k < K; ++k) s += double(ta ? a.at({k, i}) : a.at({i, k})) * (tb ? b.at({j, k}) : b.at({k, j}));
-          REQUIRE(c.at({i, j}) == Approx(s).margin(1e-4));
+      // small (OpenBLAS), and shapes the register tiles take (B not transposed, K <= 256; on
+      // one thread and on several, with a last column tile that is partly masked)
+      struct Dims {
+        int64_t M, K, N;
+      };
+      for (const Dims& d : {Dims{7, 13, 5}, Dims{21, 70, 100}, Dims{64, 128, 1000}, Dims{128, 64, 250}}) {
+        const int64_t M = d.M, K = d.K, N = d.N;
+        INFO("ta " << ta << " tb " << tb << " M " << M << " K " << K << " N " << N);
+        Tensor a = ta ? Tensor::normal({K, M}, 0, 1, g) : Tensor::normal({M, K}, 0, 1, g);
+        Tensor b = tb ? Tensor::normal({N, K}, 0, 1, g) : Tensor::normal({K, N}, 0, 1, g);
+        Tensor c = matmul(a, b, ta, tb);
+        REQUIRE(c.shape() == Shape{M, N});
+        double worst = 0;
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            double s = 0;
+            for (int64_t k = 0; k < K; ++k)
+              s += double(ta ? a.at({k, i}) : a.at({i, k})) * (tb ? b.at({j, k}) : b.at({k, j}));
+            worst = std::max(worst, std::abs(c.at({i, j}) - s));
+          }
+        REQUIRE(worst < 1e-4);
+        // beta = 1 adds into C
+        if (!tb) {
+          Tensor acc = Tensor::ones({M, N});
+          kernels::gemm(ta, false, static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0f, a.data(),
+                        static_cast<int>(a.size(1)), b.data(), static_cast<int>(N), 1.0f, acc.data(), static_cast<int>(N));
+          for (int64_t i = 0; i < M * N; ++i) REQUIRE(acc.data()[i] == Approx(c.data()[i] + 1.0f).margin(1e-4));
         }
+      }
     }
   REQUIRE_THROWS_WITH(matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 2})), Catch::Contains("inner dimensions differ"));
 }

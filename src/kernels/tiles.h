@@ -22,6 +22,14 @@ struct MatrixA {
   float at(int r, int k) const { return a[r * lda + k]; }
 };
 
+// A stored transposed, [K, M] (lda): element (r, k) is a[k * lda + r] (a tile's R values for
+// one k are adjacent).
+struct MatrixAT {
+  const float* a;
+  int64_t lda;
+  float at(int r, int k) const { return a[k * lda + r]; }
+};
+
 // B row-major [K, N] (ldb): row k, its vectors `step` floats apart (16 for a plain matrix).
 struct MatrixB {
   const float* b;
