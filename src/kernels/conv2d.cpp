@@ -503,21 +503,21 @@ void pool4_rows(const float* a, const float* b, const float* c, const float* d, 
 }  // namespace
 
 int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads) {
-  return static_cast<int64_t>(threads) * (per_thread(g) + g.out_w() / 2);
+  return static_cast<int64_t>(threads) * (per_thread(g) + (g.out_h() / 2) * (g.out_w() / 2));
 }
 
 void conv2d_pool_act_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
                              const Conv2dGeometry& g, Act act, int threads) {
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, K = g.patch(), QH = OH / 2, QW = OW / 2;
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
-  const int64_t stride = per_thread(g) + QW;
+  const int64_t stride = per_thread(g) + QH * QW;
   const ImplicitOffsets offsets = implicit_offsets(g);
 #pragma omp parallel num_threads(threads)
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * stride;
     float* padded = col + K * P;
     float* z = padded + padded_size(g);  // this sample's convolution output (O, P), in cache
-    int32_t* arg = reinterpret_cast<int32_t*>(col + per_thread(g));  // scratch: the pool's argmax row
+    int32_t* arg = reinterpret_cast<int32_t*>(col + per_thread(g));  // scratch: a plane's pool argmax
 #pragma omp for schedule(guided)
     for (int64_t n = 0; n < g.N; ++n) {
       if (!implicit_forward(x, weight, padded, z, n, offsets, g)) {
@@ -550,9 +550,7 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
         if (bias)
           for (int64_t p = 0; p < P; ++p) zo[p] += bias[o];
         float* out = y + (n * g.O + o) * QH * QW;
-        for (int64_t qh = 0; qh < QH; ++qh)
-          detail::pool2x2_row_fast(zo + 2 * qh * OW, zo + (2 * qh + 1) * OW, QW, static_cast<int32_t>(2 * qh * OW),
-                                   static_cast<int32_t>(OW), out + qh * QW, arg);
+        detail::pool2x2_plane_t<false>(zo, OH, OW, detail::RowNorm{}, out, arg, nullptr);
         activate_inplace(act, out, QH * QW);
       }
     }

@@ -47,69 +47,12 @@ struct RowNorm {
   float apply(float z) const { return m.center(z) * scale + beta; }
 };
 
-// pool2x2_row, 16 windows per step with AVX-512 (same results: std::max(a, b) is
-// vmaxps(b, a), which also keeps its choice between -0 and +0); a step with a NaN in its
-// windows goes through the scalar function. With kNorm, the inputs are normalized by nm in
-// registers first, and xhat (when not null) receives each winner's center(z)*inv_std.
+// pool2x2_row with the inputs normalized by nm first (kNorm) and xhat (when not null) receiving
+// each winner's center(z)*inv_std: the portable version of pool2x2_plane_t below, a row pair
+// at a time.
 template <bool kNorm>
-inline void pool2x2_row_fast_t(const float* r0, const float* r1, int64_t OW, int32_t base, int32_t W,
-                               const RowNorm& nm, float* out, int32_t* arg, float* xhat) {
-#if defined(__AVX512F__)
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512i off1 = _mm512_set1_epi32(1), off2 = _mm512_set1_epi32(W), off3 = _mm512_set1_epi32(W + 1);
-  const __m512 hi_v = _mm512_set1_ps(nm.m.hi), lo_v = _mm512_set1_ps(nm.m.lo), scale_v = _mm512_set1_ps(nm.scale),
-               beta_v = _mm512_set1_ps(nm.beta), is_v = _mm512_set1_ps(nm.inv_std);
-  auto center = [&](__m512 v) { return _mm512_sub_ps(_mm512_sub_ps(v, hi_v), lo_v); };
-  auto norm = [&](__m512 v) { return kNorm ? _mm512_fmadd_ps(center(v), scale_v, beta_v) : v; };
-  for (int64_t ow = 0; ow < OW; ow += 16) {
-    const int64_t cnt = std::min<int64_t>(16, OW - ow);
-    const __mmask16 mo = simd::tail_mask(cnt), lo = simd::tail_mask(2 * cnt),
-                    hi = simd::tail_mask(std::max<int64_t>(0, 2 * cnt - 16));
-    const float* p0 = r0 + 2 * ow;
-    const float* p1 = r1 + 2 * ow;
-    const __m512 a0 = _mm512_maskz_loadu_ps(lo, p0), b0 = _mm512_maskz_loadu_ps(hi, p0 + 16);
-    const __m512 a1 = _mm512_maskz_loadu_ps(lo, p1), b1 = _mm512_maskz_loadu_ps(hi, p1 + 16);
-    const __m512 na0 = norm(a0), nb0 = norm(b0), na1 = norm(a1), nb1 = norm(b1);
-    const __m512 v0 = _mm512_permutex2var_ps(na0, even, nb0), v1 = _mm512_permutex2var_ps(na0, odd, nb0);
-    const __m512 v2 = _mm512_permutex2var_ps(na1, even, nb1), v3 = _mm512_permutex2var_ps(na1, odd, nb1);
-    const __mmask16 nan = (_mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q) |
-                           _mm512_cmp_ps_mask(v2, v2, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v3, v3, _CMP_UNORD_Q)) & mo;
-    if (nan) {
-      // rare: the scalar rules on this step's (normalized) values
-      alignas(64) float rows[64];
-      _mm512_store_ps(rows, na0);
-      _mm512_store_ps(rows + 16, nb0);
-      _mm512_store_ps(rows + 32, na1);
-      _mm512_store_ps(rows + 48, nb1);
-      alignas(64) int32_t local[16];
-      pool2x2_row(rows, rows + 32, cnt, 0, 32, out + ow, local);
-      for (int64_t i = 0; i < cnt; ++i) {
-        const int32_t l = local[i], row = l / 32, col = l % 32;
-        arg[ow + i] = base + static_cast<int32_t>(2 * ow) + col + row * W;
-        if (xhat) xhat[ow + i] = nm.m.center((row ? p1 : p0)[col]) * nm.inv_std;
-      }
-      continue;
-    }
-    const __m512 best = _mm512_max_ps(_mm512_max_ps(v3, v2), _mm512_max_ps(v1, v0));
-    const __mmask16 e0 = _mm512_cmp_ps_mask(v0, best, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, best, _CMP_EQ_OQ),
-                    e2 = _mm512_cmp_ps_mask(v2, best, _CMP_EQ_OQ);
-    __m512i k = _mm512_mask_mov_epi32(off3, e2, off2);
-    k = _mm512_mask_mov_epi32(k, e1, off1);
-    k = _mm512_maskz_mov_epi32(static_cast<__mmask16>(~e0), k);
-    const __m512i pos = _mm512_add_epi32(_mm512_set1_epi32(base + static_cast<int32_t>(2 * ow)), even);
-    _mm512_mask_storeu_ps(out + ow, mo, best);
-    _mm512_mask_storeu_epi32(arg + ow, mo, _mm512_add_epi32(pos, k));
-    if (kNorm && xhat) {
-      // the winner's raw value, chosen by the same masks, centred and scaled as the backward does
-      __m512 w = _mm512_permutex2var_ps(a1, odd, b1);
-      w = _mm512_mask_mov_ps(w, e2, _mm512_permutex2var_ps(a1, even, b1));
-      w = _mm512_mask_mov_ps(w, e1, _mm512_permutex2var_ps(a0, odd, b0));
-      w = _mm512_mask_mov_ps(w, e0, _mm512_permutex2var_ps(a0, even, b0));
-      _mm512_mask_storeu_ps(xhat + ow, mo, _mm512_mul_ps(center(w), is_v));
-    }
-  }
-#else
+inline void pool2x2_row_norm(const float* r0, const float* r1, int64_t OW, int32_t base, int32_t W,
+                             const RowNorm& nm, float* out, int32_t* arg, float* xhat) {
   if (!kNorm) {
     pool2x2_row(r0, r1, OW, base, W, out, arg);
     return;
@@ -125,19 +68,15 @@ inline void pool2x2_row_fast_t(const float* r0, const float* r1, int64_t OW, int
     arg[i] = base + col + row * W;
     if (xhat) xhat[i] = nm.m.center((row ? r1 : r0)[col]) * nm.inv_std;
   }
-#endif
 }
 
-inline void pool2x2_row_fast(const float* r0, const float* r1, int64_t OW, int32_t base, int32_t W, float* out,
-                             int32_t* arg) {
-  pool2x2_row_fast_t<false>(r0, r1, OW, base, W, RowNorm{}, out, arg, nullptr);
-}
-
-// A whole plane (H, W) -> out, arg, xhat (H/2, W/2), the results of pool2x2_row_fast_t on each
-// pair of rows. With AVX-512 the constants are set up once per plane (per row, that setup and the
-// call cost more than the pooling itself for the reference CNN's 7- and 14-window rows), and
-// rows of at most 16 take two output rows per step (conv2's 7 windows filled 7 of 16 lanes): the
-// step reads rows 2oh and 2oh + 2 as one 32-float run on top and rows 2oh + 1 and 2oh + 3 below.
+// A whole plane (H, W) -> out, arg, xhat (H/2, W/2), the results of pool2x2_row_norm on each
+// pair of rows (the same bits: std::max(a, b) is vmaxps(b, a), which also keeps its choice
+// between -0 and +0; a step with a NaN in its windows takes the scalar rules). With AVX-512, 16
+// windows per step, the constants set up once per plane (per row, that setup and the call cost
+// more than the pooling itself for the reference CNN's 7- and 14-window rows), and rows of at
+// most 16 pooled two output rows per step (conv2's 7 windows filled 7 of 16 lanes): the step
+// reads rows 2oh and 2oh + 2 as one 32-float run on top and rows 2oh + 1 and 2oh + 3 below.
 template <bool kNorm>
 inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm& nm, float* out, int32_t* arg,
                             float* xhat) {
@@ -237,9 +176,8 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
   }
 #else
   for (int64_t oh = 0; oh < OH; ++oh)
-    pool2x2_row_fast_t<kNorm>(in + 2 * oh * W, in + (2 * oh + 1) * W, OW, static_cast<int32_t>(2 * oh * W),
-                              static_cast<int32_t>(W), nm, out + oh * OW, arg + oh * OW,
-                              xhat ? xhat + oh * OW : nullptr);
+    pool2x2_row_norm<kNorm>(in + 2 * oh * W, in + (2 * oh + 1) * W, OW, static_cast<int32_t>(2 * oh * W),
+                            static_cast<int32_t>(W), nm, out + oh * OW, arg + oh * OW, xhat ? xhat + oh * OW : nullptr);
 #endif
 }
 
