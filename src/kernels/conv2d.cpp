@@ -185,6 +185,14 @@ void unfold(const float* x, float* col, float* padded, int64_t n, const Conv2dGe
   else im2col(x, col, n, g);
 }
 
+// The forward product's B for sample n: the sample itself for a pointwise convolution (1x1,
+// stride 1, no padding: col would be a copy of it), else col, unfolded here.
+const float* product_input(const float* x, float* col, float* padded, int64_t n, const Conv2dGeometry& g) {
+  if (g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0) return x + n * g.C * g.H * g.W;
+  unfold(x, col, padded, n, g);
+  return col;
+}
+
 // dx[n] = the fold of col.
 #if defined(__AVX512F__)
 // The fold for stride 1 and rows of at most 16 (input and output): each row of dx is one vector,
@@ -383,9 +391,7 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
     for (int64_t n = 0; n < g.N; ++n) {
       float* out = y ? y + n * g.O * P : buffer;
       if (!implicit_forward(x, weight, padded, out, n, offsets, g)) {
-        const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
-        const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
-        if (!pointwise) unfold(x, col, padded, n, g);
+        const float* b = product_input(x, col, padded, n, g);
         // (The transposed product, col^T . W^T, runs faster alone but measured no faster here
         // once its result is transposed back; inference uses it, pooling its rows directly.)
         gemm_tiles(O, Pi, Ki, weight, Ki, b, Pi, out, Pi, false);
@@ -521,9 +527,7 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
 #pragma omp for schedule(guided)
     for (int64_t n = 0; n < g.N; ++n) {
       if (!implicit_forward(x, weight, padded, z, n, offsets, g)) {
-        const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
-        const float* b = pointwise ? x + n * g.C * g.H * g.W : col;
-        if (!pointwise) unfold(x, col, padded, n, g);
+        const float* b = product_input(x, col, padded, n, g);
         if (K * P >= QH * QW * g.O) {  // col can hold the pooled rows
           // z^T (P, O) = col^T . W^T: the faster orientation for these shapes. Pool across whole
           // rows of O channels (vectorised over channels), add the bias after the max (rounding is
