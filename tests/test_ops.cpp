@@ -409,6 +409,53 @@ TEST_CASE("backward: conv2d's gradients do not depend on which thread took which
   }
 }
 
+TEST_CASE("backward: conv2d's input gradient against a direct double sum", "[ops]") {
+  // Stride 1 with input rows of at most 16 and padding <= kernel - 1 takes the implicit
+  // transposed product (the output gradient padded, the weight flipped, dx written once); the
+  // other cases col = W^T . dy and the fold. Both against the definition:
+  // dx[n, c, oh*s - p + kh, ow*s - p + kw] += dy[n, o, oh, ow] * w[o, c, kh, kw].
+  Generator gen(25);
+  struct Case {
+    Shape x, w;
+    int64_t stride, padding;
+  };
+  for (const Case& c : {Case{{2, 16, 14, 14}, {32, 16, 5, 5}, 1, 2},  // conv2 of the reference CNN
+                        Case{{2, 3, 9, 8}, {5, 3, 3, 2}, 1, 0},       // no padding, a 3 x 2 kernel
+                        Case{{1, 9, 16, 16}, {4, 9, 3, 3}, 1, 1},     // rows of 16, 9 channels (8 + 1)
+                        Case{{2, 2, 7, 17}, {3, 2, 3, 3}, 1, 1},      // rows of 17: the fold
+                        Case{{2, 2, 6, 6}, {3, 2, 3, 3}, 1, 3},       // padding > kernel - 1: the fold
+                        Case{{2, 3, 9, 9}, {4, 3, 3, 3}, 2, 1}}) {    // stride 2: the fold
+    const kernels::Conv2dGeometry g{c.x[0], c.x[1], c.x[2], c.x[3], c.w[0], c.w[2], c.w[3], c.stride, c.padding};
+    const int64_t OH = g.out_h(), OW = g.out_w();
+    Tensor x = Tensor::normal(c.x, 0, 1, gen), w = Tensor::normal(c.w, 0, 0.2f, gen);
+    Tensor dy = Tensor::normal({g.N, g.O, OH, OW}, 0, 1, gen);
+    std::vector<double> ref(static_cast<size_t>(x.numel()), 0.0);
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t o = 0; o < g.O; ++o)
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow)
+            for (int64_t ci = 0; ci < g.C; ++ci)
+              for (int64_t kh = 0; kh < g.KH; ++kh)
+                for (int64_t kw = 0; kw < g.KW; ++kw) {
+                  const int64_t ih = oh * g.stride - g.padding + kh, iw = ow * g.stride - g.padding + kw;
+                  if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                  ref[static_cast<size_t>(((n * g.C + ci) * g.H + ih) * g.W + iw)] +=
+                      double(dy.at({n, o, oh, ow})) * w.at({o, ci, kh, kw});
+                }
+    for (int threads : {1, 2}) {
+      INFO("input " << shape_to_string(c.x) << ", weight " << shape_to_string(c.w) << ", stride " << c.stride
+                    << ", padding " << c.padding << ", " << threads << " threads");
+      Tensor dx = Tensor::full(x.shape(), 7.0f);  // every element must be assigned
+      Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+      kernels::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), nullptr, nullptr, workspace.data(), g, threads);
+      double worst = 0;
+      for (size_t i = 0; i < ref.size(); ++i)
+        worst = std::max(worst, std::abs(dx.data()[i] - ref[i]) / (1.0 + std::abs(ref[i])));
+      REQUIRE(worst < 1e-5);
+    }
+  }
+}
+
 TEST_CASE("forward: max_pool2d by hand, gradient only to the argmax", "[ops]") {
   Tensor x = Tensor::from_vector({1, 1, 4, 4}, {1, 5, 2, 0,  //
                                                 3, 4, 8, 1,  //

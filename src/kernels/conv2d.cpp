@@ -54,9 +54,13 @@ int64_t padded_size(const Conv2dGeometry& g) { return g.C * (g.H + 2 * g.padding
 // ... and a (O, P) buffer for one sample's output gradient when the caller produces it per
 // sample (or its output when the caller wants it only in cache); in the backward, that gradient
 // transposed (P, O) and the weight transposed (K, O), the layouts gemm_tiles reads.
+// The output gradient zero-padded by KH - 1 - padding rows and KW - 1 - padding columns on each
+// side, (O, H + KH - 1, W + KW - 1): the input of the backward's implicit transposed product.
+int64_t padded_dy_size(const Conv2dGeometry& g) { return g.O * (g.H + g.KH - 1) * (g.W + g.KW - 1); }
+// ... and that padded gradient last.
 int64_t per_thread(const Conv2dGeometry& g) {
   const int64_t P = g.out_h() * g.out_w();
-  return g.patch() * P + padded_size(g) + g.O * P + P * g.O + g.patch() * g.O;
+  return g.patch() * P + padded_size(g) + g.O * P + P * g.O + g.patch() * g.O + padded_dy_size(g);
 }
 
 // The backward's samples in contiguous groups handed to the threads as they come free (the
@@ -264,19 +268,53 @@ struct ImplicitOffsets {
   std::vector<int32_t> koff;
   bool applies() const { return !koff.empty(); }
 };
+// Row (c, kh, kw) of col read from `channels` planes of Hp x Wp: offset (c*Hp + kh)*Wp + kw.
+[[maybe_unused]] std::vector<int32_t> patch_offsets(int64_t channels, int64_t KH, int64_t KW, int64_t Hp, int64_t Wp) {
+  std::vector<int32_t> koff;
+  koff.reserve(static_cast<size_t>(channels * KH * KW));
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t kh = 0; kh < KH; ++kh)
+      for (int64_t kw = 0; kw < KW; ++kw) koff.push_back(static_cast<int32_t>((c * Hp + kh) * Wp + kw));
+  return koff;
+}
 ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
 #if defined(__AVX512F__)
   if (g.stride != 1 || g.out_w() > 16) return t;
-  const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding;
-  t.koff.reserve(static_cast<size_t>(g.patch()));
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t kh = 0; kh < g.KH; ++kh)
-      for (int64_t kw = 0; kw < g.KW; ++kw) t.koff.push_back(static_cast<int32_t>((c * Hp + kh) * Wp + kw));
+  t.koff = patch_offsets(g.C, g.KH, g.KW, g.H + 2 * g.padding, g.W + 2 * g.padding);
 #else
   (void)g;
 #endif
   return t;
+}
+
+// The input gradient of a stride-1 convolution is itself a stride-1 convolution: of the output
+// gradient padded by KH - 1 - padding (rows) and KW - 1 - padding (columns), with the weight
+// flipped in both spatial axes and its channel axes swapped, W'[c][o][kh][kw] =
+// W[o][c][KH-1-kh][KW-1-kw]. For input rows of at most 16 it runs as the implicit forward does
+// (one vector per row of dx, B read from the padded gradient, dx written once), instead of
+// col = W^T . dy followed by the fold (col written, read back and added up in L2).
+// Empty where it does not apply.
+ImplicitOffsets implicit_dx_offsets(const Conv2dGeometry& g) {
+  ImplicitOffsets t;
+#if defined(__AVX512F__)
+  if (g.stride != 1 || g.W > 16 || g.padding > g.KH - 1 || g.padding > g.KW - 1) return t;
+  t.koff = patch_offsets(g.O, g.KH, g.KW, g.H + g.KH - 1, g.W + g.KW - 1);
+#else
+  (void)g;
+#endif
+  return t;
+}
+
+// W' (C, O*KH*KW) as above.
+void flip_weight(const float* weight, float* flipped, const Conv2dGeometry& g) {
+  const int64_t KK = g.KH * g.KW;
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t o = 0; o < g.O; ++o)
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw)
+          flipped[(c * g.O + o) * KK + kh * g.KW + kw] =
+              weight[(o * g.C + c) * KK + (g.KH - 1 - kh) * g.KW + (g.KW - 1 - kw)];
 }
 
 #if defined(__AVX512F__)
@@ -308,6 +346,28 @@ bool implicit_forward(const float* x, const float* weight, float* padded, float*
 #else
   (void)x, (void)weight, (void)padded, (void)out, (void)n, (void)t, (void)g;
   return false;
+#endif
+}
+
+// dx[n] (C, H, W) = the implicit transposed product (see implicit_dx_offsets) of sample n's
+// output gradient dyn (O, P), copied into the interior of padded_dy, whose borders the caller
+// zeroed; flipped is W'.
+void implicit_dx(const float* dyn, const float* flipped, float* padded_dy, float* dx, int64_t n,
+                 const ImplicitOffsets& t, const Conv2dGeometry& g) {
+#if defined(__AVX512F__)
+  const int64_t OH = g.out_h(), OW = g.out_w(), Hq = g.H + g.KH - 1, Wq = g.W + g.KW - 1;
+  const int64_t ph = g.KH - 1 - g.padding, pw = g.KW - 1 - g.padding;
+  for (int64_t o = 0; o < g.O; ++o)
+    for (int64_t oh = 0; oh < OH; ++oh) row_copy(padded_dy + (o * Hq + ph + oh) * Wq + pw, dyn + (o * OH + oh) * OW, OW);
+  const int K = static_cast<int>(g.O * g.KH * g.KW), C = static_cast<int>(g.C), H = static_cast<int>(g.H);
+  const int64_t S = g.H * g.W;
+  const __mmask16 row = simd::tail_mask(g.W);
+  for (int m = 0; m < C; m += tiles::kRows)
+    tiles::rows_of_tiles(std::min(tiles::kRows, C - m), K, H, tiles::MatrixA{flipped + m * K, K},
+                         PaddedB{padded_dy, t.koff.data(), Wq}, tiles::MatrixC{dx + (n * g.C + m) * S, S, g.W, false},
+                         row, row);
+#else
+  (void)dyn, (void)flipped, (void)padded_dy, (void)dx, (void)n, (void)t, (void)g;
 #endif
 }
 
@@ -414,6 +474,7 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
   // sums (double); both summed in group order at the end (see sample_groups).
   float* group_dw = workspace + static_cast<int64_t>(threads) * per_thread(g);
   std::vector<double> bias_sums(dbias ? static_cast<size_t>(groups * g.O) : 0, 0.0);
+  const ImplicitOffsets dx_offsets = dx ? implicit_dx_offsets(g) : ImplicitOffsets{};
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
@@ -421,8 +482,14 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
     float* padded = col + K * P;
     float* dy_buffer = padded + padded_size(g);
     float* dy_t = dy_buffer + g.O * P;  // (P, O)
-    float* weight_t = dy_t + P * g.O;   // (K, O)
-    if (dx) transpose(weight, g.O, K, weight_t);
+    float* weight_t = dy_t + P * g.O;   // (K, O), or W' for the implicit input gradient
+    float* padded_dy = weight_t + K * g.O;
+    if (dx && dx_offsets.applies()) {
+      flip_weight(weight, weight_t, g);
+      std::fill(padded_dy, padded_dy + padded_dy_size(g), 0.0f);
+    } else if (dx) {
+      transpose(weight, g.O, K, weight_t);
+    }
 #pragma omp for schedule(dynamic, 1)
     for (int64_t group = 0; group < groups; ++group) {
       float* dw = group_dw + group * K * g.O;
@@ -451,7 +518,9 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
             gemm(false, true, Ki, O, Pi, 1.0f, col, Pi, dyn, Pi, first ? 0.0f : 1.0f, dw, O);
           }
         }
-        if (dx) {
+        if (dx && dx_offsets.applies()) {
+          implicit_dx(dyn, weight_t, padded_dy, dx, n, dx_offsets, g);
+        } else if (dx) {
           gemm_tiles(Ki, Pi, O, weight_t, O, dyn, Pi, col, Pi, false);
           fold(col, dx, padded, n, g);
         }
