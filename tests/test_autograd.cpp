@@ -22,6 +22,30 @@ TEST_CASE("autograd: gradients accumulate across backward calls until zero_grad"
   REQUIRE_FALSE(x.grad().defined());
 }
 
+TEST_CASE("autograd: a leaf's gradient shares storage with nothing else", "[autograd]") {
+  // A gradient that nothing else holds becomes the leaf's .grad as it is; one that another
+  // tensor can see (the seed, a view, the same tensor given to two inputs) is copied.
+  Tensor a = Tensor::from_vector({2, 2}, {1, 2, 3, 4}).set_requires_grad();
+  Tensor b = Tensor::from_vector({2, 2}, {5, 6, 7, 8}).set_requires_grad();
+  Tensor seed = Tensor::from_vector({2, 2}, {1, 1, 1, 1});
+  add(a, b).backward(seed);  // both inputs receive the seed itself
+  a.grad().data()[0] = 100.0f;
+  REQUIRE(b.grad().to_vector() == std::vector<float>{1, 1, 1, 1});
+  REQUIRE(seed.to_vector() == std::vector<float>{1, 1, 1, 1});
+  Tensor x = Tensor::from_vector({4}, {1, 2, 3, 4}).set_requires_grad();
+  Tensor s2 = Tensor::from_vector({2, 2}, {1, 2, 3, 4});
+  reshape(x, {2, 2}).backward(s2);  // a view of the seed
+  s2.data()[0] = -1.0f;
+  REQUIRE(x.grad().to_vector() == std::vector<float>{1, 2, 3, 4});
+  // A fresh product's gradient, taken without a copy, then accumulated into in place.
+  Tensor w = Tensor::from_vector({2, 2}, {1, 0, 0, 1}).set_requires_grad();
+  sum(matmul(a, w)).backward();
+  REQUIRE(w.grad().to_vector() == std::vector<float>{4, 4, 6, 6});
+  sum(matmul(a, w)).backward();
+  REQUIRE(w.grad().to_vector() == std::vector<float>{8, 8, 12, 12});
+  REQUIRE(a.to_vector() == std::vector<float>{1, 2, 3, 4});
+}
+
 TEST_CASE("autograd: intermediate tensors keep no gradient", "[autograd]") {
   Tensor x = Tensor::from_vector({2}, {1, 2}).set_requires_grad();
   Tensor h = exp(x);
