@@ -316,7 +316,10 @@ TEST_CASE("forward: conv2d against a direct 7-loop convolution", "[ops]") {
     int64_t stride, padding;
   };
   for (const Case& c : {Case{{3, 2, 9, 8}, {4, 2, 3, 3}, 1, 1}, Case{{2, 3, 11, 10}, {5, 3, 5, 5}, 2, 2},
-                        Case{{2, 1, 28, 28}, {16, 1, 5, 5}, 1, 2}, Case{{1, 2, 6, 6}, {3, 2, 2, 3}, 3, 0}}) {
+                        Case{{2, 1, 28, 28}, {16, 1, 5, 5}, 1, 2}, Case{{1, 2, 6, 6}, {3, 2, 2, 3}, 3, 0},
+                        // output rows of 17-32 with padded rows of <= 32: two vectors per row
+                        Case{{2, 3, 20, 19}, {9, 3, 3, 3}, 1, 0}, Case{{1, 2, 30, 30}, {3, 2, 3, 3}, 1, 1},
+                        Case{{1, 1, 29, 29}, {2, 1, 5, 5}, 1, 2}}) {  // padded rows of 33: the unfold
     Tensor x = Tensor::normal(c.x, 0, 1, g), w = Tensor::normal(c.w, 0, 1, g), b = Tensor::normal({c.w[0]}, 0, 1, g);
     Tensor y = conv2d(x, w, b, c.stride, c.padding);
     const int64_t N = c.x[0], C = c.x[1], H = c.x[2], W = c.x[3], O = c.w[0], KH = c.w[2], KW = c.w[3];
@@ -409,11 +412,12 @@ TEST_CASE("backward: conv2d's gradients do not depend on which thread took which
   }
 }
 
-TEST_CASE("backward: conv2d's input gradient against a direct double sum", "[ops]") {
+TEST_CASE("backward: conv2d's input and weight gradients against direct double sums", "[ops]") {
   // Stride 1 with input rows of at most 16 and padding <= kernel - 1 takes the implicit
   // transposed product (the output gradient padded, the weight flipped, dx written once); the
-  // other cases col = W^T . dy and the fold. Both against the definition:
-  // dx[n, c, oh*s - p + kh, ow*s - p + kw] += dy[n, o, oh, ow] * w[o, c, kh, kw].
+  // other cases col = W^T . dy and the fold (conv1's shape with its padded rows 32 apart). Both
+  // against the definition: dx[n, c, oh*s - p + kh, ow*s - p + kw] += dy[n, o, oh, ow] *
+  // w[o, c, kh, kw], and dw[o, c, kh, kw] += dy[n, o, oh, ow] * x[n, c, ih, iw].
   Generator gen(25);
   struct Case {
     Shape x, w;
@@ -424,12 +428,13 @@ TEST_CASE("backward: conv2d's input gradient against a direct double sum", "[ops
                         Case{{1, 9, 16, 16}, {4, 9, 3, 3}, 1, 1},     // rows of 16, 9 channels (8 + 1)
                         Case{{2, 2, 7, 17}, {3, 2, 3, 3}, 1, 1},      // rows of 17: the fold
                         Case{{2, 2, 6, 6}, {3, 2, 3, 3}, 1, 3},       // padding > kernel - 1: the fold
-                        Case{{2, 3, 9, 9}, {4, 3, 3, 3}, 2, 1}}) {    // stride 2: the fold
+                        Case{{2, 3, 9, 9}, {4, 3, 3, 3}, 2, 1},       // stride 2: the fold
+                        Case{{2, 1, 28, 28}, {16, 1, 5, 5}, 1, 2}}) {  // conv1: rows of 28 (32 padded)
     const kernels::Conv2dGeometry g{c.x[0], c.x[1], c.x[2], c.x[3], c.w[0], c.w[2], c.w[3], c.stride, c.padding};
     const int64_t OH = g.out_h(), OW = g.out_w();
     Tensor x = Tensor::normal(c.x, 0, 1, gen), w = Tensor::normal(c.w, 0, 0.2f, gen);
     Tensor dy = Tensor::normal({g.N, g.O, OH, OW}, 0, 1, gen);
-    std::vector<double> ref(static_cast<size_t>(x.numel()), 0.0);
+    std::vector<double> ref(static_cast<size_t>(x.numel()), 0.0), dw_ref(static_cast<size_t>(w.numel()), 0.0);
     for (int64_t n = 0; n < g.N; ++n)
       for (int64_t o = 0; o < g.O; ++o)
         for (int64_t oh = 0; oh < OH; ++oh)
@@ -441,17 +446,24 @@ TEST_CASE("backward: conv2d's input gradient against a direct double sum", "[ops
                   if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
                   ref[static_cast<size_t>(((n * g.C + ci) * g.H + ih) * g.W + iw)] +=
                       double(dy.at({n, o, oh, ow})) * w.at({o, ci, kh, kw});
+                  dw_ref[static_cast<size_t>(((o * g.C + ci) * g.KH + kh) * g.KW + kw)] +=
+                      double(dy.at({n, o, oh, ow})) * x.at({n, ci, ih, iw});
                 }
     for (int threads : {1, 2}) {
       INFO("input " << shape_to_string(c.x) << ", weight " << shape_to_string(c.w) << ", stride " << c.stride
                     << ", padding " << c.padding << ", " << threads << " threads");
       Tensor dx = Tensor::full(x.shape(), 7.0f);  // every element must be assigned
+      Tensor dw = Tensor::zeros(w.shape());
       Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
-      kernels::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), nullptr, nullptr, workspace.data(), g, threads);
-      double worst = 0;
+      kernels::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), nullptr, workspace.data(), g,
+                               threads);
+      double worst = 0, worst_dw = 0;
       for (size_t i = 0; i < ref.size(); ++i)
         worst = std::max(worst, std::abs(dx.data()[i] - ref[i]) / (1.0 + std::abs(ref[i])));
+      for (size_t i = 0; i < dw_ref.size(); ++i)
+        worst_dw = std::max(worst_dw, std::abs(dw.data()[i] - dw_ref[i]) / (1.0 + std::abs(dw_ref[i])));
       REQUIRE(worst < 1e-5);
+      REQUIRE(worst_dw < 1e-4);  // float sums of up to 1,600 products
     }
   }
 }

@@ -50,7 +50,22 @@ inline void row_add(float* __restrict dst, const float* __restrict src, int64_t 
 
 // Per-thread workspace: col (K, P) and a zero-padded copy of one sample's input
 // (C, H + 2*padding, W + 2*padding) for the stride-1 unfold.
-int64_t padded_size(const Conv2dGeometry& g) { return g.C * (g.H + 2 * g.padding) * (g.W + 2 * g.padding); }
+// Output rows of 17-32 floats (conv1: 28) run the implicit forward two vectors per row when the
+// padded rows (W + 2*padding) fit in 32 floats: the padded sample's rows are then 32 floats
+// apart, so that vector j of the product reads 16*j further (see implicit_forward), with one
+// more row of zeros at the end for the last vector's unused lanes.
+bool wide_rows(const Conv2dGeometry& g) {
+#if defined(__AVX512F__)
+  return g.stride == 1 && g.out_w() > 16 && g.out_w() <= 32 && g.W + 2 * g.padding <= 32;
+#else
+  (void)g;
+  return false;
+#endif
+}
+int64_t padded_width(const Conv2dGeometry& g) { return wide_rows(g) ? 32 : g.W + 2 * g.padding; }
+int64_t padded_size(const Conv2dGeometry& g) {
+  return g.C * (g.H + 2 * g.padding) * padded_width(g) + (wide_rows(g) ? 32 : 0);
+}
 // ... and a (O, P) buffer for one sample's output gradient when the caller produces it per
 // sample (or its output when the caller wants it only in cache); in the backward, that gradient
 // transposed (P, O) and the weight transposed (K, O), the layouts gemm_tiles reads.
@@ -139,7 +154,7 @@ void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* _
 
 // padded = sample n of x with `padding` zeros around each plane.
 void pad_sample(const float* x, float* padded, int64_t n, const Conv2dGeometry& g) {
-  const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding;
+  const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g);
   std::fill(padded, padded + padded_size(g), 0.0f);
   // (row_copy, not memcpy: a call per 14- or 28-float row was 2 % of a training step)
   for (int64_t c = 0; c < g.C; ++c)
@@ -150,7 +165,7 @@ void pad_sample(const float* x, float* padded, int64_t n, const Conv2dGeometry& 
 // dx[n] = the interior of the padded gradient (assigned: nothing else adds to a sample's input
 // gradient).
 void unpad_sample(const float* padded, float* dx, int64_t n, const Conv2dGeometry& g) {
-  const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding;
+  const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g);
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h)
       row_copy(dx + ((n * g.C + c) * g.H + h) * g.W, padded + (c * Hp + h + g.padding) * Wp + g.padding, g.W);
@@ -159,7 +174,7 @@ void unpad_sample(const float* padded, float* dx, int64_t n, const Conv2dGeometr
 // Stride 1: with the input padded once, every row of col is a run of plain copies, with no
 // bounds tests in the inner loop (the general path below tests each element).
 void im2col_stride1(const float* x, float* col, float* padded, int64_t n, const Conv2dGeometry& g) {
-  const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+  const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g), OH = g.out_h(), OW = g.out_w(), P = OH * OW;
   pad_sample(x, padded, n, g);
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
@@ -172,7 +187,7 @@ void im2col_stride1(const float* x, float* col, float* padded, int64_t n, const 
 
 // dx[n] = the fold of col.
 void col2im_stride1(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
-  const int64_t Hp = g.H + 2 * g.padding, Wp = g.W + 2 * g.padding, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+  const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g), OH = g.out_h(), OW = g.out_w(), P = OH * OW;
   std::fill(padded, padded + padded_size(g), 0.0f);
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t kh = 0; kh < g.KH; ++kh)
@@ -280,8 +295,8 @@ struct ImplicitOffsets {
 ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
 #if defined(__AVX512F__)
-  if (g.stride != 1 || g.out_w() > 16) return t;
-  t.koff = patch_offsets(g.C, g.KH, g.KW, g.H + 2 * g.padding, g.W + 2 * g.padding);
+  if (g.stride != 1 || (g.out_w() > 16 && !wide_rows(g))) return t;
+  t.koff = patch_offsets(g.C, g.KH, g.KW, g.H + 2 * g.padding, padded_width(g));
 #else
   (void)g;
 #endif
@@ -327,6 +342,21 @@ struct PaddedB {
   const float* row(int k) const { return base + koff[k]; }
   PaddedB shifted(int vectors) const { return {base + vectors * step, koff, step}; }
 };
+
+// C for two vectors per output row (wide_rows): vector j of the product is output row j / 2,
+// lanes 16*(j % 2) on, the second vector masked to OW - 16 lanes; C's own masks, whatever the
+// tile passes.
+struct WideRowsC {
+  float* c;
+  int64_t ldc, ow;
+  int first;  // the product's vector index of the tile's vector 0
+  __mmask16 second;
+  void put(int r, int v, __m512 x, __mmask16) const {
+    const int j = first + v;
+    _mm512_mask_storeu_ps(c + r * ldc + (j >> 1) * ow + (j & 1) * 16, (j & 1) ? second : static_cast<__mmask16>(0xffff), x);
+  }
+  WideRowsC shifted(int vectors) const { return {c, ldc, ow, first + vectors, second}; }
+};
 #endif
 
 // out (O, P) = weight (O, K) . col for sample n, col read from the padded sample (written into
@@ -337,7 +367,15 @@ bool implicit_forward(const float* x, const float* weight, float* padded, float*
   if (!t.applies()) return false;
   pad_sample(x, padded, n, g);
   const int K = static_cast<int>(g.patch()), O = static_cast<int>(g.O), OH = static_cast<int>(g.out_h());
-  const int64_t OW = g.out_w(), P = OH * OW, Wp = g.W + 2 * g.padding;
+  const int64_t OW = g.out_w(), P = OH * OW, Wp = padded_width(g);
+  if (wide_rows(g)) {
+    // Two vectors per output row, read whole (lanes past the row take values no output uses).
+    for (int m = 0; m < O; m += tiles::kRows)
+      tiles::rows_of_tiles(std::min(tiles::kRows, O - m), K, 2 * OH, tiles::MatrixA{weight + m * K, K},
+                           PaddedB{padded, t.koff.data(), 16}, WideRowsC{out + m * P, P, OW, 0, simd::tail_mask(OW - 16)},
+                           static_cast<__mmask16>(0xffff), static_cast<__mmask16>(0xffff));
+    return true;
+  }
   const __mmask16 row = simd::tail_mask(OW);
   for (int m = 0; m < O; m += tiles::kRows)
     tiles::rows_of_tiles(std::min(tiles::kRows, O - m), K, OH, tiles::MatrixA{weight + m * K, K},
