@@ -275,10 +275,11 @@ void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeo
 // at offset c*Hp*Wp + kh*Wp + kw (koff) and output row oh of it oh*Wp further. The padded sample
 // (20 KB for conv2) stays in L1, where col (313 KB) streamed from L2, and the unfold's copies
 // go: +5-7 % training without BN, +0.5 % with BN, though a vector holds 14 outputs instead of
-// 16. The same reading for the backward products did not pay (measured, interleaved): the
-// weight gradient reading A from the padded sample -7 %, the input gradient adding its tiles
-// into the padded gradient instead of col and a fold -1 %. koff is empty where the implicit
-// product does not apply, so it also says whether it does.
+// 16. The weight gradient reads col from the padded sample the same way (PaddedA), the input
+// gradient is a convolution of the padded output gradient (implicit_dx_offsets): with both, the
+// backward writes no col either (conv2's 313 KB per sample; its unfold alone was 0.3 ms of a
+// 5 ms step). koff is empty where the implicit product does not apply, so it also says whether
+// it does.
 struct ImplicitOffsets {
   std::vector<int32_t> koff;
   bool applies() const { return !koff.empty(); }
@@ -341,6 +342,15 @@ struct PaddedB {
   int64_t step;
   const float* row(int k) const { return base + koff[k]; }
   PaddedB shifted(int vectors) const { return {base + vectors * step, koff, step}; }
+};
+
+// A = col read from the padded sample, for the weight gradient's col . dy^T: element (r, p) of
+// the tile's rows is the padded sample at koff[r] + poff[p], where poff[p] = (p / OW)*Wp + p % OW.
+struct PaddedA {
+  const float* base;
+  const int32_t* koff;
+  const int32_t* poff;
+  float at(int r, int p) const { return base[koff[r] + poff[p]]; }
 };
 
 // C for two vectors per output row (wide_rows): vector j of the product is output row j / 2,
@@ -513,6 +523,14 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
   float* group_dw = workspace + static_cast<int64_t>(threads) * per_thread(g);
   std::vector<double> bias_sums(dbias ? static_cast<size_t>(groups * g.O) : 0, 0.0);
   const ImplicitOffsets dx_offsets = dx ? implicit_dx_offsets(g) : ImplicitOffsets{};
+  // The weight gradient reads col from the padded sample when the forward's implicit offsets
+  // apply and O fills the tiles' vectors (O >= 32, as below).
+  const ImplicitOffsets dw_offsets = dweight && g.O >= 32 ? implicit_offsets(g) : ImplicitOffsets{};
+  std::vector<int32_t> poff;
+  if (dw_offsets.applies()) {
+    const int64_t OW = g.out_w(), Wp = padded_width(g);
+    for (int64_t p = 0; p < P; ++p) poff.push_back(static_cast<int32_t>((p / OW) * Wp + p % OW));
+  }
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
@@ -543,7 +561,18 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
             for (int64_t p = 0; p < P; ++p) s += src[p];
             bias_sums[static_cast<size_t>(group * g.O + o)] += s;
           }
-        if (dweight) {
+        if (dweight && dw_offsets.applies()) {
+#if defined(__AVX512F__)
+          pad_sample(x, padded, n, g);
+          transpose(dyn, O, Pi, dy_t);
+          const int vectors = (O + 15) / 16;
+          for (int m = 0; m < Ki; m += tiles::kRows)
+            tiles::rows_of_tiles(std::min(tiles::kRows, Ki - m), Pi, vectors,
+                                 PaddedA{padded, dw_offsets.koff.data() + m, poff.data()}, tiles::MatrixB{dy_t, O, 16},
+                                 tiles::MatrixC{dw + static_cast<int64_t>(m) * O, O, 16, !first},
+                                 static_cast<__mmask16>(0xffff), simd::tail_mask(O - 16 * (vectors - 1)));
+#endif
+        } else if (dweight) {
           unfold(x, col, padded, n, g);
           // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, with C's rows
           // the long side (K), as gemm_tiles wants them; it reads dy[n] transposed. With fewer
