@@ -69,10 +69,18 @@ void forward_plane(const float* in, const ChannelNorm& norm, int64_t c, Act act,
 
 void bn_pool_act_forward(const float* z, const ChannelNorm& norm, Act act, float* out, int32_t* argmax, float* xhat,
                          int64_t N, int64_t C, int64_t H, int64_t W) {
-  const int64_t Q = (H / 2) * (W / 2), planes = N * C;
+  const int64_t Q = (H / 2) * (W / 2), S = H * W, planes = N * C, ahead = detail::prefetch_distance(S);
 #pragma omp parallel for schedule(guided)
-  for (int64_t p = 0; p < planes; ++p)
-    forward_plane(z + p * H * W, norm, p % C, act, out + p * Q, argmax + p * Q, xhat ? xhat + p * Q : nullptr, H, W);
+  for (int64_t p = 0; p < planes; ++p) {
+    if (p + ahead < planes) {  // a later plane of this thread's run (guided hands out runs of planes)
+      const int64_t q = p + ahead;
+      detail::prefetch_read(z + q * S, S);
+      detail::prefetch_write(out + q * Q, Q);
+      detail::prefetch_write(argmax + q * Q, Q);
+      if (xhat) detail::prefetch_write(xhat + q * Q, Q);
+    }
+    forward_plane(z + p * S, norm, p % C, act, out + p * Q, argmax + p * Q, xhat ? xhat + p * Q : nullptr, H, W);
+  }
 }
 
 void pool_act_forward_sample(const float* z_n, Act act, float* out, int32_t* argmax, int64_t n, int64_t C, int64_t H,
@@ -86,11 +94,19 @@ void pool_act_forward_sample(const float* z_n, Act act, float* out, int32_t* arg
 
 void bn_pool_act_backward_sums(const float* dout, const float* out, const float* xhat, Act act, float* dp,
                                double* sums, int64_t N, int64_t C, int64_t Q) {
+  const int64_t ahead = detail::prefetch_distance(Q);
 #pragma omp parallel for schedule(guided)
   for (int64_t c = 0; c < C; ++c) {
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     for (int64_t n = 0; n < N; ++n) {
       const int64_t p = n * C + c;
+      if (n + ahead < N) {
+        const int64_t q = p + ahead * C;
+        detail::prefetch_read(dout + q * Q, Q);
+        detail::prefetch_read(out + q * Q, Q);
+        if (xhat) detail::prefetch_read(xhat + q * Q, Q);
+        detail::prefetch_write(dp + q * Q, Q);
+      }
       float* g = dp + p * Q;
       act_grad_row(act, dout + p * Q, out + p * Q, g, Q);
       if (!xhat) continue;
@@ -109,6 +125,15 @@ void bn_pool_act_backward_sums(const float* dout, const float* out, const float*
 }
 
 namespace {
+// The inputs of dz_plane for plane q.
+void prefetch_dz_inputs(const float* dp, const int32_t* argmax, const float* xhat, const float* z, int64_t q,
+                        int64_t Q, int64_t S) {
+  detail::prefetch_read(dp + q * Q, Q);
+  detail::prefetch_read(reinterpret_cast<const float*>(argmax + q * Q), Q);
+  if (xhat) detail::prefetch_read(xhat + q * Q, Q);
+  if (z) detail::prefetch_read(z + q * S, S);
+}
+
 // dz of plane p (= n*C + c) into out (H*W values); see bn_pool_act_backward_dz.
 void dz_plane(const float* dp, const int32_t* argmax, const float* xhat, const float* z, const ChannelNorm& norm,
               const double* sums, double M, bool training, float* out, int64_t p, int64_t C, int64_t Q, int64_t S) {
@@ -141,17 +166,25 @@ void dz_plane(const float* dp, const int32_t* argmax, const float* xhat, const f
 void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float* xhat, const float* z,
                              const ChannelNorm& norm, const double* sums, double M, bool training, float* dz,
                              int64_t N, int64_t C, int64_t H, int64_t W) {
-  const int64_t Q = (H / 2) * (W / 2), S = H * W, planes = N * C;
+  const int64_t Q = (H / 2) * (W / 2), S = H * W, planes = N * C, ahead = detail::prefetch_distance(S);
 #pragma omp parallel for schedule(guided)
-  for (int64_t p = 0; p < planes; ++p) dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz + p * S, p, C, Q, S);
+  for (int64_t p = 0; p < planes; ++p) {
+    if (p + ahead < planes) {
+      prefetch_dz_inputs(dp, argmax, xhat, norm.active() && training ? z : nullptr, p + ahead, Q, S);
+      detail::prefetch_write(dz + (p + ahead) * S, S);
+    }
+    dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz + p * S, p, C, Q, S);
+  }
 }
 
 void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, const float* xhat, const float* z,
                                     const ChannelNorm& norm, const double* sums, double M, bool training, float* dz_n,
                                     int64_t n, int64_t C, int64_t H, int64_t W) {
-  const int64_t Q = (H / 2) * (W / 2), S = H * W;
-  for (int64_t c = 0; c < C; ++c)
+  const int64_t Q = (H / 2) * (W / 2), S = H * W, ahead = detail::prefetch_distance(S);
+  for (int64_t c = 0; c < C; ++c) {
+    if (c + ahead < C) prefetch_dz_inputs(dp, argmax, xhat, norm.active() && training ? z : nullptr, n * C + c + ahead, Q, S);
     dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz_n + c * S, n * C + c, C, Q, S);
+  }
 }
 
 }  // namespace minidl::kernels
