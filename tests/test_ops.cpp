@@ -243,11 +243,13 @@ TEST_CASE("forward: matmul against a naive triple loop", "[ops]") {
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
       // small (OpenBLAS), and shapes the register tiles take (B not transposed, K <= 256; on
-      // one thread and on several, with a last column tile that is partly masked)
+      // one thread and on several, with a last column tile that is partly masked); K > 256 goes
+      // to OpenBLAS split over the threads by columns (N >= M) or by rows (M > N, odd sizes)
       struct Dims {
         int64_t M, K, N;
       };
-      for (const Dims& d : {Dims{7, 13, 5}, Dims{21, 70, 100}, Dims{64, 128, 1000}, Dims{128, 64, 250}}) {
+      for (const Dims& d : {Dims{7, 13, 5}, Dims{21, 70, 100}, Dims{64, 128, 1000}, Dims{128, 64, 250},
+                            Dims{301, 300, 37}, Dims{40, 300, 301}}) {
         const int64_t M = d.M, K = d.K, N = d.N;
         INFO("ta " << ta << " tb " << tb << " M " << M << " K " << K << " N " << N);
         Tensor a = ta ? Tensor::normal({K, M}, 0, 1, g) : Tensor::normal({M, K}, 0, 1, g);
