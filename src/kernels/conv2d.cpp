@@ -212,55 +212,9 @@ const float* product_input(const float* x, float* col, float* padded, int64_t n,
   return col;
 }
 
-// dx[n] = the fold of col.
-#if defined(__AVX512F__)
-// The fold for stride 1 and rows of at most 16 (input and output): each row of dx is one vector,
-// the sum of its KH*KW shifted rows of col, each read with a mask for the lanes it covers, then
-// stored once. The same additions in the same order (kh, kw) as col2im_stride1, which adds each
-// shifted row into the padded gradient in memory: its overlapping unaligned read-add-writes
-// stalled on store forwarding (half of conv2d_backward's own cycles).
-// Kernels up to 16 wide (the masks in a fixed array, no allocation per sample).
-constexpr int64_t kFoldMaxKW = 16;
-void col2im_rows16(const float* col, float* dx, int64_t n, const Conv2dGeometry& g) {
-  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, pad = g.padding;
-  // Per kw: dx column x takes output column ow = x + pad - kw, so lanes [lo, hi) of the row
-  // read at offset pad - kw.
-  __mmask16 masks[kFoldMaxKW];
-  for (int64_t kw = 0; kw < g.KW; ++kw) {
-    const int64_t lo = std::max<int64_t>(0, kw - pad), hi = std::min<int64_t>(g.W, OW + kw - pad);
-    masks[kw] = lo < hi ? static_cast<__mmask16>(simd::tail_mask(hi) & ~simd::tail_mask(lo)) : 0;
-  }
-  // Four dx rows at a time: four independent chains of additions (one chain was bound by the
-  // add's latency).
-  constexpr int kRows = 4;
-  for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t y0 = 0; y0 < g.H; y0 += kRows) {
-      __m512 acc[kRows];
-      for (int j = 0; j < kRows; ++j) acc[j] = _mm512_setzero_ps();
-      for (int64_t kh = 0; kh < g.KH; ++kh)
-        for (int64_t kw = 0; kw < g.KW; ++kw) {
-          const __mmask16 m = masks[kw];
-          if (!m) continue;
-          const float* row0 = col + ((c * g.KH + kh) * g.KW + kw) * P + (pad - kw);
-#pragma GCC unroll 4
-          for (int j = 0; j < kRows; ++j) {
-            const int64_t y = y0 + j, oh = y + pad - kh;
-            if (y < g.H && oh >= 0 && oh < OH) acc[j] = _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(m, row0 + oh * OW));
-          }
-        }
-      for (int j = 0; j < kRows && y0 + j < g.H; ++j)
-        _mm512_mask_storeu_ps(dx + ((n * g.C + c) * g.H + y0 + j) * g.W, simd::tail_mask(g.W), acc[j]);
-    }
-}
-#endif
-
+// dx[n] = the fold of col. (For stride 1 with rows of at most 16 and padding <= kernel - 1, the
+// backward computes dx without col: implicit_dx.)
 void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
-#if defined(__AVX512F__)
-  if (g.stride == 1 && g.W <= 16 && g.out_w() <= 16 && g.KW <= kFoldMaxKW) {
-    col2im_rows16(col, dx, n, g);
-    return;
-  }
-#endif
   if (g.stride == 1) {
     col2im_stride1(col, dx, padded, n, g);
     return;
