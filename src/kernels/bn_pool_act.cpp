@@ -129,7 +129,7 @@ namespace {
 void prefetch_dz_inputs(const float* dp, const int32_t* argmax, const float* xhat, const float* z, int64_t q,
                         int64_t Q, int64_t S) {
   detail::prefetch_read(dp + q * Q, Q);
-  detail::prefetch_read(reinterpret_cast<const float*>(argmax + q * Q), Q);
+  detail::prefetch_read(argmax + q * Q, Q);
   if (xhat) detail::prefetch_read(xhat + q * Q, Q);
   if (z) detail::prefetch_read(z + q * S, S);
 }

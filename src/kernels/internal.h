@@ -15,13 +15,15 @@ namespace minidl::kernels::detail {
 // three pooled outputs per plane into buffers that are out of cache: their stores stalled on those
 // lines (perf put a third of the BN-pool pass on it), which the hardware prefetchers did not ask
 // for in time.
-inline void prefetch_read(const float* p, int64_t n) {
+// (n counts 4-byte elements, floats or argmax indices: 16 to a cache line.)
+template <class T>
+inline void prefetch_read(const T* p, int64_t n) {
+  static_assert(sizeof(T) == 4);
   for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 3);
 }
-inline void prefetch_write(float* p, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 1, 3);
-}
-inline void prefetch_write(int32_t* p, int64_t n) {
+template <class T>
+inline void prefetch_write(T* p, int64_t n) {
+  static_assert(sizeof(T) == 4);
   for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 1, 3);
 }
 // How many planes of `floats` each to ask for ahead: about 8 KB, 1 to 4 planes.
