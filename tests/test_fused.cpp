@@ -386,6 +386,38 @@ TEST_CASE("fused: gradcheck of conv_bn_pool_act with and without BN (input, conv
   REQUIRE(plain.ok);
 }
 
+TEST_CASE("fused: the inference block is conv2d -> max_pool2d -> activation bit for bit, at every plane width",
+          "[fused]") {
+  // Pooling, the bias and the activation run in registers (the bias after the max); the same
+  // values as the ops in that order (with AVX-512; without it the product's summation order
+  // differs). Planes of 14 (two pooled rows per step, an odd last row),
+  // 13 (odd sides), 28 and 32 (rows of two vectors), 20 (a partial step per row).
+  struct Shape {
+    int64_t h, w, k, pad;
+  };
+  for (const Shape& sh : {Shape{14, 14, 5, 2}, Shape{13, 13, 3, 1}, Shape{28, 28, 5, 2}, Shape{6, 32, 3, 1},
+                          Shape{9, 20, 3, 1}})
+    for (Activation a : {Activation::Sigmoid, Activation::ReLU, Activation::Tanh})
+      for (bool with_bias : {true, false}) {
+        Generator g(static_cast<uint64_t>(sh.w * 10 + sh.h));
+        Tensor x = Tensor::normal({3, 3, sh.h, sh.w}, 0, 1, g), w = Tensor::normal({5, 3, sh.k, sh.k}, 0, 0.3f, g);
+        Tensor b = with_bias ? Tensor::normal({5}, 0, 0.5f, g) : Tensor();
+        NoGradGuard no_grad;
+        Tensor fused = conv_pool_act(x, w, b, 1, sh.pad, a);
+        Tensor pooled = max_pool2d(conv2d(x, w, b, 1, sh.pad), 2);
+        Tensor plain = a == Activation::Sigmoid ? sigmoid(pooled) : a == Activation::ReLU ? relu(pooled) : tanh(pooled);
+        INFO(sh.h << "x" << sh.w << " kernel " << sh.k << ", " << to_string(a) << (with_bias ? ", bias" : ", no bias"));
+        REQUIRE(fused.shape() == plain.shape());
+#if defined(__AVX512F__)
+        REQUIRE(std::memcmp(fused.data(), plain.data(), sizeof(float) * static_cast<size_t>(fused.numel())) == 0);
+#else
+        // (without AVX-512 the block's product runs transposed: another summation order)
+        for (int64_t i = 0; i < fused.numel(); ++i)
+          REQUIRE(fused.data()[i] == Approx(plain.data()[i]).epsilon(1e-5).margin(1e-5));
+#endif
+      }
+}
+
 TEST_CASE("fused: the inference block lets a NaN through the pool as max_pool2d does", "[fused]") {
   Generator g(12);
   Tensor x = Tensor::normal({3, 2, 8, 8}, 0, 1, g), w = Tensor::normal({4, 2, 3, 3}, 0, 0.3f, g),

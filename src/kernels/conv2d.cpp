@@ -639,6 +639,24 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
         }
         gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, z, Pi);
       }
+#if defined(__AVX512F__)
+      // Pool, bias and activation in registers, one store per pooled vector.
+      (void)arg;
+      auto planes = [&](auto f16) {
+        for (int64_t o = 0; o < g.O; ++o)
+          detail::pool2x2_bias_act_plane(z + o * P, OH, OW, bias ? bias + o : nullptr, f16, y + (n * g.O + o) * QH * QW);
+      };
+      switch (act) {
+        case Act::Sigmoid: planes([](__m512 v) { return simd::sigmoid16(v); }); break;
+        case Act::Tanh: planes([](__m512 v) { return simd::tanh16(v); }); break;
+        case Act::ReLU:  // act_forward's v <= 0 ? 0 : v (a NaN stays)
+          planes([](__m512 v) {
+            return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ), _mm512_setzero_ps());
+          });
+          break;
+        case Act::Identity: planes([](__m512 v) { return v; }); break;
+      }
+#else
       for (int64_t o = 0; o < g.O; ++o) {
         float* zo = z + o * P;
         if (bias)
@@ -647,6 +665,7 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
         detail::pool2x2_plane_t<false>(zo, OH, OW, detail::RowNorm{}, out, arg, nullptr);
         activate_inplace(act, out, QH * QW);
       }
+#endif
     }
   }
 }

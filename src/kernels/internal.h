@@ -91,6 +91,57 @@ inline void pool2x2_row_norm(const float* r0, const float* r1, int64_t OW, int32
   }
 }
 
+#if defined(__AVX512F__)
+// The lanes of a 16-window pooling step over a plane (H, W) (see pool2x2_plane_t): lane i pools
+// the window whose top-left is float idx[i] of the step's top run (its right neighbour idx[i] +
+// 1, the bottom run below them), at plane offset base + pos[i]. With pairs (rows of at most 16
+// floats), lanes OW to 2*OW - 1 take the next output row, read from the run's second half.
+struct PoolLanes {
+  alignas(64) int32_t idx[16];
+  alignas(64) int32_t pos[16];
+  bool pairs;
+  PoolLanes(int64_t H, int64_t W) : pairs(W <= 16 && H / 2 >= 2) {
+    const int64_t OW = W / 2;
+    for (int i = 0; i < 16; ++i) {
+      const bool second = pairs && i >= OW && i < 2 * OW;
+      idx[i] = second ? 16 + 2 * (i - static_cast<int>(OW)) : (pairs && i >= OW ? 0 : 2 * i);
+      pos[i] = second ? static_cast<int32_t>(2 * W) + 2 * (i - static_cast<int32_t>(OW)) : idx[i];
+    }
+  }
+};
+
+// Calls step(pa, pb, pc, pd, ma, mb, base, cnt, q) for each 16-window step over the plane: the
+// top run pa | pb and the bottom run pc | pd, each half read with its mask, base the run's plane
+// offset, cnt windows pooled, the first of them output q of the plane.
+template <class Step>
+inline void pool2x2_steps(const float* in, int64_t H, int64_t W, bool pairs, Step&& step) {
+  const int64_t OH = H / 2, OW = W / 2;
+  if (pairs) {
+    const __mmask16 m = simd::tail_mask(2 * OW);
+    int64_t oh = 0;
+    for (; oh + 2 <= OH; oh += 2) {
+      const float* r = in + 2 * oh * W;
+      step(r, r + 2 * W, r + W, r + 3 * W, m, m, static_cast<int32_t>(2 * oh * W), 2 * OW, oh * OW);
+    }
+    if (oh < OH) {  // the last output row alone (lanes OW.. read nothing)
+      const float* r = in + 2 * oh * W;
+      step(r, r, r + W, r + W, m, 0, static_cast<int32_t>(2 * oh * W), OW, oh * OW);
+    }
+    return;
+  }
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* r0 = in + 2 * oh * W;
+    const float* r1 = r0 + W;
+    for (int64_t ow = 0; ow < OW; ow += 16) {
+      const int64_t cnt = std::min<int64_t>(16, OW - ow);
+      const __mmask16 lo = simd::tail_mask(2 * cnt), hi = simd::tail_mask(std::max<int64_t>(0, 2 * cnt - 16));
+      step(r0 + 2 * ow, r0 + 2 * ow + 16, r1 + 2 * ow, r1 + 2 * ow + 16, lo, hi,
+           static_cast<int32_t>(2 * oh * W + 2 * ow), cnt, oh * OW + ow);
+    }
+  }
+}
+#endif
+
 // A whole plane (H, W) -> out, arg, xhat (H/2, W/2), the results of pool2x2_row_norm on each
 // pair of rows (the same bits: std::max(a, b) is vmaxps(b, a), which also keeps its choice
 // between -0 and +0; a step with a NaN in its windows takes the scalar rules). With AVX-512, 16
@@ -104,15 +155,9 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
   const int64_t OH = H / 2, OW = W / 2;
   if (OH <= 0 || OW <= 0) return;
 #if defined(__AVX512F__)
-  const bool pairs = W <= 16 && OH >= 2;
-  // Lane i pools the window whose top-left is float idx[i] of the top run (its right neighbour
-  // idx[i] + 1, the bottom run below them), at plane offset base + pos[i].
-  alignas(64) int32_t idx_s[16], pos_s[16];
-  for (int i = 0; i < 16; ++i) {
-    const bool second = pairs && i >= OW && i < 2 * OW;
-    idx_s[i] = second ? 16 + 2 * (i - static_cast<int>(OW)) : (pairs && i >= OW ? 0 : 2 * i);
-    pos_s[i] = second ? static_cast<int32_t>(2 * W) + 2 * (i - static_cast<int32_t>(OW)) : idx_s[i];
-  }
+  const PoolLanes lanes(H, W);
+  const int32_t* idx_s = lanes.idx;
+  const int32_t* pos_s = lanes.pos;
   const __m512i idx0 = _mm512_load_si512(idx_s), idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(1));
   const __m512i pos0 = _mm512_load_si512(pos_s);
   const int32_t w32 = static_cast<int32_t>(W);
@@ -169,37 +214,47 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
       _mm512_mask_storeu_ps(xh, mo, _mm512_mul_ps(center(w), is_v));
     }
   };
-  if (pairs) {
-    const __mmask16 m = simd::tail_mask(2 * OW);
-    int64_t oh = 0;
-    for (; oh + 2 <= OH; oh += 2) {
-      const float* r = in + 2 * oh * W;
-      step(r, r + 2 * W, r + W, r + 3 * W, m, m, static_cast<int32_t>(2 * oh * W), 2 * OW, out + oh * OW,
-           arg + oh * OW, xhat ? xhat + oh * OW : nullptr);
-    }
-    if (oh < OH) {  // the last output row alone (lanes OW.. read nothing)
-      const float* r = in + 2 * oh * W;
-      step(r, r, r + W, r + W, m, 0, static_cast<int32_t>(2 * oh * W), OW, out + oh * OW, arg + oh * OW,
-           xhat ? xhat + oh * OW : nullptr);
-    }
-    return;
-  }
-  for (int64_t oh = 0; oh < OH; ++oh) {
-    const float* r0 = in + 2 * oh * W;
-    const float* r1 = r0 + W;
-    for (int64_t ow = 0; ow < OW; ow += 16) {
-      const int64_t cnt = std::min<int64_t>(16, OW - ow);
-      const __mmask16 lo = simd::tail_mask(2 * cnt), hi = simd::tail_mask(std::max<int64_t>(0, 2 * cnt - 16));
-      step(r0 + 2 * ow, r0 + 2 * ow + 16, r1 + 2 * ow, r1 + 2 * ow + 16, lo, hi,
-           static_cast<int32_t>(2 * oh * W + 2 * ow), cnt, out + oh * OW + ow, arg + oh * OW + ow,
-           xhat ? xhat + oh * OW + ow : nullptr);
-    }
-  }
+  pool2x2_steps(in, H, W, lanes.pairs,
+                [&](const float* pa, const float* pb, const float* pc, const float* pd, __mmask16 ma, __mmask16 mb,
+                    int32_t base, int64_t cnt, int64_t q) __attribute__((always_inline)) {
+                  step(pa, pb, pc, pd, ma, mb, base, cnt, out + q, arg + q, xhat ? xhat + q : nullptr);
+                });
 #else
   for (int64_t oh = 0; oh < OH; ++oh)
     pool2x2_row_norm<kNorm>(in + 2 * oh * W, in + (2 * oh + 1) * W, OW, static_cast<int32_t>(2 * oh * W),
                             static_cast<int32_t>(W), nm, out + oh * OW, arg + oh * OW, xhat ? xhat + oh * OW : nullptr);
 #endif
 }
+
+#if defined(__AVX512F__)
+// Inference's pooling, without argmax: out = f16(the max of each 2x2 window, plus *bias when
+// bias is given), a NaN in the window winning, the activation applied in registers before the
+// one store. The same values as pool2x2_plane_t on the plane with the bias added to every
+// element, then the activation: the same vmaxps chain picks each window's maximum, and adding
+// the bias after it changes nothing (rounding is monotonic: max(a + b, c + b) == max(a, c) + b).
+template <class F16>
+inline void pool2x2_bias_act_plane(const float* in, int64_t H, int64_t W, const float* bias, F16 f16, float* out) {
+  if (H / 2 <= 0 || W / 2 <= 0) return;
+  const PoolLanes lanes(H, W);
+  const __m512i idx0 = _mm512_load_si512(lanes.idx), idx1 = _mm512_add_epi32(idx0, _mm512_set1_epi32(1));
+  const __m512 nan_v = _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN());
+  const __m512 bias_v = _mm512_set1_ps(bias ? *bias : 0.0f);
+  pool2x2_steps(in, H, W, lanes.pairs,
+                [&](const float* pa, const float* pb, const float* pc, const float* pd, __mmask16 ma, __mmask16 mb,
+                    int32_t, int64_t cnt, int64_t q) __attribute__((always_inline)) {
+                  const __m512 a0 = _mm512_maskz_loadu_ps(ma, pa), b0 = _mm512_maskz_loadu_ps(mb, pb);
+                  const __m512 a1 = _mm512_maskz_loadu_ps(ma, pc), b1 = _mm512_maskz_loadu_ps(mb, pd);
+                  const __m512 v0 = _mm512_permutex2var_ps(a0, idx0, b0), v1 = _mm512_permutex2var_ps(a0, idx1, b0);
+                  const __m512 v2 = _mm512_permutex2var_ps(a1, idx0, b1), v3 = _mm512_permutex2var_ps(a1, idx1, b1);
+                  __m512 best = _mm512_max_ps(_mm512_max_ps(v3, v2), _mm512_max_ps(v1, v0));
+                  const __mmask16 nan =
+                      _mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q) |
+                      _mm512_cmp_ps_mask(v2, v2, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v3, v3, _CMP_UNORD_Q);
+                  best = _mm512_mask_mov_ps(best, nan, nan_v);
+                  if (bias) best = _mm512_add_ps(best, bias_v);
+                  _mm512_mask_storeu_ps(out + q, simd::tail_mask(cnt), f16(best));
+                });
+}
+#endif
 
 }  // namespace minidl::kernels::detail
