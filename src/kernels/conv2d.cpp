@@ -613,7 +613,6 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * stride;
     float* padded = col + K * P;
     float* z = padded + padded_size(g);  // this sample's convolution output (O, P), in cache
-    int32_t* arg = reinterpret_cast<int32_t*>(col + per_thread(g));  // scratch: a plane's pool argmax
 #pragma omp for schedule(guided)
     for (int64_t n = 0; n < g.N; ++n) {
       if (!implicit_forward(x, weight, padded, z, n, offsets, g)) {
@@ -644,7 +643,6 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
       // sample's input is asked for, a slice per plane: the padding copy waited on its first
       // reads (8 % of conv2's block in perf; asked for all at once, before the product, it still
       // did).
-      (void)arg;
       const int64_t xs = g.C * g.H * g.W, slice = ((xs + g.O - 1) / g.O + 15) / 16 * 16;
       const float* next = n + 1 < g.N ? x + (n + 1) * xs : nullptr;
       auto planes = [&](auto f16) {
@@ -664,6 +662,7 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
         case Act::Identity: planes([](__m512 v) { return v; }); break;
       }
 #else
+      int32_t* arg = reinterpret_cast<int32_t*>(col + per_thread(g));  // scratch: a plane's pool argmax
       for (int64_t o = 0; o < g.O; ++o) {
         float* zo = z + o * P;
         if (bias)
