@@ -125,13 +125,18 @@ void bn_pool_act_backward_sums(const float* dout, const float* out, const float*
 }
 
 namespace {
-// The inputs of dz_plane for plane q.
-void prefetch_dz_inputs(const float* dp, const int32_t* argmax, const float* xhat, const float* z, int64_t q,
-                        int64_t Q, int64_t S) {
+// Whether dz_plane takes the full BN gradient (it reads z and xhat) or only routes dy to the
+// winners.
+bool dz_normalizes(const ChannelNorm& norm, bool training) { return norm.active() && training; }
+
+// The inputs dz_plane reads for plane q.
+void prefetch_dz_inputs(const float* dp, const int32_t* argmax, const float* xhat, const float* z,
+                        const ChannelNorm& norm, bool training, int64_t q, int64_t Q, int64_t S) {
   detail::prefetch_read(dp + q * Q, Q);
   detail::prefetch_read(argmax + q * Q, Q);
-  if (xhat) detail::prefetch_read(xhat + q * Q, Q);
-  if (z) detail::prefetch_read(z + q * S, S);
+  if (!dz_normalizes(norm, training)) return;
+  detail::prefetch_read(xhat + q * Q, Q);
+  detail::prefetch_read(z + q * S, S);
 }
 
 // dz of plane p (= n*C + c) into out (H*W values); see bn_pool_act_backward_dz.
@@ -140,7 +145,7 @@ void dz_plane(const float* dp, const int32_t* argmax, const float* xhat, const f
   const int64_t c = p % C;
   const float* g = dp + p * Q;
   const int32_t* arg = argmax + p * Q;
-  if (!norm.active() || !training) {
+  if (!dz_normalizes(norm, training)) {
     const float k = norm.active() ? norm.gamma[c] * norm.inv_std[c] : 1.0f;  // 1.0f * g == g exactly
     std::fill(out, out + S, 0.0f);
     for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * g[i];
@@ -170,7 +175,7 @@ void bn_pool_act_backward_dz(const float* dp, const int32_t* argmax, const float
 #pragma omp parallel for schedule(guided)
   for (int64_t p = 0; p < planes; ++p) {
     if (p + ahead < planes) {
-      prefetch_dz_inputs(dp, argmax, xhat, norm.active() && training ? z : nullptr, p + ahead, Q, S);
+      prefetch_dz_inputs(dp, argmax, xhat, z, norm, training, p + ahead, Q, S);
       detail::prefetch_write(dz + (p + ahead) * S, S);
     }
     dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz + p * S, p, C, Q, S);
@@ -182,7 +187,7 @@ void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, cons
                                     int64_t n, int64_t C, int64_t H, int64_t W) {
   const int64_t Q = (H / 2) * (W / 2), S = H * W, ahead = detail::prefetch_distance(S);
   for (int64_t c = 0; c < C; ++c) {
-    if (c + ahead < C) prefetch_dz_inputs(dp, argmax, xhat, norm.active() && training ? z : nullptr, n * C + c + ahead, Q, S);
+    if (c + ahead < C) prefetch_dz_inputs(dp, argmax, xhat, z, norm, training, n * C + c + ahead, Q, S);
     dz_plane(dp, argmax, xhat, z, norm, sums, M, training, dz_n + c * S, n * C + c, C, Q, S);
   }
 }

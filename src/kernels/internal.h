@@ -140,6 +140,24 @@ inline void pool2x2_steps(const float* in, int64_t H, int64_t W, bool pairs, Ste
     }
   }
 }
+
+// One step's windows: each lane's four candidates (top-left v0, top-right v1, bottom-left v2,
+// bottom-right v3) from the top run (a | b) and the bottom run (c | d), their maximum by the
+// vmaxps chain both plane functions use, and the lanes whose window holds a NaN.
+struct Windows {
+  __m512 v0, v1, v2, v3, best;
+  __mmask16 nan;
+};
+__attribute__((always_inline)) inline Windows pool_windows(__m512 a, __m512 b, __m512 c, __m512 d, __m512i idx0,
+                                                           __m512i idx1) {
+  Windows w;
+  w.v0 = _mm512_permutex2var_ps(a, idx0, b), w.v1 = _mm512_permutex2var_ps(a, idx1, b);
+  w.v2 = _mm512_permutex2var_ps(c, idx0, d), w.v3 = _mm512_permutex2var_ps(c, idx1, d);
+  w.best = _mm512_max_ps(_mm512_max_ps(w.v3, w.v2), _mm512_max_ps(w.v1, w.v0));
+  w.nan = _mm512_cmp_ps_mask(w.v0, w.v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(w.v1, w.v1, _CMP_UNORD_Q) |
+          _mm512_cmp_ps_mask(w.v2, w.v2, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(w.v3, w.v3, _CMP_UNORD_Q);
+  return w;
+}
 #endif
 
 // A whole plane (H, W) -> out, arg, xhat (H/2, W/2), the results of pool2x2_row_norm on each
@@ -175,11 +193,8 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
     const __m512 a0 = _mm512_maskz_loadu_ps(ma, pa), b0 = _mm512_maskz_loadu_ps(mb, pb);
     const __m512 a1 = _mm512_maskz_loadu_ps(ma, pc), b1 = _mm512_maskz_loadu_ps(mb, pd);
     const __m512 na0 = norm(a0), nb0 = norm(b0), na1 = norm(a1), nb1 = norm(b1);
-    const __m512 v0 = _mm512_permutex2var_ps(na0, idx0, nb0), v1 = _mm512_permutex2var_ps(na0, idx1, nb0);
-    const __m512 v2 = _mm512_permutex2var_ps(na1, idx0, nb1), v3 = _mm512_permutex2var_ps(na1, idx1, nb1);
-    const __mmask16 nan = (_mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q) |
-                           _mm512_cmp_ps_mask(v2, v2, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v3, v3, _CMP_UNORD_Q)) & mo;
-    if (nan) {
+    const Windows win = pool_windows(na0, nb0, na1, nb1, idx0, idx1);
+    if (win.nan & mo) {
       // rare: the scalar rules on this step's (normalized) values, window by window
       alignas(64) float top[32], bottom[32], raw_top[32], raw_bottom[32];
       _mm512_store_ps(top, na0), _mm512_store_ps(top + 16, nb0);
@@ -197,9 +212,9 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
       }
       return;
     }
-    const __m512 best = _mm512_max_ps(_mm512_max_ps(v3, v2), _mm512_max_ps(v1, v0));
-    const __mmask16 e0 = _mm512_cmp_ps_mask(v0, best, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(v1, best, _CMP_EQ_OQ),
-                    e2 = _mm512_cmp_ps_mask(v2, best, _CMP_EQ_OQ);
+    const __m512 best = win.best;
+    const __mmask16 e0 = _mm512_cmp_ps_mask(win.v0, best, _CMP_EQ_OQ), e1 = _mm512_cmp_ps_mask(win.v1, best, _CMP_EQ_OQ),
+                    e2 = _mm512_cmp_ps_mask(win.v2, best, _CMP_EQ_OQ);
     __m512i k = _mm512_mask_mov_epi32(off3, e2, off2);
     k = _mm512_mask_mov_epi32(k, e1, off1);
     k = _mm512_maskz_mov_epi32(static_cast<__mmask16>(~e0), k);
@@ -230,7 +245,7 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
 // Inference's pooling, without argmax: out = f16(the max of each 2x2 window, plus *bias when
 // bias is given), a NaN in the window winning, the activation applied in registers before the
 // one store. The same values as pool2x2_plane_t on the plane with the bias added to every
-// element, then the activation: the same vmaxps chain picks each window's maximum, and adding
+// element, then the activation: the same vmaxps chain (pool_windows) picks each window's maximum, and adding
 // the bias after it changes nothing (rounding is monotonic: max(a + b, c + b) == max(a, c) + b).
 template <class F16>
 inline void pool2x2_bias_act_plane(const float* in, int64_t H, int64_t W, const float* bias, F16 f16, float* out) {
@@ -244,13 +259,8 @@ inline void pool2x2_bias_act_plane(const float* in, int64_t H, int64_t W, const 
                     int32_t, int64_t cnt, int64_t q) __attribute__((always_inline)) {
                   const __m512 a0 = _mm512_maskz_loadu_ps(ma, pa), b0 = _mm512_maskz_loadu_ps(mb, pb);
                   const __m512 a1 = _mm512_maskz_loadu_ps(ma, pc), b1 = _mm512_maskz_loadu_ps(mb, pd);
-                  const __m512 v0 = _mm512_permutex2var_ps(a0, idx0, b0), v1 = _mm512_permutex2var_ps(a0, idx1, b0);
-                  const __m512 v2 = _mm512_permutex2var_ps(a1, idx0, b1), v3 = _mm512_permutex2var_ps(a1, idx1, b1);
-                  __m512 best = _mm512_max_ps(_mm512_max_ps(v3, v2), _mm512_max_ps(v1, v0));
-                  const __mmask16 nan =
-                      _mm512_cmp_ps_mask(v0, v0, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v1, v1, _CMP_UNORD_Q) |
-                      _mm512_cmp_ps_mask(v2, v2, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(v3, v3, _CMP_UNORD_Q);
-                  best = _mm512_mask_mov_ps(best, nan, nan_v);
+                  const Windows win = pool_windows(a0, b0, a1, b1, idx0, idx1);
+                  __m512 best = _mm512_mask_mov_ps(win.best, win.nan, nan_v);
                   if (bias) best = _mm512_add_ps(best, bias_v);
                   _mm512_mask_storeu_ps(out + q, simd::tail_mask(cnt), f16(best));
                 });
