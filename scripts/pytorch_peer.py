@@ -241,10 +241,11 @@ def key(level):
 
 
 def run_record(arm, lr, seed, curve, r):
+    measured = len(curve) >= 2  # one evaluation at the end says nothing of when a level was reached
     steps_to = {}
     for level in LEVELS:
-        steps_to[key(level)] = next((p["step"] for p in curve if p["test_acc"] >= level), None)
-    return dict({"arm": arm, "lr": lr, "seed": seed, "steps_to": steps_to}, **r)
+        steps_to[key(level)] = next((p["step"] for p in curve if p["test_acc"] >= level), None) if measured else None
+    return dict({"arm": arm, "lr": lr, "seed": seed, "steps_to": steps_to, "steps_to_measured": measured}, **r)
 
 
 def stats(v):
@@ -270,7 +271,8 @@ def summarize(runs):
         for level in LEVELS:
             v = [r["steps_to"][key(level)] for r in rs if r["steps_to"][key(level)] is not None]
             s = stats(v)
-            steps_to[key(level)] = {"reached": len(v), "median": s["median"], "min": s["min"], "max": s["max"]}
+            steps_to[key(level)] = {"reached": len(v), "measured": sum(1 for r in rs if r["steps_to_measured"]),
+                                    "median": s["median"], "min": s["min"], "max": s["max"]}
         out.append({"arm": arm, "lr": lr, "n": len(rs), "finished": len(acc), "final_test_acc": stats(acc),
                     "steps_to": steps_to, "diverged": sum(1 for r in rs if r["diverged"])})
     return out

@@ -31,6 +31,8 @@ def acc_cell(e):
 
 def steps_cell(e, level="0.95"):
     t = e["steps_to"][level]
+    if t.get("measured", 1) == 0:
+        return "not measured (evaluated only at the end)"
     if t["median"] is None:
         return f"not reached (0 of {e['n']})"
     return f"{t['median']:g} [{t['min']:g}-{t['max']:g}] ({t['reached']} of {e['n']})"

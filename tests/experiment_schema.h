@@ -32,16 +32,21 @@ inline void check_experiment_json(const nlohmann::json& j, size_t expected_runs)
       REQUIRE(r["final_test_acc"].get<double>() >= 0.0);
       REQUIRE(r["final_test_acc"].get<double>() <= 1.0);  // a fraction, not a percentage
     }
-    for (const char* level : {"0.9", "0.95", "0.97", "0.98"}) REQUIRE(r["steps_to"].contains(level));
+    REQUIRE(r["steps_to_measured"].is_boolean());
+    for (const char* level : {"0.9", "0.95", "0.97", "0.98"}) {
+      REQUIRE(r["steps_to"].contains(level));
+      if (!r["steps_to_measured"].get<bool>()) REQUIRE(r["steps_to"][level].is_null());
+    }
   }
   size_t covered = 0;
   for (const json& s : j["summary"]) {
     INFO(s.dump());
     std::vector<double> acc, to95;
-    int64_t n = 0, diverged = 0;
+    int64_t n = 0, diverged = 0, measured = 0;
     for (const json& r : j["runs"])
       if (r["arm"] == s["arm"] && r["lr"].get<double>() == s["lr"].get<double>()) {
         ++n;
+        measured += r["steps_to_measured"].get<bool>();
         diverged += r["diverged"].get<bool>();
         if (!r["final_test_acc"].is_null()) acc.push_back(r["final_test_acc"].get<double>());
         if (!r["steps_to"]["0.95"].is_null()) to95.push_back(r["steps_to"]["0.95"].get<double>());
@@ -63,6 +68,7 @@ inline void check_experiment_json(const nlohmann::json& j, size_t expected_runs)
     }
     const json& t = s["steps_to"]["0.95"];
     REQUIRE(t["reached"].get<size_t>() == to95.size());
+    REQUIRE(t["measured"].get<int64_t>() == measured);
     if (!to95.empty()) REQUIRE(t["median"].get<double>() == Approx(median_of(to95)));
   }
   REQUIRE(covered == expected_runs);  // every run is in exactly one summary cell

@@ -34,6 +34,17 @@ TEST_CASE("seeds: sweep --seeds 3 keeps every run and summarizes every (arm, lr)
   REQUIRE(j["summary"].size() == 4);
   REQUIRE(j["paired"].size() == 2);
   REQUIRE(j["seeds"] == nlohmann::json::array({0, 1, 2}));
+  // The learning rates as typed, not as the nearest float (0.05000000074505806).
+  REQUIRE(j["lrs"] == nlohmann::json::parse("[0.05, 3]"));
+  for (const auto& r : j["runs"]) {
+    REQUIRE((r["lr"].get<double>() == 0.05 || r["lr"].get<double>() == 3.0));
+    // A sweep evaluates only at the end of each run: when a level was reached is not known.
+    REQUIRE(r["steps_to_measured"] == false);
+  }
+  for (const auto& s : j["summary"]) REQUIRE(s["steps_to"]["0.95"]["measured"] == 0);
+  std::ifstream printed(d.path() + "/o.txt");
+  const std::string text((std::istreambuf_iterator<char>(printed)), std::istreambuf_iterator<char>());
+  REQUIRE(text.find("not measured") != std::string::npos);
   std::ifstream csv(out + "/sweep.csv");
   std::string header;
   std::getline(csv, header);
@@ -49,7 +60,9 @@ TEST_CASE("seeds: compare's summary.json passes the schema check", "[app][seeds]
   const std::string out = d.path() + "/cmp";
   REQUIRE(sh(std::string(MINIDL_APP_PATH) + " --blas-core library compare --data " + d.path() +
              " --seeds 1,2 --steps 8 --eval-every 4 --batch-size 16 --quiet --out " + out + " > " + d.path() + "/o.txt 2>&1") == 0);
-  minidl::testing::check_experiment_json(read_json(out + "/summary.json"), 4);
+  const auto j = read_json(out + "/summary.json");
+  minidl::testing::check_experiment_json(j, 4);
+  for (const auto& r : j["runs"]) REQUIRE(r["steps_to_measured"] == true);  // evaluated every 4 steps
 }
 
 TEST_CASE("seeds: the PyTorch peer writes the same schema as minidl", "[seeds][torch]") {

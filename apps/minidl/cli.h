@@ -129,5 +129,8 @@ bool run_plot(const std::string& kind, const std::string& dir);
 
 // A nan-free number for JSON (NaN -> null).
 nlohmann::json number_or_null(double v);
+// The double nearest to the shortest decimal that reads back as v: a flag typed as 0.05 is
+// stored as 0.05 in JSON, not as the float's 0.05000000074505806.
+double as_typed(float v);
 
 }  // namespace minidl::app

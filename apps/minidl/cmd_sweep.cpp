@@ -94,7 +94,9 @@ Command add_sweep_command(CLI::App& root) {
             }
             nlohmann::json pairs = paired(runs, "bn", "no_bn");
             for (auto& p : pairs) p["bn_better_on"] = p["a_better_on"];
-            nlohmann::json out{{"config", config_json(base)}, {"model", describe_model(model)}, {"lrs", a->lrs},
+            nlohmann::json typed_lrs = nlohmann::json::array();
+            for (float lr : a->lrs) typed_lrs.push_back(as_typed(lr));
+            nlohmann::json out{{"config", config_json(base)}, {"model", describe_model(model)}, {"lrs", typed_lrs},
                                {"seeds", seeds}, {"runs", runs}, {"summary", summary}, {"paired", pairs},
                                {"range_at_97", ranges}};
             write_text(a->out + "/sweep.csv", csv.str());

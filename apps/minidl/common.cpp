@@ -214,18 +214,18 @@ nlohmann::json config_json(const TrainConfig& c) {
 nlohmann::json config_json_one_process(const TrainConfig& c) {
   if (c.model.kind == ModelKind::Spec)
     return {{"model", "spec"}, {"arch", c.model.arch}, {"bn_impl", to_string(c.model.batch_norm_impl)},
-            {"optimizer", to_string(c.optimizer)}, {"lr", c.lr}, {"momentum", c.momentum},
-            {"weight_decay", c.weight_decay}, {"batch_size", c.batch_size}, {"epochs", c.epochs},
+            {"optimizer", to_string(c.optimizer)}, {"lr", as_typed(c.lr)}, {"momentum", as_typed(c.momentum)},
+            {"weight_decay", as_typed(c.weight_decay)}, {"batch_size", c.batch_size}, {"epochs", c.epochs},
             {"steps", c.steps}, {"seed", c.seed}, {"shuffle", c.shuffle}, {"eval_every", c.eval_every},
-            {"init_std", c.model.init_std}, {"init_scale", c.model.init_scale}};
+            {"init_std", as_typed(c.model.init_std)}, {"init_scale", as_typed(c.model.init_scale)}};
   return {{"model", to_string(c.model.kind)},       {"act", to_string(c.model.activation)},
           {"bn_impl", to_string(c.model.batch_norm_impl)}, {"optimizer", to_string(c.optimizer)},
-          {"lr", c.lr},                               {"momentum", c.momentum},
-          {"weight_decay", c.weight_decay},           {"batch_size", c.batch_size},
+          {"lr", as_typed(c.lr)},                               {"momentum", as_typed(c.momentum)},
+          {"weight_decay", as_typed(c.weight_decay)},           {"batch_size", c.batch_size},
           {"epochs", c.epochs},                       {"steps", c.steps},
           {"seed", c.seed},                           {"shuffle", c.shuffle},
-          {"eval_every", c.eval_every},               {"init_std", c.model.init_std},
-          {"init_scale", c.model.init_scale}};
+          {"eval_every", c.eval_every},               {"init_std", as_typed(c.model.init_std)},
+          {"init_scale", as_typed(c.model.init_scale)}};
 }
 
 std::string describe(const TrainConfig& c) {
@@ -301,11 +301,21 @@ std::string curve_csv_header() { return "step,epoch,images,train_loss,train_acc,
 std::string curve_csv_row(const CurvePoint& p) {
   std::ostringstream os;
   os << std::setprecision(8) << p.step << ',' << p.epoch << ',' << p.images << ',' << p.train_loss << ',' << p.train_acc
-     << ',' << p.test_loss << ',' << p.test_acc << ',' << p.lr << ',' << p.seconds;
+     << ',' << p.test_loss << ',' << p.test_acc << ',' << as_typed(static_cast<float>(p.lr)) << ',' << p.seconds;
   return os.str();
 }
 
 nlohmann::json number_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+double as_typed(float v) {
+  if (!std::isfinite(v)) return v;
+  char buf[32];
+  for (int digits = 1; digits <= 9; ++digits) {  // 9 significant digits always read back
+    std::snprintf(buf, sizeof buf, "%.*g", digits, static_cast<double>(v));
+    if (std::strtof(buf, nullptr) == v) break;
+  }
+  return std::strtod(buf, nullptr);
+}
 
 nlohmann::json steps_to_reach(const std::vector<CurvePoint>& curve, double threshold) {
   for (const CurvePoint& p : curve)

@@ -51,12 +51,15 @@ std::string level_key(double level) {
   return buf;
 }
 
-nlohmann::json run_record(const std::string& arm, double lr, uint64_t seed, const TrainResult& r) {
+nlohmann::json run_record(const std::string& arm, float lr, uint64_t seed, const TrainResult& r) {
+  // With one evaluation (at the end) the step a level was first reached is not known.
+  const bool measured = r.curve.size() >= 2;
   nlohmann::json steps_to = nlohmann::json::object();
-  for (double level : accuracy_levels()) steps_to[level_key(level)] = steps_to_reach(r.curve, level);
+  for (double level : accuracy_levels())
+    steps_to[level_key(level)] = measured ? steps_to_reach(r.curve, level) : nlohmann::json(nullptr);
   const nlohmann::json null;
   return {{"arm", arm},
-          {"lr", lr},
+          {"lr", as_typed(lr)},
           {"seed", seed},
           {"final_test_acc", r.diverged ? null : number_or_null(r.final_eval.accuracy)},
           {"final_test_loss", r.diverged ? null : number_or_null(r.final_eval.loss)},
@@ -66,7 +69,8 @@ nlohmann::json run_record(const std::string& arm, double lr, uint64_t seed, cons
           {"steps", r.steps},
           {"images_per_s", r.images_per_s},
           {"train_seconds", r.train_seconds},
-          {"steps_to", steps_to}};
+          {"steps_to", steps_to},
+          {"steps_to_measured", measured}};
 }
 
 double median(std::vector<double> v) {
@@ -101,10 +105,11 @@ nlohmann::json summarize(const nlohmann::json& runs) {
   for (const auto& [arm, lr] : cells) {
     std::vector<double> acc;
     std::map<std::string, std::vector<double>> reached;
-    int64_t n = 0, diverged = 0;
+    int64_t n = 0, diverged = 0, measured = 0;
     for (const auto& r : runs) {
       if (r["arm"] != arm || r["lr"].get<double>() != lr) continue;
       ++n;
+      measured += r.value("steps_to_measured", true);
       if (r["diverged"].get<bool>()) ++diverged;
       if (!r["final_test_acc"].is_null()) acc.push_back(r["final_test_acc"].get<double>());
       for (double level : accuracy_levels()) {
@@ -116,7 +121,8 @@ nlohmann::json summarize(const nlohmann::json& runs) {
     for (double level : accuracy_levels()) {
       const auto& v = reached[level_key(level)];
       nlohmann::json s = stats(v);
-      steps_to[level_key(level)] = {{"reached", v.size()}, {"median", s["median"]}, {"min", s["min"]}, {"max", s["max"]}};
+      steps_to[level_key(level)] = {{"reached", v.size()}, {"measured", measured}, {"median", s["median"]},
+                                     {"min", s["min"]}, {"max", s["max"]}};
     }
     out.push_back({{"arm", arm}, {"lr", lr}, {"n", n}, {"finished", acc.size()}, {"final_test_acc", stats(acc)},
                    {"steps_to", steps_to}, {"diverged", diverged}});
@@ -163,6 +169,7 @@ void print_summary(const nlohmann::json& summary, bool with_lr) {
   for (const auto& s : summary) {
     auto reach = [&](const char* key) {
       const auto& t = s["steps_to"][key];
+      if (t.value("measured", int64_t{1}) == 0) return std::string("not measured");
       return median_range(t, false) + " (" + std::to_string(t["reached"].get<int64_t>()) + " of " +
              std::to_string(s["n"].get<int64_t>()) + ")";
     };
@@ -172,7 +179,8 @@ void print_summary(const nlohmann::json& summary, bool with_lr) {
                 median_range(s["final_test_acc"], true).c_str(), reach("0.95").c_str(), reach("0.98").c_str(),
                 static_cast<long long>(s["diverged"].get<int64_t>()), static_cast<long long>(s["n"].get<int64_t>()));
   }
-  std::printf("(median [min-max] over seeds; steps to a level: median over the seeds that reached it, k of n)\n");
+  std::printf("(median [min-max] over seeds; steps to a level: median over the seeds that reached it, k of n;\n"
+              " \"not measured\" where the runs evaluated only at the end: see --eval-every)\n");
 }
 
 }  // namespace minidl::app

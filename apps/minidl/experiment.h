@@ -19,9 +19,11 @@ const std::vector<double>& accuracy_levels();
 std::string level_key(double level);
 
 // One run: {"arm", "lr", "seed", "final_test_acc", "final_test_loss", "diverged", "diverged_step",
-// "diverged_reason", "steps", "images_per_s", "train_seconds", "steps_to": {"0.9": step|null, ...}}.
-// Accuracies are fractions; a diverged run has null accuracy and loss.
-nlohmann::json run_record(const std::string& arm, double lr, uint64_t seed, const TrainResult& r);
+// "diverged_reason", "steps", "images_per_s", "train_seconds", "steps_to": {"0.9": step|null, ...},
+// "steps_to_measured"}. Accuracies are fractions; a diverged run has null accuracy and loss. The
+// steps to a level are null, and steps_to_measured false, when the run evaluated only at its end.
+// lr is stored as typed (as_typed).
+nlohmann::json run_record(const std::string& arm, float lr, uint64_t seed, const TrainResult& r);
 
 // The median (0 for no values).
 double median(std::vector<double> values);
@@ -31,7 +33,7 @@ nlohmann::json stats(std::vector<double> values);
 
 // Per (arm, lr), in the order they first appear in runs: {"arm", "lr", "n", "finished",
 // "final_test_acc": stats over the runs that finished, "steps_to": {"0.95": {"reached": k,
-// "median", "min", "max"}, ...} over the runs that reached the level, "diverged": count}.
+// "measured": how many runs evaluated during training, "median", "min", "max"}, ...} over the runs that reached the level, "diverged": count}.
 nlohmann::json summarize(const nlohmann::json& runs);
 
 // Per lr: on how many seeds arm a ended with a higher test accuracy than arm b (a diverged run
