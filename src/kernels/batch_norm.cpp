@@ -13,8 +13,8 @@ using detail::SplitMean;
 
 #if defined(__AVX512F__)
 // Sum of in[0, S) and sum of (in[s] - mu)^2, each in double: 16 floats per step, widened to two
-// vectors of 8 doubles, into two accumulators each (the compiler's `omp simd` loop kept one
-// accumulator, and converted lane by lane: 10 % of a BN training step).
+// vectors of 8 doubles, into two accumulators each (two independent chains of additions; the
+// compiler's `omp simd` loop keeps one and converts lane by lane).
 double plane_sum(const float* in, int64_t S) {
   __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
   for (int64_t s = 0; s < S; s += 16) {

@@ -20,8 +20,7 @@ namespace {
 
 // dst[0, n) = src[0, n) and dst[0, n) += src[0, n) for the short rows of an unfold (14 or 28
 // floats for the reference CNN). With AVX-512 a row is one or two masked vector moves; the
-// compiler's loops spend most of their time in scalar remainders at these lengths (measured:
-// the unfold was 18% of a training step).
+// compiler's loops spend most of their time in scalar remainders at these lengths.
 inline void row_copy(float* __restrict dst, const float* __restrict src, int64_t n) {
 #if defined(__AVX512F__)
   int64_t i = 0;
@@ -132,8 +131,7 @@ void transpose16(const float* src, int64_t ls, float* dst, int64_t ld, int n) {
 #endif
 
 // dst (cols, rows) = src (rows, cols)^T. With AVX-512 and rows a multiple of 16, in-register
-// 16 x 16 blocks (measured 0.5 vs 2.0 us for conv2's 32 x 196 output gradient); else 16 x 16
-// blocks of scalar copies, so both sides stay in a few cache lines.
+// 16 x 16 blocks; else 16 x 16 blocks of scalar copies, so both sides stay in a few cache lines.
 void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* __restrict dst) {
 #if defined(__AVX512F__)
   if (rows % 16 == 0) {
@@ -156,7 +154,7 @@ void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* _
 void pad_sample(const float* x, float* padded, int64_t n, const Conv2dGeometry& g) {
   const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g);
   std::fill(padded, padded + padded_size(g), 0.0f);
-  // (row_copy, not memcpy: a call per 14- or 28-float row was 2 % of a training step)
+  // (row_copy, not memcpy: a library call per 14- or 28-float row costs more than the copy)
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h)
       row_copy(padded + (c * Hp + h + g.padding) * Wp + g.padding, x + ((n * g.C + c) * g.H + h) * g.W, g.W);
@@ -227,13 +225,11 @@ void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeo
 // The implicit forward product (stride 1, output rows of at most 16 floats): no unfold. Each
 // vector of B is one output row (OW lanes), so row (c, kh, kw) of col is the padded sample read
 // at offset c*Hp*Wp + kh*Wp + kw (koff) and output row oh of it oh*Wp further. The padded sample
-// (20 KB for conv2) stays in L1, where col (313 KB) streamed from L2, and the unfold's copies
-// go: +5-7 % training without BN, +0.5 % with BN, though a vector holds 14 outputs instead of
-// 16. The weight gradient reads col from the padded sample the same way (PaddedA), the input
-// gradient is a convolution of the padded output gradient (implicit_dx_offsets): with both, the
-// backward writes no col either (conv2's 313 KB per sample; its unfold alone was 0.3 ms of a
-// 5 ms step). koff is empty where the implicit product does not apply, so it also says whether
-// it does.
+// (20 KB for conv2) stays in L1, where col (313 KB) would stream from L2, and the unfold's
+// copies go. The weight gradient reads col from the padded sample the same way (PaddedA), and
+// the input gradient is a convolution of the padded output gradient (implicit_dx_offsets), so
+// the backward writes no col either. koff is empty where the implicit product does not apply,
+// so it also says whether it does.
 struct ImplicitOffsets {
   std::vector<int32_t> koff;
   bool applies() const { return !koff.empty(); }
@@ -454,8 +450,8 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
       float* out = y ? y + n * g.O * P : buffer;
       if (!implicit_forward(x, weight, padded, out, n, offsets, g)) {
         const float* b = product_input(x, col, padded, n, g);
-        // (The transposed product, col^T . W^T, runs faster alone but measured no faster here
-        // once its result is transposed back; inference uses it, pooling its rows directly.)
+        // (Training keeps W . col, in the layout the rest of the step reads; inference uses the
+        // transposed product col^T . W^T and pools its rows directly.)
         gemm_tiles(O, Pi, Ki, weight, Ki, b, Pi, out, Pi, false);
       }
       if (bias)
@@ -530,8 +526,8 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
           unfold(x, col, padded, n, g);
           // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, with C's rows
           // the long side (K), as gemm_tiles wants them; it reads dy[n] transposed. With fewer
-          // than 32 channels (C one vector wide) OpenBLAS was faster (conv1: 9.5 us against 8.9
-          // plus 4 for the transpose).
+          // than 32 channels (C one vector wide) the tiles are too narrow to pay for the
+          // transpose, and OpenBLAS runs it.
           if (g.O >= 32) {
             transpose(dyn, O, Pi, dy_t);
             gemm_tiles(Ki, O, Pi, col, Pi, dy_t, O, dw, O, !first);
@@ -640,9 +636,8 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
       }
 #if defined(__AVX512F__)
       // Pool, bias and activation in registers, one store per pooled vector. Meanwhile the next
-      // sample's input is asked for, a slice per plane: the padding copy waited on its first
-      // reads (8 % of conv2's block in perf; asked for all at once, before the product, it still
-      // did).
+      // sample's input is asked for, a slice per plane, so that the padding copy of the next
+      // sample does not wait on memory.
       const int64_t xs = g.C * g.H * g.W, slice = ((xs + g.O - 1) / g.O + 15) / 16 * 16;
       const float* next = n + 1 < g.N ? x + (n + 1) * xs : nullptr;
       auto planes = [&](auto f16) {

@@ -13,8 +13,8 @@ namespace minidl::kernels {
 namespace {
 
 // minidl runs one thread pool, OpenMP's. OpenBLAS's own pthreads would spin and yield against
-// it on the same cores (measured: a fifth of all cycles in sched_yield), so OpenBLAS runs
-// single-threaded and large products are split across OpenMP threads here.
+// it on the same cores, so OpenBLAS runs single-threaded and large products are split across
+// OpenMP threads here.
 struct SingleThreadedBlas {
   SingleThreadedBlas() { openblas_set_num_threads(1); }
 };
@@ -49,8 +49,7 @@ void tiled_columns(int M, int n0, int n1, int K, APolicy a_at, const float* B, i
 
 // Products with a short inner dimension and B not transposed (a linear layer's backward: fc1's
 // input gradient 64 x 1568 x 128 and weight gradient 128 x 1568 x 64) run in the register
-// tiles: OpenBLAS packs both operands for a sum of only 64-128 terms (measured ~170 GFLOP/s on
-// two threads for fc1's backward).
+// tiles: OpenBLAS would pack both operands for a sum of only 64-128 terms.
 constexpr int kTilesMaxK = 256;
 
 }  // namespace
@@ -86,11 +85,9 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
     return;
   }
   // Split C along its longer side into blocks, each an independent product with the same
-  // leading dimensions: every thread packs its part of the long operand and all of the short one.
-  // (Split by columns whenever N >= 32 per thread, the 1000 x 1568 input of fc1's batch-1000
-  // inference was packed by both threads: by rows, CNN inference 41,400-45,300 -> 42,600-46,100
-  // images/s, faster in 5 of 6 pairs; the MLP's 780K -> 1.19M.) Column blocks are multiples of 16
-  // to keep the micro-kernels on full vectors.
+  // leading dimensions: every thread packs its part of the long operand and all of the short one
+  // (split the other way, each thread would pack the whole long operand). Column blocks are
+  // multiples of 16 to keep the micro-kernels on full vectors.
   const bool by_columns = N >= M;
   const int extent = by_columns ? N : M;
   const int align = by_columns ? 16 : 4;

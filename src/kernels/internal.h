@@ -12,9 +12,8 @@ namespace minidl::kernels::detail {
 
 // Asks for the cache lines of [p, p + n floats) ahead of use: to read, or to write (then the line
 // comes in owned, so the stores that follow do not each wait for it). The per-plane passes write
-// three pooled outputs per plane into buffers that are out of cache: their stores stalled on those
-// lines (perf put a third of the BN-pool pass on it), which the hardware prefetchers did not ask
-// for in time.
+// three pooled outputs per plane into buffers that are out of cache, whose stores would otherwise
+// stall on lines the hardware prefetchers do not ask for in time.
 // (n counts 4-byte elements, floats or argmax indices: 16 to a cache line.)
 template <class T>
 inline void prefetch_read(const T* p, int64_t n) {
@@ -42,7 +41,7 @@ struct SplitMean {
 // One output row of a 2x2, stride-2 max pool over input rows r0 and r1 (W apart in their plane,
 // the first at offset base): out[ow], and arg[ow], the plane offset of the window's first
 // maximum in row-major order; a NaN wins (as in PyTorch). Without data-dependent branches: with
-// random activations a branchy version mispredicts on most windows (measured 4x slower).
+// random activations a branch on the comparison mispredicts on most windows.
 inline void pool2x2_row(const float* r0, const float* r1, int64_t OW, int32_t base, int32_t W, float* out,
                         int32_t* arg) {
   for (int64_t ow = 0; ow < OW; ++ow) {
@@ -185,8 +184,8 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
   auto center = [&](__m512 v) { return _mm512_sub_ps(_mm512_sub_ps(v, hi_v), lo_v); };
   auto norm = [&](__m512 v) { return kNorm ? _mm512_fmadd_ps(center(v), scale_v, beta_v) : v; };
   // One step: cnt windows from the top run (pa | pb) and the bottom run (pc | pd), each half read
-  // with its mask; results to o, ag, xh. Inlined: as a call it went through the PLT with the
-  // constants reloaded each time (measured 10 % slower than the per-row function on 28-wide rows).
+  // with its mask; results to o, ag, xh. Inlined, so that the constants stay in registers (as a
+  // call it goes through the PLT and reloads them).
   auto step = [&](const float* pa, const float* pb, const float* pc, const float* pd, __mmask16 ma, __mmask16 mb,
                   int32_t base, int64_t cnt, float* o, int32_t* ag, float* xh) __attribute__((always_inline)) {
     const __mmask16 mo = simd::tail_mask(cnt);

@@ -82,8 +82,8 @@ __attribute__((always_inline)) inline void tile(int K, const A& a, const B& b, c
 // vector is masked by `last` (the others by `mask`). One call per row block, the policies by
 // value; B and C move right by whole vectors (their shifted()).
 constexpr int kRows = 8, kVectors = 3;
-// Each tile shape in its own function (one function holding several measured a third slower
-// for the 8 x 2 tile): the full 3-vector tiles of a row block in one loop, then the rest.
+// Each tile shape in its own function, so that the compiler keeps each one's accumulators in
+// registers: the full 3-vector tiles of a row block in one loop, then the rest.
 template <int R, class A, class B, class C>
 __attribute__((noinline)) void full_tiles(int K, int count, A a, B b, C c, __mmask16 mask) {
   for (int j = 0; j < count * kVectors; j += kVectors) tile<R, kVectors>(K, a, b.shifted(j), c.shifted(j), mask, mask);

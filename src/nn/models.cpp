@@ -147,8 +147,6 @@ Tensor CnnNet::forward(const Tensor& x) {
     } else if (!bn1_ || bn1_->is_training()) {
       // Training: convolution, BN, pooling and activation as one op each.
       h = train_block(bn1_ ? "conv1+bn1+pool+act" : "conv1+pool+act", *conv1_, bn1_.get(), a, x);
-      // (Without BN, conv2's block once measured 4-10 % slower than conv2 and the two vectorised
-      // ops after it; since the samples go to the threads as they come free, 4 % faster.)
       h = train_block(bn2_ ? "conv2+bn2+pool+act" : "conv2+pool+act", *conv2_, bn2_.get(), a, h);
       h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
     } else {

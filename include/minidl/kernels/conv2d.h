@@ -16,8 +16,8 @@
 // the core's L2 cache between im2col, the products and col2im). The backward's groups each have
 // their own dweight accumulator, summed at the end in group order: the gradients are the same
 // bits whichever thread took which group (the groups depend on N and the thread count only).
-// Unfolding the whole batch at once instead would stream a 20 MB buffer through memory several
-// times per step (measured: slower).
+// (Unfolding the whole batch at once would stream a 20 MB buffer through memory several times
+// per step.)
 #pragma once
 
 #include <cstdint>
@@ -58,8 +58,8 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
 
 // Inference: y (N, O, OH/2, OW/2) = act(max_pool2d(conv2d(x) + bias, 2)), one sample at a time,
 // its convolution output kept in the thread's workspace (never written out). The product runs
-// transposed, z^T (P, O) = col^T . W^T (measured 24% faster inference than W . col for the
-// reference CNN), and each 2x2 window is the maximum of four rows of O channels, the bias added
+// transposed, z^T (P, O) = col^T . W^T, so that each 2x2 window is the maximum of four rows of
+// O channels (whole vectors), the bias added
 // after it (exact: rounding is monotonic). Equal to conv2d_forward, pool and activation up to
 // the product's summation order (about 1e-7 relative).
 int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads);

@@ -18,7 +18,7 @@ namespace minidl::kernels {
 
 // y[i] = 1 / (1 + exp(-x[i])). With AVX-512, exp is minidl's vectorised one (Cephes' expf
 // polynomial after reduction by ln 2, scaled by vscalefps): within 2 ulp of glibc's expf
-// (tests/test_fused.cpp sweeps it), about 10x faster than calling expf per value, and the
+// (tests/test_fused.cpp sweeps it), and the
 // same for a value wherever it sits in the array (tails use masked vectors, not a scalar loop).
 // Without AVX-512: std::exp. The sigmoid op and the fused blocks both call this, so they agree
 // bit for bit.

@@ -13,8 +13,8 @@ void gemm(bool transpose_a, bool transpose_b, int M, int N, int K, float alpha, 
 
 // C[M, N] = A[M, K] . B[K, N] (+ C when accumulate), row-major, on the calling thread: the
 // per-sample products of a convolution (32 x 196 x 400 for the reference CNN's conv2), where
-// OpenBLAS's packing and its kernels' shapes cost more than the product (measured: 120 vs
-// 170 GFLOP/s on one thread for conv2's forward). With AVX-512: register tiles of up to 8 rows of
+// OpenBLAS's packing and its kernels' shapes cost more than the product. With AVX-512: register
+// tiles of up to 8 rows of
 // C by three 16-float vectors, each A element broadcast, no packing; the sum over k runs in order
 // k = 0, 1, ..., so a result does not depend on the tile it falls in. Without AVX-512: gemm.
 void gemm_tiles(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
