@@ -7,10 +7,15 @@
   plot.py study-NAME DIR          DIR/study.csv + study.json -> DIR/study.png (minidl study NAME)
   plot.py fig1 DIR      DIR/fig1.csv + fig1.json     -> DIR/fig1.png
   plot.py mpi DIR       DIR/runs.csv (scripts/mpi_small_batch.sh) -> DIR/mpi.png
+
+Every figure says where it came from, in a footer and in the PNG's text chunks (Source, Commit,
+CPU): the command that made it ($MINIDL_FIGURE_SOURCE, which scripts/reproduce.sh sets to its
+stage, else this script's command line), the commit of this checkout, and the CPU.
 """
 import csv
 import json
 import os
+import subprocess
 import sys
 
 import matplotlib
@@ -21,6 +26,39 @@ import matplotlib.pyplot as plt  # noqa: E402
 LABELS = {"no_bn": "without BN", "bn": "with BN"}
 COLORS = {"no_bn": "tab:blue", "bn": "tab:red"}
 PALETTE = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:gray"]
+
+
+def provenance():
+    """{"Source", "Commit", "CPU"} of the figure being drawn."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if commit != "unknown" and git("status", "--porcelain", "--untracked-files=no"):
+        commit += " with uncommitted changes"
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    source = os.environ.get("MINIDL_FIGURE_SOURCE") or "scripts/plot.py " + " ".join(
+        os.path.basename(a.rstrip("/")) if i == 1 else a for i, a in enumerate(sys.argv[1:]))
+    return {"Source": source, "Commit": commit, "CPU": f"{cpu}, {os.cpu_count()} cores"}
+
+
+def save(fig, path):
+    """Saves fig with its provenance as a footer and as PNG text chunks."""
+    p = provenance()
+    fig.tight_layout(rect=(0, 0.03, 1, 1))  # room for the footer
+    fig.text(0.005, 0.003, f"{p['Source']}  |  commit {p['Commit']}  |  {p['CPU']}", fontsize=6, color="0.45",
+             ha="left", va="bottom")
+    fig.savefig(path, dpi=110, metadata=p)
 
 
 def rows(path):
@@ -105,7 +143,7 @@ def finish_compare(fig, ax_acc, ax_loss, heading, path):
     ax_loss.legend(fontsize=8)
     fig.suptitle(heading, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save(fig, path)
 
 
 def compare(d, peer=None):
@@ -155,7 +193,7 @@ def sweep(d, peer=None):
     ax.set_title(f"Learning-rate tolerance, seeds: {len(summary.get('seeds', []))}\n"
                  + title(summary["config"]).replace(f" lr={summary['config']['lr']:g}", ""), fontsize=10)
     fig.tight_layout()
-    fig.savefig(os.path.join(d, "sweep.png"), dpi=110)
+    save(fig, os.path.join(d, "sweep.png"))
 
 
 def fig1(d):
@@ -196,7 +234,7 @@ def fig1(d):
     init = "Gaussian init" if c.get("init_std") else "PyTorch's uniform init"
     fig.suptitle(f"BN paper, Figure 1 on MNIST: {title(c)}, {init}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(os.path.join(d, "fig1.png"), dpi=110)
+    save(fig, os.path.join(d, "fig1.png"))
 
 
 def study_series(d, value_cols, group_cols, x="step"):
@@ -296,7 +334,7 @@ def study(kind, d):
         sys.exit(f"plot.py: unknown study {kind}")
     fig.suptitle(heading, fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(d, "study.png"), dpi=110)
+    save(fig, os.path.join(d, "study.png"))
 
 
 def mpi(d):
@@ -322,7 +360,7 @@ def mpi(d):
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(os.path.join(d, "mpi.png"), dpi=110)
+    save(fig, os.path.join(d, "mpi.png"))
 
 
 if __name__ == "__main__":

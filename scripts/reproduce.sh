@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Regenerates every result table and figure of the README from scratch: minidl and its PyTorch
+# Regenerates every result table and figure of docs/ from scratch: minidl and its PyTorch
 # peer over 5 seeds (lr sweep, steps to 95 % at lr 0.05), the BN paper's Figure 1 in two setups,
 # and BN vs GroupNorm vs LayerNorm. Results land in out/; plots are copied to docs/; the
 # tables are printed (and kept in out/tables.md).
 #   scripts/reproduce.sh [STAGE ...]   stages: sweep compare fig1 norms studies mpi tables (default: all)
-# Running time on 2 cores: see README "Reproducing the results".
+# Running time on 2 cores: see docs/results.md "Reproducing the results". Every figure is
+# stamped with its stage, the commit and the CPU (scripts/plot.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -20,6 +21,7 @@ seeds=5
 mkdir -p out docs
 stamp() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 for stage in "${stages[@]}"; do
+  export MINIDL_FIGURE_SOURCE="scripts/reproduce.sh $stage"
   case "$stage" in
     sweep)
       stamp "minidl sweep, $seeds seeds"

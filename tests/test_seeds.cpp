@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "experiment_schema.h"
 #include "synthetic_mnist.h"
@@ -19,6 +20,27 @@ nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
   REQUIRE(in.good());
   return nlohmann::json::parse(in);
+}
+// The tEXt chunks of a PNG file: keyword -> text.
+std::map<std::string, std::string> png_text_chunks(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::map<std::string, std::string> out;
+  REQUIRE(bytes.size() > 8);
+  size_t pos = 8;  // after the signature: chunks of length (4, big-endian), type (4), data, CRC (4)
+  while (pos + 12 <= bytes.size()) {
+    const auto byte = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[pos + i])); };
+    const uint32_t length = byte(0) << 24 | byte(1) << 16 | byte(2) << 8 | byte(3);
+    const std::string type = bytes.substr(pos + 4, 4);
+    if (pos + 12 + length > bytes.size()) break;
+    if (type == "tEXt") {
+      const std::string data = bytes.substr(pos + 8, length);
+      const size_t nul = data.find('\0');
+      if (nul != std::string::npos) out[data.substr(0, nul)] = data.substr(nul + 1);
+    }
+    pos += 12 + length;
+  }
+  return out;
 }
 bool have_torch() { return sh("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0; }
 }  // namespace
@@ -63,6 +85,18 @@ TEST_CASE("seeds: compare's summary.json passes the schema check", "[app][seeds]
   const auto j = read_json(out + "/summary.json");
   minidl::testing::check_experiment_json(j, 4);
   for (const auto& r : j["runs"]) REQUIRE(r["steps_to_measured"] == true);  // evaluated every 4 steps
+  if (!std::filesystem::exists(out + "/compare.png")) {
+    WARN("SKIPPED: no matplotlib, so no compare.png; the figure's provenance is not checked");
+    return;
+  }
+  // The figure says where it came from: the command, this checkout's commit and the CPU.
+  const auto text = png_text_chunks(out + "/compare.png");
+  REQUIRE(text.count("Source"));
+  REQUIRE(text.at("Source").find("plot.py compare") != std::string::npos);
+  REQUIRE(text.count("Commit"));
+  REQUIRE(!text.at("Commit").empty());
+  REQUIRE(text.count("CPU"));
+  REQUIRE(text.at("CPU").find("cores") != std::string::npos);
 }
 
 TEST_CASE("seeds: the PyTorch peer writes the same schema as minidl", "[seeds][torch]") {
