@@ -5,9 +5,9 @@
 # medians and their ratios, training and inference (batch 1000, eval, no grad), and minidl's
 # efficiency (training GFLOP/s over sgemm 2048^3 on the same threads, in the same run).
 #   scripts/bench_vs_pytorch.sh [RUNS] [CONFIGS]
-# CONFIGS: space-separated model:act:bn|nobn (default: every preset the README table has).
-# Both frameworks use the same OpenBLAS kernels: minidl's own choice for this CPU (README
-# "Performance"), or MINIDL_BENCH_CORETYPE when set. Other flags for minidl (e.g. --no-fuse) go
+# CONFIGS: space-separated model:act:bn|nobn (default: every preset of the docs/performance.md table).
+# Both frameworks use the same OpenBLAS kernels: minidl's own choice for this CPU (docs/design.md
+# "OpenBLAS's kernels"), or MINIDL_BENCH_CORETYPE when set. Other flags for minidl (e.g. --no-fuse) go
 # in MINIDL_BENCH_FLAGS. Writes the table to stdout and the raw runs to out/bench_vs_pytorch.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."

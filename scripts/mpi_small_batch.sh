@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# BN with a small per-rank batch (README "Several processes"): full MNIST, sigmoid CNN, lr 0.05,
+# BN with a small per-rank batch (docs/distributed.md): full MNIST, sigmoid CNN, lr 0.05,
 # one epoch, 4 ranks, per-rank batch B in 2 4 8 16 32, local BN vs SyncBN, over SEEDS seeds.
 #   scripts/mpi_small_batch.sh [SEEDS (default 3)] [--mpi]
 # By the equalities ctest checks (tests/test_mpi.cpp), 4 ranks x B with local BN train exactly as

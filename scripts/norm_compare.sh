@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # BN vs GroupNorm vs LayerNorm vs no normalization on the reference CNN (sigmoid, SGD momentum
 # 0.9, one epoch of MNIST), at lr 0.05 and 1.0, batch 64 and batch 4, over seeds: the table of
-# README "BatchNorm, GroupNorm, LayerNorm". Writes out/norms/b{B}_lr{LR}/ and prints the table.
+# docs/results.md "BatchNorm, GroupNorm, LayerNorm". Writes out/norms/b{B}_lr{LR}/ and prints the table.
 #   scripts/norm_compare.sh [SEEDS]   (default 3)
 # A configuration whose summary.json exists is kept (delete out/norms to start over).
 # THREADS=1 runs on one core (e.g. beside another job; OMP_WAIT_POLICY=PASSIVE is then set).

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Markdown tables for the README from the JSON files minidl (and scripts/pytorch_peer.py) write.
+"""Markdown tables for docs/ from the JSON files minidl (and scripts/pytorch_peer.py) write.
 
   tables.py norms DIR              DIR/b{B}_lr{LR}/summary.json -> arms x (batch, lr)
   tables.py sweep DIR [PEER_DIR]   DIR/sweep.json (+ the PyTorch peer's) -> lr x arm, side by side

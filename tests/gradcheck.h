@@ -1,5 +1,5 @@
 // Gradient checking by central finite differences (test helper; also the one to use when you
-// add a layer, see README "Add a layer").
+// add a layer, see docs/extending.md "Add a layer").
 //
 // For f: inputs -> output, the scalar L = sum(output * r) with a fixed random r has
 // dL/dx = the tape's gradient. gradcheck() compares it, element by element, with

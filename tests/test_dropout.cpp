@@ -1,4 +1,4 @@
-// The worked example of README "Add a layer": Dropout.
+// The worked example of docs/extending.md "Add a layer": Dropout.
 #include <catch2/catch.hpp>
 
 #include "gradcheck.h"

@@ -28,7 +28,7 @@ Command add_predict_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_study_command(CLI::App& root);
 
-// Exit statuses (README "Exit status").
+// Exit statuses (docs/cli.md "Exit status").
 constexpr int kExitOk = 0;
 constexpr int kExitUsage = 1;
 constexpr int kExitBadInput = 2;

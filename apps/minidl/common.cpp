@@ -24,12 +24,12 @@ namespace minidl::app {
 nlohmann::json config_json_one_process(const TrainConfig& c);
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
-  f.model_opt = cmd->add_option("--model", f.model, "Preset architecture: cnn or mlp (README \"Models\")")
+  f.model_opt = cmd->add_option("--model", f.model, "Preset architecture: cnn or mlp (docs/cli.md)")
                     ->check(CLI::IsMember({"cnn", "mlp"}))
                     ->capture_default_str();
   f.arch_opt = cmd->add_option("--arch", f.arch,
                                "Architecture as a spec instead of a preset, e.g. \"conv(16,5,pad=2) bn sigmoid maxpool(2) "
-                               "flatten linear(10)\" (README \"Models from a spec\")");
+                               "flatten linear(10)\" (docs/cli.md \"Models from a spec\")");
   f.bn_opt = cmd->add_flag("--bn,!--no-bn", f.bn, "Preset with or without BatchNorm (default: without)");
   f.bn_impl_opt = cmd->add_option("--bn-impl", f.bn_impl,
                                   "BatchNorm implementation: fused, composed, or detached (statistics outside the "
@@ -42,7 +42,7 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   cmd->add_flag("--no-fuse", f.no_fuse,
                 "Run every layer on its own instead of the fused blocks (convolution, BN, pooling and activation as "
                 "one op; BN folded into the layer before it for inference). The same computation: equal to 1e-6 per "
-                "step (BN's statistics are summed in another order), predictions identical (README \"Performance\")");
+                "step (BN's statistics are summed in another order), predictions identical (docs/performance.md)");
 }
 
 void ModelFlags::check_arch_alone() const {
@@ -148,7 +148,7 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
       ->capture_default_str();
   cmd->add_option("--train-limit", f.train_limit, "Use only the first N training images");
   cmd->add_option("--test-limit", f.test_limit, "Use only the first N test images");
-  // Data parallelism (README "Several processes"): under mpirun -np R, --batch-size is per rank.
+  // Data parallelism (docs/distributed.md): under mpirun -np R, --batch-size is per rank.
   cmd->add_flag("--sync-bn", f.sync_bn,
                 "Under mpirun: BatchNorm statistics over the global batch of all ranks (SyncBN). Without it each "
                 "rank normalizes its own --batch-size examples, and rank 0's running statistics are broadcast to "

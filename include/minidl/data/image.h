@@ -16,7 +16,7 @@ struct GrayImage {
 // Decodes PNG, JPEG, BMP, GIF, TGA, PSD, PNM (stb_image) from memory to grey levels. 16-bit
 // images are reduced to 8 bits; transparent pixels are composited on white.
 //
-// What an image may cost is bounded before anything is decoded (README "Reliability"); the
+// What an image may cost is bounded before anything is decoded (docs/reliability.md); the
 // image is refused (InputError naming `source`, the declared size and the limit) when
 //  - its declared pixel count exceeds max_pixels (default kMaxImagePixels, 16 Mpixel: a
 //    12-Mpixel phone photo of a digit passes; `minidl predict --max-pixels` raises it), or a

@@ -1,4 +1,4 @@
-// Dropout, the worked example of README "Add a layer".
+// Dropout, the worked example of docs/extending.md "Add a layer".
 //
 // Training: each element is zeroed with probability p and the survivors are scaled by
 // 1/(1 - p), so the expected output equals the input (inverted dropout, as torch.nn.Dropout).

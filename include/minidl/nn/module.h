@@ -7,7 +7,7 @@
 //
 // To write a layer: derive from Module, register what it owns in the constructor, implement
 // forward() with ops from ops.h (the tape then gives you backward for free) or with a fused
-// kernel and record() (see nn/batch_norm.h). See README "Add a layer".
+// kernel and record() (see nn/batch_norm.h). See docs/extending.md "Add a layer".
 #pragma once
 
 #include <memory>
