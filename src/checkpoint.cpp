@@ -1,18 +1,97 @@
 #include "minidl/checkpoint.h"
 
+#include <iomanip>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <type_traits>
+
 #include "minidl/io/safetensors.h"
 #include "minidl/nn/spec.h"
 
 namespace minidl {
 
-std::map<std::string, std::string> model_metadata(const ModelConfig& config) {
-  if (config.kind == ModelKind::Spec)
-    return {{"model", "spec"}, {"arch", config.arch}, {"bn", config.batch_norm ? "true" : "false"}, {"format", "minidl-1"}};
-  return {{"model", to_string(config.kind)},
-          {"bn", config.batch_norm ? "true" : "false"},
-          {"act", to_string(config.activation)},
-          {"format", "minidl-1"}};
+namespace {
+template <class T>
+std::string join(const std::vector<T>& values) {
+  std::ostringstream os;
+  os << std::setprecision(9);
+  for (size_t i = 0; i < values.size(); ++i) os << (i ? "," : "") << values[i];
+  return os.str();
 }
+// "1,28,28" -> {1, 28, 28}; "0.1307" -> {0.1307f}. Throws Error naming the key.
+template <class T>
+std::vector<T> split_numbers(const std::string& key, const std::string& text) {
+  std::vector<T> out;
+  std::istringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    size_t used = 0;
+    T v{};
+    try {
+      if constexpr (std::is_integral_v<T>) v = static_cast<T>(std::stoll(item, &used));
+      else v = std::stof(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != item.size()) throw Error(key + ": expected comma-separated numbers, got '" + text + "'");
+    out.push_back(v);
+  }
+  return out;
+}
+}  // namespace
+
+std::map<std::string, std::string> model_metadata(const ModelConfig& config) {
+  std::map<std::string, std::string> m;
+  if (config.kind == ModelKind::Spec) {
+    m = {{"model", "spec"}, {"arch", config.arch}, {"bn", config.batch_norm ? "true" : "false"}};
+  } else {
+    m = {{"model", to_string(config.kind)}, {"bn", config.batch_norm ? "true" : "false"}, {"act", to_string(config.activation)}};
+  }
+  m["format"] = "minidl-1";
+  m["input_shape"] = join(config.input_shape);
+  m["classes"] = std::to_string(config.classes);
+  m["input_mean"] = join(config.input_mean);
+  m["input_std"] = join(config.input_std);
+  if (!config.class_names.empty()) m["class_names"] = nlohmann::json(config.class_names).dump();
+  return m;
+}
+
+namespace {
+// The data description of a checkpoint (absent keys keep MNIST's defaults: older checkpoints).
+void read_data_metadata(const std::map<std::string, std::string>& metadata, ModelConfig& config) {
+  auto meta = [&](const char* key) -> const std::string* {
+    auto it = metadata.find(key);
+    return it == metadata.end() ? nullptr : &it->second;
+  };
+  if (auto v = meta("input_shape")) {
+    config.input_shape = split_numbers<int64_t>("input_shape", *v);
+    if (config.input_shape.size() != 3 || config.input_shape[0] <= 0 || config.input_shape[1] <= 0 || config.input_shape[2] <= 0)
+      throw Error("input_shape: expected channels,height,width, got '" + *v + "'");
+  }
+  if (auto v = meta("classes")) {
+    const auto n = split_numbers<int64_t>("classes", *v);
+    if (n.size() != 1 || n[0] < 2) throw Error("classes: expected a count of at least 2, got '" + *v + "'");
+    config.classes = n[0];
+  }
+  if (auto v = meta("input_mean")) config.input_mean = split_numbers<float>("input_mean", *v);
+  if (auto v = meta("input_std")) config.input_std = split_numbers<float>("input_std", *v);
+  const size_t C = static_cast<size_t>(config.input_shape[0]);
+  if (config.input_mean.size() != C || config.input_std.size() != C)
+    throw Error(detail::concat("input_mean and input_std: expected one per channel (", C, "), got ",
+                               config.input_mean.size(), " and ", config.input_std.size()));
+  for (float s : config.input_std)
+    if (!(s > 0)) throw Error(detail::concat("input_std: every value must be > 0, got ", s));
+  if (auto v = meta("class_names")) {
+    nlohmann::json j = nlohmann::json::parse(*v, nullptr, false);
+    if (!j.is_array() || static_cast<int64_t>(j.size()) != config.classes)
+      throw Error(detail::concat("class_names: expected a JSON array of ", config.classes, " names"));
+    config.class_names.clear();
+    for (const auto& name : j) {
+      if (!name.is_string()) throw Error("class_names: every name must be a string");
+      config.class_names.push_back(name.get<std::string>());
+    }
+  }
+}
+}  // namespace
 
 std::optional<ModelConfig> checkpoint_model_config(const std::string& path,
                                                    const std::map<std::string, std::string>& metadata) {
@@ -23,6 +102,7 @@ std::optional<ModelConfig> checkpoint_model_config(const std::string& path,
   if (!meta("model") && !meta("arch")) return std::nullopt;
   ModelConfig config;
   try {
+    read_data_metadata(metadata, config);
     if (auto v = meta("arch")) {
       config.kind = ModelKind::Spec;
       config.arch = canonical_spec(*v);

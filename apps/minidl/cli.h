@@ -102,6 +102,11 @@ TrainConfig to_config(const TrainFlags& flags);
 Mnist load_data(const TrainFlags& flags);
 // The training configuration as JSON, for summary files.
 nlohmann::json config_json(const TrainConfig& config);
+// The model takes the data's example shape, classes, normalization and class names.
+void fit_to_data(ModelConfig& model, const Mnist& data);
+// The data is normalised as the model's training data was; throws InputError naming `source`
+// when the data's example shape or classes are not the model's.
+void normalize_like(const ModelConfig& model, Dataset& data, const std::string& source);
 // "sgd lr=0.05 momentum=0.9 batch=64 ..." for titles and logs.
 std::string describe(const TrainConfig& config);
 

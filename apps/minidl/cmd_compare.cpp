@@ -47,7 +47,7 @@ std::vector<Arm> resolve_arms(const CompareArgs& a) {
     try {
       arm.model.arch = canonical_spec(text.substr(eq + 1));
       arm.model.batch_norm = spec_has(arm.model.arch, "bn");
-      make_model(arm.model);  // a bad spec stops here, before any training
+      check_spec(arm.model.arch);  // a bad spec stops here, before any training
     } catch (const Error& e) {
       throw Error("--arm " + arm.name + ": " + e.what());
     }
@@ -103,6 +103,7 @@ Command add_compare_command(CLI::App& root) {
                 c.seed = seed;
                 c.model = arm.model;
                 c.model.seed = seed;
+                fit_to_data(c.model, data);
                 auto net = make_model(c.model);
                 const std::string label = arm.name + " seed " + std::to_string(seed);
                 if (!a->quiet) std::cerr << "minidl compare: " << label << ": " << describe(c) << "\n";

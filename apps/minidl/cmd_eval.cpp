@@ -32,6 +32,7 @@ Command add_eval_command(CLI::App& root) {
             auto net = load_checkpoint_model(a->checkpoint, a->model);
             Dataset test = load_idx_dataset(find_idx_file(a->data, "t10k-images-idx3-ubyte"),
                                             find_idx_file(a->data, "t10k-labels-idx1-ubyte"), a->test_limit);
+            normalize_like(net->config(), test, a->data);
             EvalResult r = evaluate(*net, test, a->batch_size);
             if (a->json) {
               nlohmann::json j{{"accuracy", r.accuracy}, {"loss", r.loss}, {"n", r.n},

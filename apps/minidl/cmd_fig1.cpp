@@ -79,6 +79,7 @@ Command add_fig1_command(CLI::App& root) {
               c.seed = seed;
               c.model = arm_config(model, bn);
               c.model.seed = seed;
+              fit_to_data(c.model, data);
               auto net = make_model(c.model);
               TrainCallbacks cb = progress_callbacks(name, a->quiet);
               auto print = cb.on_eval;

@@ -107,6 +107,7 @@ class Study {
           nlohmann::json extra = nlohmann::json::object();
           std::ostringstream rows;
           hook(arm, seed, lr, c, cb, rows, extra);
+          fit_to_data(c.model, data);
           auto net = make_model(c.model);
           TrainResult r = train(*net, data, c, cb);
           if (r.interrupted) {

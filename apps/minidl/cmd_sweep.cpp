@@ -55,6 +55,7 @@ Command add_sweep_command(CLI::App& root) {
                   c.seed = seed;
                   c.model = arm_config(model, bn);
                   c.model.seed = seed;
+                  fit_to_data(c.model, data);
                   auto net = make_model(c.model);
                   char label[96];
                   std::snprintf(label, sizeof label, "%s lr=%g seed %llu", bn ? "bn" : "no_bn", lr,

@@ -37,6 +37,7 @@ Command add_train_command(CLI::App& root) {
             config.resume = !args->resume.empty();
             validate(config);
             Mnist data = load_data(args->flags);
+            fit_to_data(config.model, data);
             auto net = make_model(config.model);
             if (is_init_checkpoint(args->flags.init)) {
               Safetensors file = load_safetensors(args->flags.init);

@@ -64,7 +64,7 @@ ModelConfig ModelFlags::config() const {
     try {
       c.arch = canonical_spec(arch);
       c.batch_norm = spec_has(c.arch, "bn");
-      make_model(c);  // a bad spec stops here, with its token and position
+      check_spec(c.arch);  // a bad spec stops here, with its token and position (shapes: after the data)
     } catch (const Error& e) {
       throw Error(std::string("--arch: ") + e.what());
     }
@@ -195,6 +195,24 @@ TrainConfig to_config(const TrainFlags& f) {
 Mnist load_data(const TrainFlags& f) {
   if (f.threads != 0) set_threads(f.threads);
   return load_mnist(f.data, f.train_limit, f.test_limit);
+}
+
+void fit_to_data(ModelConfig& model, const Mnist& data) {
+  const Dataset& d = data.train;
+  model.input_shape = d.example_shape();
+  model.classes = d.classes;
+  model.input_mean = d.mean;
+  model.input_std = d.std;
+  model.class_names = d.class_names;
+}
+
+void normalize_like(const ModelConfig& model, Dataset& data, const std::string& source) {
+  if (data.example_shape() != model.input_shape || data.classes != model.classes)
+    throw InputError(detail::concat(source, ": the data has ", data.channels, "x", data.rows, "x", data.cols,
+                                    " images and ", data.classes, " classes; the model takes ",
+                                    shape_to_string(model.input_shape), " and ", model.classes));
+  data.mean = model.input_mean;
+  data.std = model.input_std;
 }
 
 nlohmann::json config_json(const TrainConfig& c) {

@@ -177,20 +177,28 @@ void make_batch(const Dataset& data, const std::vector<int64_t>& order, int64_t 
                 std::vector<int32_t>& labels) {
   MINIDL_CHECK(begin >= 0 && begin <= end && end <= static_cast<int64_t>(order.size()), "make_batch: range [", begin,
                ", ", end, ") out of range for ", order.size(), " examples");
-  static const std::array<float, 256> lut = [] {
-    std::array<float, 256> t{};
-    for (int i = 0; i < 256; ++i) t[static_cast<size_t>(i)] = normalize_pixel(static_cast<uint8_t>(i));
-    return t;
-  }();
-  const int64_t B = end - begin, plane = data.rows * data.cols;
-  const Shape shape{B, 1, data.rows, data.cols};
+  const int64_t C = data.channels, plane = data.rows * data.cols, example = C * plane;
+  MINIDL_CHECK(static_cast<int64_t>(data.mean.size()) == C && static_cast<int64_t>(data.std.size()) == C,
+               "make_batch: the data set has ", C, " channels but ", data.mean.size(), " means and ", data.std.size(),
+               " stds");
+  // One table per channel: the same value as (v/255 - mean) / std computed per pixel.
+  std::vector<std::array<float, 256>> lut(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c)
+    for (int v = 0; v < 256; ++v)
+      lut[static_cast<size_t>(c)][static_cast<size_t>(v)] =
+          (static_cast<float>(v) / 255.0f - data.mean[static_cast<size_t>(c)]) / data.std[static_cast<size_t>(c)];
+  const int64_t B = end - begin;
+  const Shape shape{B, C, data.rows, data.cols};
   if (!images.defined() || images.shape() != shape) images = Tensor::empty(shape);
   labels.resize(static_cast<size_t>(B));
   float* out = images.data();
   for (int64_t b = 0; b < B; ++b) {
     const int64_t i = order[static_cast<size_t>(begin + b)];
-    const uint8_t* src = data.pixels.data() + i * plane;
-    for (int64_t k = 0; k < plane; ++k) out[b * plane + k] = lut[src[k]];
+    const uint8_t* src = data.pixels.data() + i * example;
+    for (int64_t c = 0; c < C; ++c) {
+      const auto& t = lut[static_cast<size_t>(c)];
+      for (int64_t k = 0; k < plane; ++k) out[b * example + c * plane + k] = t[src[c * plane + k]];
+    }
     labels[static_cast<size_t>(b)] = data.labels[static_cast<size_t>(i)];
   }
 }

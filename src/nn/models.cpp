@@ -55,6 +55,17 @@ void Net::set_batch_norm_impl(BatchNormImpl impl) {
     if (auto bn = std::dynamic_pointer_cast<BatchNorm>(child)) bn->set_impl(impl);
 }
 
+namespace {
+// The presets are MNIST's networks: other shapes need a spec.
+void check_preset_data(const ModelConfig& c) {
+  const bool mnist = c.input_shape == std::vector<int64_t>{1, Net::kImageSize, Net::kImageSize} && c.classes == Net::kClasses;
+  MINIDL_CHECK(mnist, "the ", to_string(c.kind), " preset takes 1x28x28 images and 10 classes; the data has ",
+               c.input_shape.size() == 3 ? detail::concat(c.input_shape[0], "x", c.input_shape[1], "x", c.input_shape[2])
+                                         : shape_to_string(c.input_shape),
+               " images and ", c.classes, " classes: describe the model with --arch");
+}
+}  // namespace
+
 void Net::check_input(const Tensor& x) const {
   const bool image = x.defined() && x.dim() == 4 && x.size(1) == 1 && x.size(2) == kImageSize && x.size(3) == kImageSize;
   const bool flat = x.defined() && x.dim() == 2 && x.size(1) == kImageSize * kImageSize && config_.kind == ModelKind::Mlp;
@@ -92,6 +103,7 @@ Tensor maybe(const char* name, const std::shared_ptr<BatchNorm>& bn, const Tenso
 }  // namespace
 
 CnnNet::CnnNet(const ModelConfig& c) : Net(c) {
+  check_preset_data(c);
   const bool bias = !c.batch_norm || c.bias_before_bn;
   conv1_ = register_module("conv1", make_layer<Conv2d>(c.seed, "conv1", int64_t{1}, int64_t{16}, int64_t{5}, int64_t{1}, int64_t{2}, bias));
   bn1_ = maybe_bn2d("bn1", 16);
@@ -173,6 +185,7 @@ std::string CnnNet::describe() const {
 }
 
 MlpNet::MlpNet(const ModelConfig& c) : Net(c) {
+  check_preset_data(c);
   const bool bias = !c.batch_norm || c.bias_before_bn;
   fc1_ = register_module("fc1", make_layer<Linear>(c.seed, "fc1", int64_t{784}, int64_t{100}, bias));
   bn1_ = maybe_bn1d("bn1", 100);

@@ -200,16 +200,30 @@ struct SpecParser {
   }
 };
 
-SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
-  const std::vector<SpecToken> tokens = parse_spec(config.arch);
-  // Resolve every token before building any layer: a bad spec builds nothing.
+namespace {
+// Every token resolved to its layer and parameters: a bad spec throws before any layer is built.
+std::vector<ResolvedToken> resolve_all(const std::vector<SpecToken>& tokens) {
   std::vector<ResolvedToken> resolved;
   for (const SpecToken& t : tokens) {
     const LayerSpec* layer = LayerRegistry::instance().find(t.name);
     if (!layer) throw SpecError(where(t) + ": unknown layer '" + t.name + "'; known layers: " + known_layers());
     resolved.push_back({&t, layer, SpecParser::resolve(t, *layer)});
   }
-  Shape shape{1, kImageSize, kImageSize};
+  return resolved;
+}
+}  // namespace
+
+void check_spec(const std::string& spec) { resolve_all(parse_spec(spec)); }
+
+SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
+  const std::vector<SpecToken> tokens = parse_spec(config.arch);
+  const std::vector<ResolvedToken> resolved = resolve_all(tokens);
+  MINIDL_CHECK(config.input_shape.size() == 3 && config.input_shape[0] > 0 && config.input_shape[1] > 0 &&
+                   config.input_shape[2] > 0,
+               "spec model: the input shape must be (channels, height, width), got ",
+               shape_to_string(config.input_shape));
+  MINIDL_CHECK(config.classes >= 2, "spec model: at least 2 classes, got ", config.classes);
+  Shape shape = config.input_shape;
   std::map<std::string, int64_t> ordinals;
   std::vector<std::shared_ptr<Module>> modules;
   for (size_t i = 0; i < resolved.size(); ++i) {
@@ -241,10 +255,10 @@ SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
     modules.push_back(built.module);
     shape = built.output;
   }
-  if (shape != Shape{kClasses})
+  if (shape != Shape{config.classes})
     throw SpecError(detail::concat(where(*resolved.back().token), ": the model ends with one example of shape ",
-                                   shape_to_string(shape), "; it must end with ", kClasses,
-                                   " logits (e.g. flatten linear(10))"));
+                                   shape_to_string(shape), "; it must end with ", config.classes,
+                                   " logits, one per class (e.g. flatten linear(", config.classes, "))"));
   for (size_t i = 0; i < modules.size(); ++i) {
     register_module(std::to_string(i), modules[i]);
     layer_names_.push_back(detail::concat(i, ":", resolved[i].layer->name));
@@ -252,8 +266,10 @@ SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
 }
 
 Tensor SpecNet::forward(const Tensor& x) {
-  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == 1 && x.size(2) == kImageSize && x.size(3) == kImageSize,
-               "spec model: expected input [N, 1, 28, 28], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  const Shape& in = config().input_shape;
+  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == in[0] && x.size(2) == in[1] && x.size(3) == in[2],
+               "spec model: expected input [N, ", in[0], ", ", in[1], ", ", in[2], "], got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
   begin_forward();
   Tensor h = x;
   const auto& layers = children();

@@ -76,6 +76,15 @@ int32_t argmax_row(const float* row, int64_t K) {
   return best;
 }
 
+// The data's example shape and classes are the model's (InputError naming both otherwise).
+void check_data_fits(const Net& net, const Dataset& data, const char* what) {
+  const ModelConfig& c = net.config();
+  if (data.example_shape() != c.input_shape || data.classes != c.classes)
+    throw InputError(detail::concat(what, ": the data has ", data.channels, "x", data.rows, "x", data.cols, " images and ",
+                                    data.classes, " classes; the model takes ", shape_to_string(c.input_shape),
+                                    " and ", c.classes));
+}
+
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -83,12 +92,11 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size) {
   MINIDL_CHECK(data.count > 0, "evaluate: the data set is empty");
-  MINIDL_CHECK(data.rows == Net::kImageSize && data.cols == Net::kImageSize, "evaluate: images are ", data.rows, "x",
-               data.cols, ", the model expects 28x28");
+  check_data_fits(net, data, "evaluate");
   const bool was_training = net.is_training();
   net.eval();
   NoGradGuard no_grad;
-  const int64_t K = Net::kClasses;
+  const int64_t K = net.classes();
   EvalResult r;
   r.n = data.count;
   // Under mpirun, this rank's slice; the sums are added over ranks below.
@@ -140,8 +148,8 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
   validate(config);
   const Dataset& train_set = data.train;
   MINIDL_CHECK(train_set.count > 0, "train: the training set is empty");
-  MINIDL_CHECK(train_set.rows == Net::kImageSize && train_set.cols == Net::kImageSize, "train: images are ",
-               train_set.rows, "x", train_set.cols, ", the models expect 28x28");
+  check_data_fits(net, train_set, "train");
+  if (data.test.count > 0) check_data_fits(net, data.test, "train: the test set");
   const int world = dist::size(), rank = dist::rank();
   const int64_t global_batch = config.batch_size * world;
   MINIDL_CHECK(global_batch <= train_set.count, "--batch-size ", config.batch_size,
@@ -242,7 +250,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     float loss_value = loss.item();
     int64_t correct_now = 0;
     for (int64_t b = 0; b < B; ++b)
-      correct_now += argmax_row(logits.data() + b * Net::kClasses, Net::kClasses) == labels[static_cast<size_t>(b)];
+      correct_now += argmax_row(logits.data() + b * net.classes(), net.classes()) == labels[static_cast<size_t>(b)];
     if (world > 1) {  // the global batch's mean loss and correct count, the same on every rank
       double sums[2] = {static_cast<double>(loss_value) * static_cast<double>(B), static_cast<double>(correct_now)};
       dist::sum_in_rank_order(sums, 2);

@@ -24,11 +24,17 @@ IdxArray parse_idx(const std::string& bytes, const std::string& source, int expe
 IdxArray read_idx(const std::string& path, int expected_dims);
 
 // Images and labels of one split, kept as bytes (a tenth of the memory of floats); batches
-// are normalised as they are drawn.
+// are normalised as they are drawn: (pixel/255 - mean[c]) / std[c] per channel c.
 struct Dataset {
-  std::vector<uint8_t> pixels;  // [count, rows, cols]
+  std::vector<uint8_t> pixels;  // [count, channels, rows, cols]
   std::vector<int32_t> labels;  // [count], each in [0, classes)
   int64_t count = 0, rows = 0, cols = 0;
+  int64_t channels = 1;
+  int64_t classes = 10;
+  std::vector<std::string> class_names;  // empty, or one per class
+  std::vector<float> mean{0.1307f}, std{0.3081f};  // one per channel
+  // The shape of one example: {channels, rows, cols}.
+  std::vector<int64_t> example_shape() const { return {channels, rows, cols}; }
 };
 
 // Pairs an image file and a label file: counts must agree, labels must be in [0, classes).
@@ -51,7 +57,8 @@ constexpr float kMnistMean = 0.1307f;
 constexpr float kMnistStd = 0.3081f;
 float normalize_pixel(uint8_t value);
 
-// Copies examples order[begin, end) into images [B, 1, rows, cols] (normalised) and labels.
+// Copies examples order[begin, end) into images [B, channels, rows, cols] (normalised with the
+// data set's per-channel mean and std) and labels.
 // `images` is reused when it already has the right shape.
 void make_batch(const Dataset& data, const std::vector<int64_t>& order, int64_t begin, int64_t end, Tensor& images,
                 std::vector<int32_t>& labels);

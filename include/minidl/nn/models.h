@@ -52,6 +52,14 @@ struct ModelConfig {
   // evaluation without grad it folds each BN into the layer before it (the mlp preset too).
   // false (`--no-fuse`) runs every layer on its own, as the spec reads.
   bool fuse = true;
+  // One input example's shape (channels, height, width) and the number of classes: the data
+  // set's (the app sets them from it). A spec is built for them; the presets take only MNIST's.
+  std::vector<int64_t> input_shape{1, 28, 28};
+  int64_t classes = 10;
+  // How the data was normalised, (pixel/255 - mean[c]) / std[c], and the classes' names (empty
+  // when the data has none): saved with the model, so eval and predict prepare inputs alike.
+  std::vector<float> input_mean{0.1307f}, input_std{0.3081f};
+  std::vector<std::string> class_names{};
 };
 
 // The model a config describes, for logs: "cnn", "cnn+bn", or the spec.
@@ -80,9 +88,11 @@ class Net : public Module {
   bool has_batch_norm() const;
   // Multiply-adds per example of each conv/linear layer's forward, first layer first.
   virtual std::vector<double> weight_layer_macs() const = 0;
-  // Expected input, for error messages and the data pipeline: [N, 1, 28, 28].
+  // The presets' input, [N, 1, 28, 28], and class count; a spec takes config().input_shape and
+  // config().classes.
   static constexpr int64_t kImageSize = 28;
   static constexpr int64_t kClasses = 10;
+  int64_t classes() const { return config_.classes; }
 
  protected:
   explicit Net(const ModelConfig& config) : config_(config) {}

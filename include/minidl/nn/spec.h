@@ -43,6 +43,9 @@ std::vector<SpecToken> parse_spec(const std::string& spec);
 std::string canonical_spec(const std::string& spec);
 // The spec without the tokens named `layer` (e.g. "bn"), canonical.
 std::string spec_without(const std::string& spec, const std::string& layer);
+// Checks the spec's syntax, layer names and parameters, without shapes (those need the data):
+// throws SpecError as SpecNet would.
+void check_spec(const std::string& spec);
 // Whether the spec has a token named `layer`.
 bool spec_has(const std::string& spec, const std::string& layer);
 
