@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "minidl/data/dataset.h"
 #include "minidl/nn/spec.h"
 #include "minidl/train/trainer.h"
 
@@ -69,8 +70,19 @@ ModelConfig arm_config(const ModelConfig& base, bool bn);
 // naming both). --bn-impl always applies.
 std::shared_ptr<Net> load_checkpoint_model(const std::string& path, const ModelFlags& flags);
 
+// Where the data is and how to read it (data/dataset.h); shared by the training commands and eval.
+struct DataFlags {
+  std::string dir = "data/mnist";
+  std::string format = "auto";
+  std::string normalize = "auto";
+  int image_size = 32, image_channels = 3;
+  bool no_cache = false;
+  DataOptions options(int64_t train_limit, int64_t test_limit) const;
+};
+void add_data_flags(CLI::App* cmd, DataFlags& flags);
+
 struct TrainFlags {
-  std::string data = "data/mnist";
+  DataFlags data;
   ModelFlags model;
   std::string optimizer = "sgd";
   float lr = 0.05f;

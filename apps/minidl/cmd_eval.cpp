@@ -9,7 +9,8 @@ namespace minidl::app {
 
 namespace {
 struct EvalArgs {
-  std::string checkpoint, data = "data/mnist";
+  std::string checkpoint;
+  DataFlags data;
   ModelFlags model;
   int64_t test_limit = 0, batch_size = 500;
   int threads = 0;
@@ -21,7 +22,7 @@ Command add_eval_command(CLI::App& root) {
   auto a = std::make_shared<EvalArgs>();
   CLI::App* cmd = root.add_subcommand("eval", "Evaluate a checkpoint on the test set");
   cmd->add_option("--checkpoint", a->checkpoint, "safetensors checkpoint")->required();
-  cmd->add_option("--data", a->data, "Directory with the IDX files")->capture_default_str();
+  add_data_flags(cmd, a->data);
   cmd->add_option("--test-limit", a->test_limit, "Use only the first N test images")->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch-size", a->batch_size, "Evaluation batch size")->check(CLI::Range(int64_t{1}, int64_t{1} << 20))->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
@@ -30,9 +31,10 @@ Command add_eval_command(CLI::App& root) {
   return {cmd, [a]() -> int {
             if (a->threads) set_threads(a->threads);
             auto net = load_checkpoint_model(a->checkpoint, a->model);
-            Dataset test = load_idx_dataset(find_idx_file(a->data, "t10k-images-idx3-ubyte"),
-                                            find_idx_file(a->data, "t10k-labels-idx1-ubyte"), a->test_limit);
-            normalize_like(net->config(), test, a->data);
+            DataOptions options = a->data.options(0, a->test_limit);
+            options.load_train = false;
+            Dataset test = load_dataset(a->data.dir, options).test;
+            normalize_like(net->config(), test, a->data.dir);
             EvalResult r = evaluate(*net, test, a->batch_size);
             if (a->json) {
               nlohmann::json j{{"accuracy", r.accuracy}, {"loss", r.loss}, {"n", r.n},

@@ -125,7 +125,7 @@ std::shared_ptr<Net> load_checkpoint_model(const std::string& path, const ModelF
 bool is_init_checkpoint(const std::string& init) { return init != "uniform" && init.rfind("normal:", 0) != 0; }
 
 void add_train_flags(CLI::App* cmd, TrainFlags& f) {
-  cmd->add_option("--data", f.data, "Directory with the IDX files (MNIST or alike)")->capture_default_str();
+  add_data_flags(cmd, f.data);
   add_model_flags(cmd, f.model);
   cmd->add_option("--optimizer", f.optimizer, "Optimizer")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
   cmd->add_option("--lr", f.lr, "Learning rate (> 0)")->capture_default_str();
@@ -194,7 +194,41 @@ TrainConfig to_config(const TrainFlags& f) {
 
 Mnist load_data(const TrainFlags& f) {
   if (f.threads != 0) set_threads(f.threads);
-  return load_mnist(f.data, f.train_limit, f.test_limit);
+  return load_dataset(f.data.dir, f.data.options(f.train_limit, f.test_limit));
+}
+
+void add_data_flags(CLI::App* cmd, DataFlags& f) {
+  cmd->add_option("--data", f.dir,
+                  "Data set directory: MNIST-style IDX files, CIFAR-10/100 binaries or an image folder "
+                  "(train/<class>/, test/<class>/), detected from its files")
+      ->capture_default_str();
+  cmd->add_option("--data-format", f.format, "Force the data format instead of detecting it")
+      ->check(CLI::IsMember({"auto", "idx", "cifar10", "cifar100", "cifar100-coarse", "imagefolder"}))
+      ->capture_default_str();
+  cmd->add_option("--normalize", f.normalize,
+                  "Input normalization: auto (MNIST's constants for IDX data, the training set's per-channel "
+                  "mean and std otherwise) or dataset (the training set's, for IDX data too)")
+      ->check(CLI::IsMember({"auto", "dataset"}))
+      ->capture_default_str();
+  cmd->add_option("--image-size", f.image_size, "Image folders: images resized to SIZE x SIZE")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  cmd->add_option("--image-channels", f.image_channels, "Image folders: 3 (RGB) or 1 (grey)")
+      ->check(CLI::IsMember({1, 3}))
+      ->capture_default_str();
+  cmd->add_flag("--no-cache", f.no_cache, "Image folders: decode every image, without reading or writing the cache");
+}
+
+DataOptions DataFlags::options(int64_t train_limit, int64_t test_limit) const {
+  DataOptions o;
+  o.format = format;
+  o.normalize = normalize;
+  o.image_size = image_size;
+  o.channels = image_channels;
+  o.cache = !no_cache;
+  o.train_limit = train_limit;
+  o.test_limit = test_limit;
+  return o;
 }
 
 void fit_to_data(ModelConfig& model, const Mnist& data) {

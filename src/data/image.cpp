@@ -262,7 +262,8 @@ void check_pnm_numbers(const std::string& b, const std::string& source) {
 
 }  // namespace
 
-GrayImage decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels) {
+Image decode_image_channels(const std::string& bytes, const std::string& source, int channels, int64_t max_pixels) {
+  MINIDL_CHECK(channels == 1 || channels == 3, "decode_image: channels must be 1 or 3, got ", channels);
   if (bytes.empty()) throw InputError(source + ": empty file, expected an image");
   if (bytes.size() > static_cast<size_t>(kMaxImageFileBytes))
     throw InputError(detail::concat(source, ": file has ", bytes.size(), " bytes, more than the ", kMaxImageFileBytes,
@@ -272,8 +273,8 @@ GrayImage decode_image(const std::string& bytes, const std::string& source, int6
   check_pnm_numbers(bytes, source);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = static_cast<int>(bytes.size());
-  int w = 0, h = 0, channels = 0;
-  if (!stbi_info_from_memory(data, len, &w, &h, &channels))
+  int w = 0, h = 0, file_channels = 0;
+  if (!stbi_info_from_memory(data, len, &w, &h, &file_channels))
     throw InputError(source + ": not a readable image (" + stbi_failure_reason() +
                      "); expected PNG, JPEG, BMP, GIF, TGA, PSD or PNM");
   if (w <= 0 || h <= 0) throw InputError(detail::concat(source, ": image has size ", w, "x", h, ", expected at least 1x1"));
@@ -309,20 +310,35 @@ GrayImage decode_image(const std::string& bytes, const std::string& source, int6
     stbi_image_free(pixels);
     throw InputError(detail::concat(source, ": cannot decode the image (", got, " channels)"));
   }
-  GrayImage image;
+  Image image;
   image.width = w;
   image.height = h;
-  image.pixels.resize(static_cast<size_t>(w) * static_cast<size_t>(h));
+  image.channels = channels;
+  const size_t plane = static_cast<size_t>(w) * static_cast<size_t>(h);
+  image.pixels.resize(plane * static_cast<size_t>(channels));
   const size_t n = static_cast<size_t>(got);
-  for (size_t i = 0; i < image.pixels.size(); ++i) {
+  for (size_t i = 0; i < plane; ++i) {
     const stbi_uc* px = pixels + n * i;
-    const unsigned luma = n >= 3 ? (px[0] * 77u + px[1] * 150u + px[2] * 29u) >> 8 : px[0];
     const unsigned a = n == 2 ? px[1] : n == 4 ? px[3] : 255u;
-    const float grey = static_cast<float>(luma), alpha = static_cast<float>(a) / 255.0f;
-    image.pixels[i] = alpha * grey + (1.0f - alpha) * 255.0f;  // on white
+    const float alpha = static_cast<float>(a) / 255.0f;
+    auto on_white = [&](unsigned v) { return alpha * static_cast<float>(v) + (1.0f - alpha) * 255.0f; };
+    if (channels == 1) {
+      image.pixels[i] = on_white(n >= 3 ? (px[0] * 77u + px[1] * 150u + px[2] * 29u) >> 8 : px[0]);
+    } else {
+      for (size_t c = 0; c < 3; ++c) image.pixels[c * plane + i] = on_white(n >= 3 ? px[c] : px[0]);
+    }
   }
   stbi_image_free(pixels);
   return image;
+}
+
+GrayImage decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels) {
+  Image image = decode_image_channels(bytes, source, 1, max_pixels);
+  return {image.width, image.height, std::move(image.pixels)};
+}
+
+Image load_image_channels(const std::string& path, int channels, int64_t max_pixels) {
+  return decode_image_channels(read_file(path, kMaxImageFileBytes), path, channels, max_pixels);
 }
 
 GrayImage load_image(const std::string& path, int64_t max_pixels) {
@@ -358,6 +374,34 @@ std::vector<float> resize_area(const std::vector<float>& src, int w, int h, int 
 }
 
 }  // namespace
+
+Image resize_image(const Image& image, int width, int height) {
+  MINIDL_CHECK(width > 0 && height > 0, "resize_image: size must be positive, got ", width, "x", height);
+  const size_t plane = static_cast<size_t>(image.width) * static_cast<size_t>(image.height);
+  Image out{width, height, image.channels, {}};
+  out.pixels.reserve(static_cast<size_t>(width) * static_cast<size_t>(height) * static_cast<size_t>(image.channels));
+  for (int c = 0; c < image.channels; ++c) {
+    const std::vector<float> src(image.pixels.begin() + static_cast<std::ptrdiff_t>(c * plane),
+                                 image.pixels.begin() + static_cast<std::ptrdiff_t>((c + 1) * plane));
+    const std::vector<float> r = resize_area(src, image.width, image.height, width, height);
+    out.pixels.insert(out.pixels.end(), r.begin(), r.end());
+  }
+  return out;
+}
+
+Tensor image_to_input(const Image& image, const std::vector<int64_t>& shape, const std::vector<float>& mean,
+                      const std::vector<float>& std) {
+  MINIDL_CHECK(shape.size() == 3 && image.channels == shape[0] && mean.size() == static_cast<size_t>(shape[0]) &&
+                   std.size() == static_cast<size_t>(shape[0]),
+               "image_to_input: the image has ", image.channels, " channels, the model takes ", shape_to_string(shape));
+  const Image r = resize_image(image, static_cast<int>(shape[2]), static_cast<int>(shape[1]));
+  Tensor out = Tensor::empty({1, shape[0], shape[1], shape[2]});
+  const size_t plane = static_cast<size_t>(shape[1] * shape[2]);
+  for (size_t c = 0; c < static_cast<size_t>(shape[0]); ++c)
+    for (size_t k = 0; k < plane; ++k)
+      out.data()[c * plane + k] = (std::round(r.pixels[c * plane + k]) / 255.0f - mean[c]) / std[c];
+  return out;
+}
 
 Tensor mnist_preprocess(const GrayImage& image, const std::string& source) {
   const int w = image.width, h = image.height;

@@ -1,4 +1,5 @@
-// Reading a photo or drawing of a digit and turning it into an MNIST-like input.
+// Reading an image: a photo or drawing of a digit turned into an MNIST-like input, or any image
+// converted to a model's channels and size.
 #pragma once
 
 #include <string>
@@ -33,6 +34,24 @@ constexpr int64_t kImageBytesPerPixel = 24;
 // Files larger than this are refused before they are read.
 constexpr int64_t kMaxImageFileBytes = int64_t{1} << 28;  // 256 MiB
 GrayImage decode_image(const std::string& bytes, const std::string& source, int64_t max_pixels = kMaxImagePixels);
+
+// An image with `channels` planes, [channels][height][width], 0..255.
+struct Image {
+  int width = 0, height = 0, channels = 1;
+  std::vector<float> pixels;
+};
+// decode_image with the same bounds, to 1 channel (grey, as decode_image) or 3 (RGB; a grey
+// file's level in all three), transparent pixels composited on white.
+Image decode_image_channels(const std::string& bytes, const std::string& source, int channels,
+                            int64_t max_pixels = kMaxImagePixels);
+Image load_image_channels(const std::string& path, int channels, int64_t max_pixels = kMaxImagePixels);
+// Area-averaging resize of every plane to width x height.
+Image resize_image(const Image& image, int width, int height);
+// An image as a model's input [1, C, H, W]: resized to H x W (area averaging), each value rounded
+// to a byte level as the data set stores them, then (v/255 - mean[c]) / std[c]. The image must
+// already have the model's C channels (decode_image_channels).
+Tensor image_to_input(const Image& image, const std::vector<int64_t>& shape, const std::vector<float>& mean,
+                      const std::vector<float>& std);
 GrayImage load_image(const std::string& path, int64_t max_pixels = kMaxImagePixels);
 
 // MNIST's preprocessing, as the data set was made: a white digit on black (inverted when the
