@@ -134,6 +134,36 @@ cases["sequential_spec"] = {
     "train_logits": t(logits), "loss": float(loss), "grads": grads, "buffers_after": after,
     "eval_logits": t(eval_logits)}
 
+# The same on colour input of another shape and class count, with average pooling:
+#   conv(6,3,pad=1) bn relu avgpool(2) conv(8,3,pad=1) relu globalavgpool flatten linear(5) on 3x12x10
+seq = torch.nn.Sequential(
+    torch.nn.Conv2d(3, 6, 3, padding=1, bias=False), torch.nn.BatchNorm2d(6), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
+    torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+    torch.nn.Linear(8, 5))
+with torch.no_grad():
+    for name, p in seq.named_parameters():
+        if name.endswith("weight") and p.dim() == 1:
+            p.uniform_(0.5, 1.5)
+        elif name.endswith("bias") and p.dim() == 1:
+            p.uniform_(-0.5, 0.5)
+x = torch.rand(4, 3, 12, 10)
+labels = torch.tensor([4, 0, 2, 2])
+state = {k: t(v) for k, v in seq.state_dict().items()}
+seq.train()
+logits = seq(x)
+loss = F.cross_entropy(logits, labels)
+loss.backward()
+grads = {k: t(p.grad) for k, p in seq.named_parameters()}
+after = {k: t(v) for k, v in seq.state_dict().items() if "running" in k or "num_batches" in k}
+seq.eval()
+with torch.no_grad():
+    eval_logits = seq(x)
+cases["sequential_spec_rgb"] = {
+    "spec": "conv(6,3,pad=1) bn relu avgpool(2) conv(8,3,pad=1) relu globalavgpool flatten linear(5)",
+    "state_dict": state, "state_dict_order": list(seq.state_dict().keys()), "x": t(x), "labels": labels.tolist(),
+    "train_logits": t(logits), "loss": float(loss), "grads": grads, "buffers_after": after,
+    "eval_logits": t(eval_logits)}
+
 out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/torch_reference.json"
 with open(out, "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, indent=None, separators=(",", ":"))

@@ -7,6 +7,7 @@
 #include "minidl/autograd.h"
 #include "minidl/kernels/conv2d.h"
 #include "minidl/kernels/gemm.h"
+#include "minidl/nn/layers.h"
 #include "minidl/ops.h"
 
 using namespace minidl;
@@ -512,4 +513,35 @@ TEST_CASE("forward: max_pool2d ties go to the first maximum, NaN propagates", "[
     w.backward(Tensor::ones(w.shape()));
     REQUIRE(z.grad().to_vector() == std::vector<float>{0.0f, 0.0f, 1.0f, 0.0f});
   }
+}
+
+TEST_CASE("gradcheck: avg_pool2d and the global average pool", "[ops][gradcheck]") {
+  Generator g(15);
+  // Overlapping windows (3, stride 2), a plane the stride does not divide (7x6: its last column
+  // is in no window), and the global mean.
+  for (const auto& [shape, k, s] : {std::tuple<Shape, int, int>{{2, 3, 4, 4}, 2, 2},
+                                    std::tuple<Shape, int, int>{{1, 2, 7, 6}, 3, 2}}) {
+    const int kk = k, ss = s;
+    check([kk, ss](const std::vector<Tensor>& t) { return avg_pool2d(t[0], kk, ss); }, {random_input(shape, g)});
+  }
+  GlobalAvgPool2d gap;
+  check([&gap](const std::vector<Tensor>& t) { return gap.forward(t[0]); }, {random_input({3, 4, 5, 3}, g)});
+}
+
+TEST_CASE("forward: avg_pool2d by hand, as torch.nn.AvgPool2d", "[ops]") {
+  // One 3x5 plane 0..14, kernel 2 stride 2: windows at (0,0) and (0,2); row 2 and column 4 unused.
+  Tensor x = Tensor::empty({1, 1, 3, 5});
+  for (int i = 0; i < 15; ++i) x.data()[i] = static_cast<float>(i);
+  x.set_requires_grad(true);
+  Tensor y = avg_pool2d(x, 2);
+  REQUIRE(y.shape() == Shape{1, 1, 1, 2});
+  REQUIRE(y.to_vector() == std::vector<float>{(0 + 1 + 5 + 6) / 4.0f, (2 + 3 + 7 + 8) / 4.0f});
+  sum(y).backward();
+  const std::vector<float> expected{0.25f, 0.25f, 0.25f, 0.25f, 0, 0.25f, 0.25f, 0.25f, 0.25f, 0, 0, 0, 0, 0, 0};
+  REQUIRE(x.grad().to_vector() == expected);
+  REQUIRE_THROWS_WITH(avg_pool2d(x, 4), Catch::Contains("kernel 4 is larger than the input plane 3x5"));
+  GlobalAvgPool2d gap;
+  Tensor m = gap.forward(x);
+  REQUIRE(m.shape() == Shape{1, 1, 1, 1});
+  REQUIRE(m.item() == 7.0f);
 }

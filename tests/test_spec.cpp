@@ -127,8 +127,21 @@ TEST_CASE("spec: the CNN written as a spec is the cnn preset, weight for weight 
 TEST_CASE("spec: state-dict names follow nn.Sequential; PyTorch's weights give PyTorch's numbers", "[spec][torch]") {
   std::ifstream in(MINIDL_SOURCE_DIR "/tests/fixtures/torch_reference.json");
   REQUIRE(in.good());
-  const json c = json::parse(in)["cases"]["sequential_spec"];
-  auto net = spec_model(c["spec"].get<std::string>());
+  const json cases = json::parse(in)["cases"];
+  // MNIST's shape with every normalization; colour 3x12x10 input, 5 classes and average pooling.
+  for (const char* name : {"sequential_spec", "sequential_spec_rgb"}) {
+  INFO(name);
+  const json& c = cases[name];
+  ModelConfig config;
+  config.kind = ModelKind::Spec;
+  config.arch = canonical_spec(c["spec"].get<std::string>());
+  config.batch_norm = spec_has(config.arch, "bn");
+  const Tensor x = fixture_tensor(c["x"]);
+  config.input_shape = {x.size(1), x.size(2), x.size(3)};
+  config.classes = fixture_tensor(c["eval_logits"]).size(1);
+  config.input_mean.assign(static_cast<size_t>(x.size(1)), 0.0f);
+  config.input_std.assign(static_cast<size_t>(x.size(1)), 1.0f);
+  auto net = make_model(config);
   std::vector<std::string> names;
   for (const auto& t : net->state_dict()) names.push_back(t.name);
   REQUIRE(names == c["state_dict_order"].get<std::vector<std::string>>());  // same keys, same order
@@ -136,7 +149,6 @@ TEST_CASE("spec: state-dict names follow nn.Sequential; PyTorch's weights give P
   for (const auto& [name, value] : c["state_dict"].items()) state.push_back({name, fixture_tensor(value), DType::F32});
   load_state_dict(*net, state, "fixture");  // strict: every key and shape must match
   net->train();
-  Tensor x = fixture_tensor(c["x"]);
   Tensor logits = net->forward(x);
   Tensor loss = cross_entropy(logits, c["labels"].get<std::vector<int32_t>>());
   loss.backward();
@@ -152,6 +164,7 @@ TEST_CASE("spec: state-dict names follow nn.Sequential; PyTorch's weights give P
   }
   net->eval();
   require_close(net->forward(x), c["eval_logits"], 1e-5);
+  }
 }
 
 TEST_CASE("spec: a conv or linear before a normalization has no bias unless bias=true", "[spec]") {

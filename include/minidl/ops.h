@@ -62,6 +62,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
 // x: [N, C, H, W] -> [N, C, OH, OW], OH = (H - kernel) / stride + 1. stride 0 means kernel.
 // The gradient goes to the (first) maximum of each window.
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0);
+// x: (N, C, H, W) -> (N, C, (H - kernel)/stride + 1, (W - kernel)/stride + 1): the mean of each
+// kernel x kernel window (stride 0: stride = kernel), as torch.nn.AvgPool2d without padding.
+Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0);
 
 // x: [N, K] -> [N, K], log of the softmax over the last axis (computed stably).
 Tensor log_softmax(const Tensor& x);

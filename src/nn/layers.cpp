@@ -105,6 +105,23 @@ MaxPool2d::MaxPool2d(int64_t kernel_size, int64_t stride)
 
 Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, kernel_size_, stride_); }
 
+AvgPool2d::AvgPool2d(int64_t kernel_size, int64_t stride) : kernel_size_(kernel_size), stride_(stride == 0 ? kernel_size : stride) {
+  MINIDL_CHECK(kernel_size > 0 && stride_ > 0, "AvgPool2d: kernel_size and stride must be positive, got ", kernel_size,
+               " and ", stride_);
+}
+
+Tensor AvgPool2d::forward(const Tensor& x) { return avg_pool2d(x, kernel_size_, stride_); }
+
+std::string AvgPool2d::describe() const {
+  return detail::concat("AvgPool2d(kernel_size=", kernel_size_, ", stride=", stride_, ")");
+}
+
+Tensor GlobalAvgPool2d::forward(const Tensor& x) {
+  MINIDL_CHECK(x.defined() && x.dim() == 4, "AdaptiveAvgPool2d: input must be 4-D (N, C, H, W), got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  return mean(x, {2, 3}, true);
+}
+
 std::string MaxPool2d::describe() const {
   return detail::concat("MaxPool2d(kernel_size=", kernel_size_, ", stride=", stride_, ")");
 }
@@ -170,6 +187,23 @@ MINIDL_REGISTER_LAYER(maxpool, {"maxpool", "maxpool(kernel, stride=kernel)",
       if (ctx.input[1] < k || ctx.input[2] < k)
         throw SpecError(detail::concat("window ", k, " is larger than the input ", ctx.input[1], "x", ctx.input[2]));
       return {std::make_shared<MaxPool2d>(k, s), {ctx.input[0], (ctx.input[1] - k) / s + 1, (ctx.input[2] - k) / s + 1}};
+    }});
+
+MINIDL_REGISTER_LAYER(avgpool, {"avgpool", "avgpool(kernel, stride=kernel)",
+    {{"kernel", ParamType::Int, ""}, {"stride", ParamType::Int, "0"}},
+    [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
+      expect_rank(ctx, 3, "an image input [C, H, W]");
+      const int64_t k = positive(a, "kernel"), s0 = a.get_int("stride"), s = s0 == 0 ? k : s0;
+      if (s < 0) throw SpecError(detail::concat("'stride' must be positive, got ", s));
+      if (ctx.input[1] < k || ctx.input[2] < k)
+        throw SpecError(detail::concat("window ", k, " is larger than the input ", ctx.input[1], "x", ctx.input[2]));
+      return {std::make_shared<AvgPool2d>(k, s), {ctx.input[0], (ctx.input[1] - k) / s + 1, (ctx.input[2] - k) / s + 1}};
+    }});
+
+MINIDL_REGISTER_LAYER(globalavgpool, {"globalavgpool", "globalavgpool", {},
+    [](const LayerArgs&, const LayerContext& ctx) -> BuiltLayer {
+      expect_rank(ctx, 3, "an image input [C, H, W]");
+      return {std::make_shared<GlobalAvgPool2d>(), {ctx.input[0], 1, 1}};
     }});
 
 MINIDL_REGISTER_LAYER(flatten, {"flatten", "flatten", {},

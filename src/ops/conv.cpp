@@ -77,4 +77,45 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
   });
 }
 
+Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
+  ProfileScope scope("avg_pool2d");
+  if (stride == 0) stride = kernel;
+  MINIDL_CHECK(x.defined() && x.dim() == 4, "avg_pool2d: input must be 4-D (N, C, H, W), got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  MINIDL_CHECK(kernel >= 1 && stride >= 1, "avg_pool2d: kernel and stride must be >= 1, got ", kernel, " and ",
+               stride);
+  const int64_t H = x.size(2), W = x.size(3);
+  MINIDL_CHECK(H >= kernel && W >= kernel, "avg_pool2d: kernel ", kernel, " is larger than the input plane ", H, "x",
+               W);
+  const int64_t OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1, planes = x.size(0) * x.size(1);
+  Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW});
+  const float inv = 1.0f / static_cast<float>(kernel * kernel);
+  const float* in = x.data();
+  float* out = y.data();
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        float s = 0.0f;  // row by row, as PyTorch's CPU kernel sums a window
+        for (int64_t i = 0; i < kernel; ++i)
+          for (int64_t j = 0; j < kernel; ++j) s += in[(p * H + oh * stride + i) * W + ow * stride + j];
+        out[(p * OH + oh) * OW + ow] = s * inv;
+      }
+  const Shape in_shape = x.shape();
+  return record(y, "avg_pool2d", {x}, [in_shape, planes, H, W, OH, OW, kernel, stride, inv](const Tensor& dy, const std::vector<bool>&) {
+    Tensor dx = Tensor::zeros(in_shape);
+    const float* d = dy.data();
+    float* o = dx.data();
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const float v = d[(p * OH + oh) * OW + ow] * inv;
+          for (int64_t i = 0; i < kernel; ++i)
+            for (int64_t j = 0; j < kernel; ++j) o[(p * H + oh * stride + i) * W + ow * stride + j] += v;
+        }
+    return std::vector<Tensor>{dx};
+  });
+}
+
 }  // namespace minidl

@@ -71,6 +71,25 @@ class MaxPool2d : public Module {
   int64_t kernel_size_, stride_;
 };
 
+// torch.nn.AvgPool2d(kernel_size, stride) without padding; stride 0 means stride = kernel_size.
+class AvgPool2d : public Module {
+ public:
+  explicit AvgPool2d(int64_t kernel_size, int64_t stride = 0);
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override;
+
+ private:
+  int64_t kernel_size_, stride_;
+};
+
+// [N, C, H, W] -> [N, C, 1, 1], the mean of each plane: torch.nn.AdaptiveAvgPool2d(1) (a flatten
+// after it gives [N, C], as in PyTorch).
+class GlobalAvgPool2d : public Module {
+ public:
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override { return "AdaptiveAvgPool2d(output_size=1)"; }
+};
+
 // [N, C, H, W] -> [N, C*H*W] in C, H, W order, as torch.nn.Flatten.
 class Flatten : public Module {
  public:
