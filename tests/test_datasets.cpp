@@ -5,10 +5,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "app_runner.h"
 #include "minidl/checkpoint.h"
+#include "minidl/data/augment.h"
 #include "minidl/data/dataset.h"
 #include "minidl/random.h"
 #include "temp_dir.h"
@@ -209,7 +211,7 @@ TEST_CASE("datasets: the app trains a spec on CIFAR-shaped data, and eval and pr
   write_cifar10(d.path(), 60, 60, true);  // separable: the label's channel bright in its band of rows
   const std::string ckpt = d.path() + "/c.safetensors", arch = "conv(8,3,pad=1) bn relu maxpool(4) flatten linear(10)";
   auto r = minidl::testing::run_app("train --data " + d.path() + " --arch '" + arch +
-                                        "' --epochs 6 --batch-size 20 --lr 0.05 --eval-every 0 --quiet --save " + ckpt,
+                                        "' --epochs 6 --batch-size 20 --lr 0.05 --eval-every 0 --augment crop:1,flip --quiet --save " + ckpt,
                                     d.path());
   INFO(r.err);
   REQUIRE(r.status == 0);
@@ -245,4 +247,58 @@ TEST_CASE("datasets: the app trains a spec on CIFAR-shaped data, and eval and pr
   const auto p = nlohmann::json::parse(r.out);
   REQUIRE(p["top"][0]["name"] == "bird");
   REQUIRE(p["top"][0]["class"] == 2);
+}
+
+TEST_CASE("augment: crops are shifts with black borders, flips are mirrors, draws are keyed", "[data][augment]") {
+  REQUIRE(to_string(parse_augment("crop:4,flip")) == "crop:4,flip");
+  REQUIRE_FALSE(parse_augment("none").enabled());
+  REQUIRE_THROWS_WITH(parse_augment("crop:0"), Contains("crop:P") && Contains("'crop:0'"));
+  REQUIRE_THROWS_WITH(parse_augment("flip,rotate"), Contains("'rotate'"));
+  const int64_t B = 400, C = 2, H = 5, W = 6, P = 2;
+  const std::vector<float> mean{0.5f, 0.25f}, sd{0.5f, 0.25f};
+  Tensor x = Tensor::empty({B, C, H, W});
+  Generator g(3);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = 5.0f + g.uniform();  // never a black pixel
+  auto at = [&](const Tensor& t, int64_t b, int64_t c, int64_t y, int64_t xx) { return t.data()[((b * C + c) * H + y) * W + xx]; };
+  Tensor y = x.clone();
+  augment_batch(y, parse_augment("crop:2,flip"), mean, sd, 11, 7, 100);
+  std::set<std::pair<int64_t, int64_t>> offsets;
+  int mirrored = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    // Exactly one (dy, dx, mirror) explains the output: the input shifted, black outside.
+    int matches = 0;
+    for (int64_t dy = -P; dy <= P; ++dy)
+      for (int64_t dx = -P; dx <= P; ++dx)
+        for (bool m : {false, true}) {
+          bool ok = true;
+          for (int64_t c = 0; c < C && ok; ++c)
+            for (int64_t r = 0; r < H && ok; ++r)
+              for (int64_t q = 0; q < W && ok; ++q) {
+                const int64_t sy = r + dy, sx = (m ? W - 1 - q : q) + dx;
+                const float want = sy >= 0 && sy < H && sx >= 0 && sx < W ? at(x, b, c, sy, sx)
+                                                                          : -mean[static_cast<size_t>(c)] / sd[static_cast<size_t>(c)];
+                ok = at(y, b, c, r, q) == want;
+              }
+          if (ok) {
+            ++matches;
+            offsets.insert({dy, dx});
+            mirrored += m;
+          }
+        }
+    REQUIRE(matches == 1);
+  }
+  REQUIRE(offsets.size() == 25);  // every shift of [-2, 2]^2 drawn over 400 examples
+  REQUIRE(mirrored > 150);
+  REQUIRE(mirrored < 250);  // about half
+  // Keyed by (seed, step, position): the same key gives the same batch, split anywhere.
+  Tensor again = x.clone();
+  augment_batch(again, parse_augment("crop:2,flip"), mean, sd, 11, 7, 100);
+  REQUIRE(again.to_vector() == y.to_vector());
+  Tensor tail = Tensor::empty({B / 2, C, H, W});
+  std::copy(x.data() + (B / 2) * C * H * W, x.data() + x.numel(), tail.data());
+  augment_batch(tail, parse_augment("crop:2,flip"), mean, sd, 11, 7, 100 + B / 2);
+  REQUIRE(std::equal(tail.data(), tail.data() + tail.numel(), y.data() + (B / 2) * C * H * W));
+  Tensor other = x.clone();
+  augment_batch(other, parse_augment("crop:2,flip"), mean, sd, 11, 8, 100);  // the next step draws anew
+  REQUIRE(other.to_vector() != y.to_vector());
 }

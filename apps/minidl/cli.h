@@ -102,6 +102,7 @@ struct TrainFlags {
   bool sync_bn = false, check_replicas = false;
   int64_t ghost_batch = 0;
   std::string ghost_stats = "each";
+  std::string augment = "none";
 };
 
 // Whether --init names a checkpoint (anything but "uniform" and "normal:STD").

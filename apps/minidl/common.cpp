@@ -163,6 +163,10 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
                   "local BN on several ranks ends up with rank 0's)")
       ->check(CLI::IsMember({"each", "first"}))
       ->capture_default_str();
+  cmd->add_option("--augment", f.augment,
+                  "Training augmentation: crop:P (pad by P with black, crop back at random) and/or flip (mirror "
+                  "left-right half the time), e.g. crop:4,flip; the same draws for every arm of a seed")
+      ->capture_default_str();
 }
 
 TrainConfig to_config(const TrainFlags& f) {
@@ -186,6 +190,7 @@ TrainConfig to_config(const TrainFlags& f) {
   c.check_replicas = f.check_replicas;
   c.ghost_batch = f.ghost_batch;
   c.ghost_first_group_only = f.ghost_stats == "first";
+  c.augment = parse_augment(f.augment);
   MINIDL_CHECK(f.train_limit >= 0, "--train-limit must be >= 0, got ", f.train_limit);
   MINIDL_CHECK(f.test_limit >= 0, "--test-limit must be >= 0, got ", f.test_limit);
   validate(c);
@@ -260,6 +265,7 @@ nlohmann::json config_json(const TrainConfig& c) {
     j["ghost_batch"] = c.ghost_batch;
     j["ghost_stats"] = c.ghost_first_group_only ? "first" : "each";
   }
+  if (c.augment.enabled()) j["augment"] = to_string(c.augment);
   return j;
 }
 

@@ -242,6 +242,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     const dist::Share share = dist::share_of(end - begin, rank, world);
     const int64_t global_count = end - begin, B = share.count;
     make_batch(train_set, order, begin + share.begin, begin + share.begin + B, images, labels);
+    augment_batch(images, config.augment, train_set.mean, train_set.std, config.seed, pos.step, begin + share.begin);
     net.zero_grad();
     parallel.before_forward();
     Tensor logits = net.forward(images);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "minidl/data/augment.h"
 #include "minidl/data/idx.h"
 #include "minidl/nn/models.h"
 #include "minidl/optim.h"
@@ -47,6 +48,8 @@ struct TrainConfig {
   // group only (equal to local BN on batch_size/ghost_batch ranks), else from every group.
   int64_t ghost_batch = 0;
   bool ghost_first_group_only = false;
+  // Training-time augmentation (data/augment.h); evaluation never augments.
+  Augment augment;
 };
 
 // Checks every field, throwing Error naming the flag (--lr, --batch-size, ...).
