@@ -75,6 +75,34 @@ cases["sgd_momentum"] = optimizer_case(lambda ps: torch.optim.SGD(ps, lr=0.1, mo
 cases["sgd_nesterov"] = optimizer_case(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True))
 cases["sgd_plain"] = optimizer_case(lambda ps: torch.optim.SGD(ps, lr=0.3))
 cases["adam"] = optimizer_case(lambda ps: torch.optim.Adam(ps, lr=0.01, betas=(0.8, 0.95), weight_decay=0.1), steps=4)
+cases["adamw"] = optimizer_case(lambda ps: torch.optim.AdamW(ps, lr=0.01, betas=(0.8, 0.95), weight_decay=0.1), steps=4)
+
+
+def schedule_case(make, steps=40, lr=0.2, momentum=0.9):
+    """The lr (and SGD momentum) before each of `steps` optimizer steps, the scheduler stepped after each."""
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=lr, momentum=momentum)
+    sched = make(opt)
+    lrs, moms = [], []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+        p.grad = torch.ones(1)
+        opt.step()
+        sched.step()
+    return {"lr": lr, "steps": steps, "lrs": lrs, "momenta": moms}
+
+
+S = torch.optim.lr_scheduler
+warm = lambda o, n: S.LinearLR(o, start_factor=1.0 / 3.0, total_iters=n)
+cases["schedules"] = {
+    "step:7:0.5": schedule_case(lambda o: S.StepLR(o, step_size=7, gamma=0.5)),
+    "multistep:5/12/30:0.3": schedule_case(lambda o: S.MultiStepLR(o, milestones=[5, 12, 30], gamma=0.3)),
+    "cosine:0.001": schedule_case(lambda o: S.CosineAnnealingLR(o, T_max=40, eta_min=0.001)),
+    "onecycle:0.25": schedule_case(lambda o: S.OneCycleLR(o, max_lr=0.2, total_steps=40, pct_start=0.25)),
+    "cosine warmup:6": schedule_case(lambda o: S.ChainedScheduler([warm(o, 6), S.CosineAnnealingLR(o, T_max=40)])),
+    "step:10 warmup:5": schedule_case(lambda o: S.ChainedScheduler([warm(o, 5), S.StepLR(o, step_size=10)])),
+}
 
 def norm_case(module, shape, scale=2.0, shift=0.5):
     """Float32 inputs and parameters; the expected values are computed in float64 from them,

@@ -104,7 +104,9 @@ Adam::Adam(std::vector<Tensor> parameters, AdamOptions options)
 
 void Adam::step() {
   NoGradGuard no_grad;
-  const float b1 = options_.beta1, b2 = options_.beta2, wd = options_.weight_decay;
+  const float b1 = options_.beta1, b2 = options_.beta2;
+  const bool decoupled = options_.decoupled_weight_decay;
+  const float wd = decoupled ? 0.0f : options_.weight_decay, shrink = decoupled ? 1.0f - lr_ * options_.weight_decay : 1.0f;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     Tensor& p = parameters_[i];
     Tensor g = p.grad();
@@ -122,6 +124,8 @@ void Adam::step() {
     const float* pg = g.data();
     float* m = exp_avg_[i].data();
     float* v = exp_avg_sq_[i].data();
+    if (decoupled)
+      for (int64_t j = 0; j < p.numel(); ++j) pp[j] *= shrink;
     for (int64_t j = 0; j < p.numel(); ++j) {
       const float d = pg[j] + wd * pp[j];
       m[j] = b1 * m[j] + (1.0f - b1) * d;
@@ -152,6 +156,26 @@ void Adam::load_state(const std::vector<NamedTensor>& state) {
     auto it = named.find("step." + k);
     steps_[i] = it == named.end() ? 0 : static_cast<int64_t>(it->second.item());
   }
+}
+
+double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
+  MINIDL_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
+  double total = 0;
+  for (const Tensor& p : parameters) {
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    for (int64_t j = 0; j < g.numel(); ++j) total += static_cast<double>(g.data()[j]) * g.data()[j];
+  }
+  const double norm = std::sqrt(total);
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1.0)
+    for (const Tensor& p : parameters) {
+      Tensor g = p.grad();
+      if (!g.defined()) continue;
+      const float c = static_cast<float>(coef);
+      for (int64_t j = 0; j < g.numel(); ++j) g.data()[j] *= c;
+    }
+  return norm;
 }
 
 }  // namespace minidl

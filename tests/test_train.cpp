@@ -1,5 +1,6 @@
 // The training loop on tiny synthetic data: learning, determinism, exact resume, divergence.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <filesystem>
 
 #include "minidl/checkpoint.h"
@@ -148,4 +149,43 @@ TEST_CASE("train: bad configurations name the flag", "[train][reliability]") {
   x.momentum = 1.5f;
   fails_with(x, "--momentum must be in [0, 1)");
   REQUIRE_THROWS_WITH(set_threads(100000), Catch::Contains("--threads must be between 1 and 1024"));
+}
+
+TEST_CASE("train: a schedule sets each step's lr, clipping bounds the update", "[train][optim]") {
+  TempDir d;
+  Mnist data = tiny_data(d.path(), 128, 32);
+  TrainConfig c = tiny_config(false);
+  c.model = {ModelKind::Mlp, false, Activation::Sigmoid, BatchNormImpl::Fused, 3, {}};
+  c.steps = 12;
+  c.eval_every = 1;
+  c.schedule = parse_lr_schedule("onecycle:0.3");
+  auto net = make_model(c.model);
+  TrainResult r = train(*net, data, c);
+  REQUIRE(r.curve.size() == 12);
+  for (const CurvePoint& p : r.curve) {  // the point after step s shows the lr step s-1 used
+    INFO(p.step);
+    REQUIRE(p.lr == static_cast<float>(c.schedule.lr_at(p.step - 1, c.lr, 12)));
+  }
+  REQUIRE(r.curve[3].lr > r.curve[0].lr);  // warming up
+  REQUIRE(r.curve[11].lr < r.curve[4].lr);  // annealing
+  // One step with and without clipping: the clipped update is the unclipped one scaled down.
+  auto one_step = [&](double clip) {
+    TrainConfig k = tiny_config(false);
+    k.model = c.model;
+    k.momentum = 0.0f;
+    k.steps = 1;
+    k.eval_every = 0;
+    k.clip_grad_norm = clip;
+    auto n = make_model(k.model);
+    const auto before = weights(*n);
+    train(*n, data, k);
+    const auto after = weights(*n);
+    double sq = 0;
+    for (size_t i = 0; i < before.size(); ++i)
+      for (size_t j = 0; j < before[i].size(); ++j) sq += std::pow(static_cast<double>(after[i][j] - before[i][j]), 2);
+    return std::sqrt(sq);  // = lr * ||g|| (clipped)
+  };
+  const double free_step = one_step(0), clipped = one_step(0.01);
+  REQUIRE(free_step > 0.05 * 0.02);  // the gradient's norm is above the bound here
+  REQUIRE(clipped == Approx(0.05 * 0.01).epsilon(1e-3));
 }

@@ -103,6 +103,11 @@ struct TrainFlags {
   int64_t ghost_batch = 0;
   std::string ghost_stats = "each";
   std::string augment = "none";
+  bool nesterov = false;
+  std::string lr_schedule = "constant";
+  int64_t warmup = 0;
+  double clip_grad_norm = 0;
+  CLI::Option* weight_decay_opt = nullptr;  // AdamW's default decay is 0.01 when it is not given
 };
 
 // Whether --init names a checkpoint (anything but "uniform" and "normal:STD").

@@ -127,10 +127,23 @@ bool is_init_checkpoint(const std::string& init) { return init != "uniform" && i
 void add_train_flags(CLI::App* cmd, TrainFlags& f) {
   add_data_flags(cmd, f.data);
   add_model_flags(cmd, f.model);
-  cmd->add_option("--optimizer", f.optimizer, "Optimizer")->check(CLI::IsMember({"sgd", "adam"}))->capture_default_str();
+  cmd->add_option("--optimizer", f.optimizer, "Optimizer: sgd, adam, or adamw (decoupled weight decay)")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
   cmd->add_option("--lr", f.lr, "Learning rate (> 0)")->capture_default_str();
   cmd->add_option("--momentum", f.momentum, "SGD momentum, in [0, 1)")->capture_default_str();
-  cmd->add_option("--weight-decay", f.weight_decay, "L2 weight decay (>= 0)")->capture_default_str();
+  f.weight_decay_opt = cmd->add_option("--weight-decay", f.weight_decay,
+                                       "Weight decay (>= 0): SGD's and Adam's L2 term, AdamW's decoupled decay "
+                                       "(default 0; 0.01 for adamw, as PyTorch)");
+  cmd->add_flag("--nesterov", f.nesterov, "SGD: Nesterov momentum");
+  cmd->add_option("--lr-schedule", f.lr_schedule,
+                  "Learning rate per step, as torch.optim.lr_scheduler: constant, step:S[:GAMMA], "
+                  "multistep:M1/M2/...[:GAMMA], cosine[:ETA_MIN] or onecycle[:PCT] (steps count optimizer steps)")
+      ->capture_default_str();
+  cmd->add_option("--warmup", f.warmup, "Linear warmup over the first N steps, from lr/3 (LinearLR, chained)")
+      ->capture_default_str();
+  cmd->add_option("--clip-grad-norm", f.clip_grad_norm, "Clip the gradients' global 2-norm to this (0: off)")
+      ->capture_default_str();
   cmd->add_option("--batch-size", f.batch_size, "Examples per step (>= 1)")->capture_default_str();
   auto* epochs = cmd->add_option("--epochs", f.epochs, "Epochs to train (default 1; fractions allowed)");
   auto* steps = cmd->add_option("--steps", f.steps, "Steps to train instead of epochs");
@@ -179,7 +192,10 @@ TrainConfig to_config(const TrainFlags& f) {
   c.optimizer = parse_optimizer_kind(f.optimizer);
   c.lr = f.lr;
   c.momentum = f.momentum;
-  c.weight_decay = f.weight_decay;
+  c.weight_decay = c.optimizer == OptimizerKind::AdamW && !(f.weight_decay_opt && f.weight_decay_opt->count() > 0) ? 0.01f : f.weight_decay;
+  c.nesterov = f.nesterov;
+  c.schedule = parse_lr_schedule(f.lr_schedule, f.warmup);
+  c.clip_grad_norm = f.clip_grad_norm;
   c.batch_size = f.batch_size;
   c.epochs = f.epochs;
   c.steps = f.steps;
@@ -266,6 +282,9 @@ nlohmann::json config_json(const TrainConfig& c) {
     j["ghost_stats"] = c.ghost_first_group_only ? "first" : "each";
   }
   if (c.augment.enabled()) j["augment"] = to_string(c.augment);
+  if (c.nesterov) j["nesterov"] = true;
+  if (c.schedule.kind != LrSchedule::Kind::Constant || c.schedule.warmup > 0) j["lr_schedule"] = to_string(c.schedule);
+  if (c.clip_grad_norm > 0) j["clip_grad_norm"] = c.clip_grad_norm;
   return j;
 }
 

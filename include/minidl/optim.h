@@ -17,6 +17,8 @@ class Optimizer {
   void zero_grad();
   float lr() const { return lr_; }
   void set_lr(float lr);
+  // SGD's momentum (Adam's beta1), for schedules that cycle it (OneCycle).
+  virtual void set_momentum(float) {}
 
   // The optimizer's own state (moment buffers, step counts) as named tensors, to save a
   // training run and resume it exactly. load_state() expects what state() returned.
@@ -43,6 +45,7 @@ class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> parameters, SGDOptions options);
   void step() override;
+  void set_momentum(float momentum) override { options_.momentum = momentum; }
   std::vector<NamedTensor> state() const override;
   void load_state(const std::vector<NamedTensor>& state) override;
 
@@ -57,10 +60,13 @@ struct AdamOptions {
   float beta2 = 0.999f;
   float eps = 1e-8f;
   float weight_decay = 0.0f;
+  // AdamW (Loshchilov & Hutter): the decay leaves the gradient and shrinks the weight directly.
+  bool decoupled_weight_decay = false;
 };
 
-// g = grad + weight_decay * p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
-// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// Adam:  g = grad + weight_decay * p;  AdamW: g = grad, and first p *= 1 - lr * weight_decay;
+// then m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)     (torch.optim.Adam, AdamW)
 class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> parameters, AdamOptions options);
@@ -73,5 +79,10 @@ class Adam : public Optimizer {
   std::vector<Tensor> exp_avg_, exp_avg_sq_;
   std::vector<int64_t> steps_;
 };
+
+// torch.nn.utils.clip_grad_norm_: the 2-norm of all the gradients together; when it exceeds
+// max_norm every gradient is scaled by max_norm / (norm + 1e-6). Returns the norm before
+// clipping. Parameters without a gradient are skipped.
+double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm);
 
 }  // namespace minidl

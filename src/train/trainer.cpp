@@ -17,16 +17,25 @@ namespace minidl {
 OptimizerKind parse_optimizer_kind(const std::string& name) {
   if (name == "sgd") return OptimizerKind::SGD;
   if (name == "adam") return OptimizerKind::Adam;
-  throw Error("--optimizer: expected sgd or adam, got '" + name + "'");
+  if (name == "adamw") return OptimizerKind::AdamW;
+  throw Error("--optimizer: expected sgd, adam or adamw, got '" + name + "'");
 }
 
-const char* to_string(OptimizerKind kind) { return kind == OptimizerKind::SGD ? "sgd" : "adam"; }
+const char* to_string(OptimizerKind kind) {
+  return kind == OptimizerKind::SGD ? "sgd" : kind == OptimizerKind::Adam ? "adam" : "adamw";
+}
 
 void validate(const TrainConfig& c) {
   MINIDL_CHECK(std::isfinite(c.lr) && c.lr > 0.0f, "--lr must be a positive number, got ", c.lr);
   MINIDL_CHECK(std::isfinite(c.momentum) && c.momentum >= 0.0f && c.momentum < 1.0f, "--momentum must be in [0, 1), got ",
                c.momentum);
   MINIDL_CHECK(std::isfinite(c.weight_decay) && c.weight_decay >= 0.0f, "--weight-decay must be >= 0, got ", c.weight_decay);
+  MINIDL_CHECK(!c.nesterov || (c.optimizer == OptimizerKind::SGD && c.momentum > 0.0f),
+               "--nesterov needs --optimizer sgd and a momentum > 0");
+  MINIDL_CHECK(c.schedule.warmup == 0 || c.schedule.kind != LrSchedule::Kind::OneCycle,
+               "--warmup does not combine with --lr-schedule onecycle, which warms up itself");
+  MINIDL_CHECK(std::isfinite(c.clip_grad_norm) && c.clip_grad_norm >= 0, "--clip-grad-norm must be >= 0, got ",
+               c.clip_grad_norm);
   MINIDL_CHECK(c.batch_size >= 1, "--batch-size must be at least 1, got ", c.batch_size);
   MINIDL_CHECK(!(c.epochs > 0.0 && c.steps > 0), "--epochs and --steps cannot both be given");
   MINIDL_CHECK(std::isfinite(c.epochs) && c.epochs >= 0.0, "--epochs must be a positive number, got ", c.epochs);
@@ -59,10 +68,11 @@ int64_t total_steps(const TrainConfig& config, int64_t train_count) {
 
 std::unique_ptr<Optimizer> make_optimizer(const TrainConfig& config, const std::vector<Tensor>& parameters) {
   if (config.optimizer == OptimizerKind::SGD)
-    return std::make_unique<SGD>(parameters, SGDOptions{config.lr, config.momentum, 0.0f, config.weight_decay, false});
+    return std::make_unique<SGD>(parameters, SGDOptions{config.lr, config.momentum, 0.0f, config.weight_decay, config.nesterov});
   AdamOptions options;
   options.lr = config.lr;
   options.weight_decay = config.weight_decay;
+  options.decoupled_weight_decay = config.optimizer == OptimizerKind::AdamW;
   return std::make_unique<Adam>(parameters, options);
 }
 
@@ -265,6 +275,10 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
       break;
     }
     parallel.backward(loss, B, global_count);
+    if (config.clip_grad_norm > 0) clip_grad_norm(net.parameters(), config.clip_grad_norm);  // the global batch's gradient
+    optimizer->set_lr(static_cast<float>(config.schedule.lr_at(pos.step, config.lr, total)));
+    if (double m = 0; config.optimizer == OptimizerKind::SGD && config.schedule.momentum_at(pos.step, total, m))
+      optimizer->set_momentum(static_cast<float>(m));
     if (callbacks.after_backward) callbacks.after_backward(pos.step + 1, net, *optimizer, images, labels, loss_value);
     optimizer->step();
     ++pos.step;

@@ -9,14 +9,15 @@
 #include <vector>
 
 #include "minidl/data/augment.h"
+#include "minidl/schedule.h"
 #include "minidl/data/idx.h"
 #include "minidl/nn/models.h"
 #include "minidl/optim.h"
 
 namespace minidl {
 
-enum class OptimizerKind { SGD, Adam };
-OptimizerKind parse_optimizer_kind(const std::string& name);  // "sgd" | "adam"
+enum class OptimizerKind { SGD, Adam, AdamW };
+OptimizerKind parse_optimizer_kind(const std::string& name);  // "sgd" | "adam" | "adamw"
 const char* to_string(OptimizerKind kind);
 
 struct TrainConfig {
@@ -24,7 +25,10 @@ struct TrainConfig {
   OptimizerKind optimizer = OptimizerKind::SGD;
   float lr = 0.05f;
   float momentum = 0.9f;
-  float weight_decay = 0.0f;
+  float weight_decay = 0.0f;  // SGD's and Adam's coupled L2 term; AdamW's decoupled decay
+  bool nesterov = false;      // SGD
+  LrSchedule schedule;        // lr per step from lr (schedule.h)
+  double clip_grad_norm = 0;  // > 0: gradients clipped to this global 2-norm before each step
   int64_t batch_size = 64;
   double epochs = 0.0;  // exactly one of epochs and steps is > 0; neither means one epoch
   int64_t steps = 0;
