@@ -2,6 +2,9 @@
 // presets refuse other data, checkpoints record the shape, classes, names and normalization.
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include "app_runner.h"
 #include "minidl/checkpoint.h"
 #include "minidl/nn/spec.h"
 #include "minidl/random.h"
@@ -163,4 +166,42 @@ TEST_CASE("shapes: a checkpoint records the input shape, classes, names and norm
   REQUIRE(old->input_shape == std::vector<int64_t>{1, 28, 28});
   REQUIRE(old->classes == 10);
   REQUIRE(old->input_mean == std::vector<float>{0.1307f});
+}
+
+TEST_CASE("summary: shapes, parameters and multiply-adds per layer, as counted by hand", "[app][shapes]") {
+  TempDir d;
+  // conv(4,3) on 3x8x8: 4*3*3*3 + 4 = 112 parameters, 108 MACs at each of 6x6 outputs.
+  auto r = minidl::testing::run_app("summary --json --arch 'conv(4,3) relu avgpool(2) globalavgpool flatten linear(5)' "
+                                    "--input-shape 3,8,8 --classes 5",
+                                    d.path());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  REQUIRE(j["layers"].size() == 6);
+  REQUIRE(j["layers"][0]["output"] == nlohmann::json::parse("[4, 6, 6]"));
+  REQUIRE(j["layers"][0]["parameters"] == 112);
+  REQUIRE(j["layers"][0]["macs"] == 108 * 36);
+  REQUIRE(j["layers"][2]["output"] == nlohmann::json::parse("[4, 3, 3]"));
+  REQUIRE(j["layers"][3]["output"] == nlohmann::json::parse("[4, 1, 1]"));
+  REQUIRE(j["layers"][5]["parameters"] == 4 * 5 + 5);
+  REQUIRE(j["total_parameters"] == 112 + 25);
+  REQUIRE(j["total_macs"] == 108 * 36 + 20);
+  // The BN preset: its parameters as the preset counts them, its MACs as its FLOP table says.
+  r = minidl::testing::run_app("summary --json --model cnn --bn", d.path());
+  REQUIRE(r.status == 0);
+  const auto p = nlohmann::json::parse(r.out);
+  ModelConfig cnn;
+  cnn.batch_norm = true;
+  auto net = make_model(cnn);
+  int64_t params = 0;
+  for (const auto& t : net->parameters()) params += t.numel();
+  double macs = 0;
+  for (double m : net->weight_layer_macs()) macs += m;
+  REQUIRE(p["total_parameters"] == params);
+  REQUIRE(p["total_macs"].get<double>() == macs);
+  REQUIRE(p["fused"].get<std::string>().find("conv1+bn1") != std::string::npos);
+  // A spec that does not fit the shape is refused naming the token.
+  r = minidl::testing::run_app("summary --arch 'maxpool(32) flatten linear(10)'", d.path());
+  REQUIRE(r.status == 1);
+  REQUIRE(r.err.find("maxpool(32)") != std::string::npos);
 }

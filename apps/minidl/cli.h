@@ -28,6 +28,7 @@ Command add_eval_command(CLI::App& root);
 Command add_predict_command(CLI::App& root);
 Command add_bench_command(CLI::App& root);
 Command add_study_command(CLI::App& root);
+Command add_summary_command(CLI::App& root);
 
 // Exit statuses (docs/cli.md "Exit status").
 constexpr int kExitOk = 0;

@@ -63,7 +63,8 @@ int run(int argc, char** argv) {
   root.set_help_all_flag("--help-all", "Show help for every command");
   std::vector<Command> commands{add_train_command(root),  add_compare_command(root), add_sweep_command(root),
                                 add_fig1_command(root),   add_eval_command(root),    add_predict_command(root),
-                                add_bench_command(root),  add_study_command(root)};
+                                add_bench_command(root),  add_study_command(root),
+                                add_summary_command(root)};
   try {
     root.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

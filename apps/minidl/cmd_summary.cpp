@@ -1,0 +1,135 @@
+// minidl summary: each layer of a model with its output shape, parameters and multiply-adds per
+// example, the totals, and which layers run fused (as torchsummary prints a PyTorch model).
+#include <cstdio>
+#include <iostream>
+
+#include "cli.h"
+#include "minidl/autograd.h"
+#include "minidl/checkpoint.h"
+
+namespace minidl::app {
+
+namespace {
+struct SummaryArgs {
+  std::string checkpoint, input_shape;
+  ModelFlags model;
+  int64_t classes = 0;
+  bool json = false;
+};
+
+// The presets as the specs that build the same layers (and the same initial weights).
+std::string preset_spec(const ModelConfig& c) {
+  const std::string act = to_string(c.activation), bn = c.batch_norm ? " bn " : " ";
+  if (c.kind == ModelKind::Cnn)
+    return "conv(16,5,pad=2)" + bn + act + " maxpool(2) conv(32,5,pad=2)" + bn + act + " maxpool(2) flatten linear(128)" +
+           bn + act + " linear(10)";
+  return "flatten linear(100)" + bn + act + " linear(100)" + bn + act + " linear(100)" + bn + act + " linear(10)";
+}
+
+int64_t parameter_count(const Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.named_parameters()) n += p.tensor.numel();
+  return n;
+}
+
+// What runs fused, for the presets (nn/fused.h); a spec runs layer by layer.
+std::string fusion_note(const ModelConfig& c) {
+  if (c.kind == ModelKind::Spec) return "none: a model from a spec runs layer by layer";
+  if (!c.fuse) return "none (--no-fuse)";
+  if (c.kind == ModelKind::Cnn)
+    return std::string("training: conv1") + (c.batch_norm ? "+bn1" : "") + "+act+pool and conv2" +
+           (c.batch_norm ? "+bn2" : "") + "+act+pool as one op each; inference: BN folded into the layer before it, "
+                                         "conv+pool+act per sample";
+  return c.batch_norm ? "inference: BN folded into the linear layer before it (batches of 32 or more)" : "none";
+}
+}  // namespace
+
+Command add_summary_command(CLI::App& root) {
+  auto a = std::make_shared<SummaryArgs>();
+  CLI::App* cmd = root.add_subcommand("summary", "Each layer's output shape, parameters and multiply-adds, and the totals");
+  cmd->add_option("--checkpoint", a->checkpoint, "Summarize the model a checkpoint describes");
+  add_model_flags(cmd, a->model);
+  cmd->add_option("--input-shape", a->input_shape, "C,H,W of one example (default: the checkpoint's, else 1,28,28)");
+  cmd->add_option("--classes", a->classes, "Classes (default: the checkpoint's, else 10)")->check(CLI::Range(int64_t{2}, int64_t{1} << 20));
+  cmd->add_flag("--json", a->json, "Print one JSON object");
+  return {cmd, [a]() -> int {
+            ModelConfig config = a->checkpoint.empty() ? a->model.config() : load_checkpoint_model(a->checkpoint, a->model)->config();
+            if (!a->input_shape.empty()) {
+              std::vector<int64_t> shape;
+              std::vector<std::string> parts;
+              for (size_t start = 0;;) {
+                const size_t comma = a->input_shape.find(',', start);
+                parts.push_back(a->input_shape.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+                if (comma == std::string::npos) break;
+                start = comma + 1;
+              }
+              for (const std::string& s : parts) {
+                size_t used = 0;
+                long long v = 0;
+                try {
+                  v = std::stoll(s, &used);
+                } catch (const std::exception&) {
+                  used = 0;
+                }
+                MINIDL_CHECK(used == s.size() && used > 0 && v >= 1 && v <= 65536, "--input-shape: expected C,H,W, got '",
+                             a->input_shape, "'");
+                shape.push_back(v);
+              }
+              MINIDL_CHECK(shape.size() == 3, "--input-shape: expected C,H,W, got '", a->input_shape, "'");
+              config.input_shape = shape;
+              config.input_mean.assign(static_cast<size_t>(shape[0]), 0.0f);
+              config.input_std.assign(static_cast<size_t>(shape[0]), 1.0f);
+            }
+            if (a->classes) config.classes = a->classes;
+            ModelConfig layered = config;
+            if (config.kind != ModelKind::Spec) {
+              layered.kind = ModelKind::Spec;
+              layered.arch = canonical_spec(preset_spec(config));
+            }
+            auto net = make_model(layered);
+            net->eval();
+            NoGradGuard no_grad;
+            Tensor h = Tensor::zeros({1, config.input_shape[0], config.input_shape[1], config.input_shape[2]});
+            nlohmann::json layers = nlohmann::json::array();
+            int64_t total_params = 0;
+            double total_macs = 0;
+            const auto tokens = parse_spec(layered.arch);
+            if (!a->json) std::printf("%-4s %-22s %-18s %12s %14s\n", "#", "layer", "output", "parameters", "MACs/example");
+            for (size_t i = 0; i < net->children().size(); ++i) {
+              const auto& [name, module] = net->children()[i];
+              const Shape in = h.shape();
+              h = module->forward(h);
+              const int64_t params = parameter_count(*module);
+              double macs = 0;
+              if (auto lin = std::dynamic_pointer_cast<Linear>(module)) macs = static_cast<double>(lin->weight.numel());
+              if (auto conv = std::dynamic_pointer_cast<Conv2d>(module))
+                macs = static_cast<double>(conv->weight.numel()) * static_cast<double>(h.size(2) * h.size(3));
+              Shape out(h.shape().begin() + 1, h.shape().end());
+              total_params += params;
+              total_macs += macs;
+              layers.push_back({{"index", i}, {"name", name}, {"token", tokens[i].text}, {"module", module->describe()},
+                                {"output", out}, {"parameters", params}, {"macs", macs}});
+              if (!a->json)
+                std::printf("%-4s %-22s %-18s %12lld %14.0f\n", name.c_str(), tokens[i].text.c_str(),
+                            shape_to_string(out).c_str(), static_cast<long long>(params), macs);
+              (void)in;
+            }
+            const std::string fused = fusion_note(config);
+            if (a->json) {
+              nlohmann::json j{{"model", describe_model(config)}, {"spec", layered.arch}, {"input_shape", config.input_shape},
+                               {"classes", config.classes}, {"layers", layers}, {"total_parameters", total_params},
+                               {"total_macs", total_macs}, {"fused", fused}};
+              std::cout << j.dump() << "\n";
+              return kExitOk;
+            }
+            std::printf("\ninput %s, %lld classes; %s\n", shape_to_string(config.input_shape).c_str(),
+                        static_cast<long long>(config.classes),
+                        config.kind == ModelKind::Spec ? "a spec" : ("the " + describe_model(config) + " preset, as the spec above").c_str());
+            std::printf("total parameters %lld, multiply-adds per example %.0f (%.2f MFLOP forward)\n",
+                        static_cast<long long>(total_params), total_macs, 2 * total_macs / 1e6);
+            std::printf("fused: %s\n", fused.c_str());
+            return kExitOk;
+          }};
+}
+
+}  // namespace minidl::app
