@@ -132,65 +132,51 @@ cases["layernorm_last"] = dict(norm_case(torch.nn.LayerNorm([7]), (4, 3, 7)), no
 #   dropout(0) linear(10)
 # loads this state dict with PyTorch's names, and must give the same logits, loss gradients and
 # BN running statistics (one training step's forward and backward, then eval logits).
-seq = torch.nn.Sequential(
-    torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-    torch.nn.Conv2d(4, 6, 3, bias=False), torch.nn.GroupNorm(2, 6), torch.nn.Sigmoid(), torch.nn.MaxPool2d(2),
-    torch.nn.Flatten(), torch.nn.Linear(6 * 6 * 6, 16, bias=False), torch.nn.LayerNorm([16]), torch.nn.Tanh(),
-    torch.nn.Dropout(0.0), torch.nn.Linear(16, 10))
-with torch.no_grad():
-    for name, p in seq.named_parameters():
-        if name.endswith("weight") and p.dim() == 1:
-            p.uniform_(0.5, 1.5)
-        elif name.endswith("bias") and p.dim() == 1:
-            p.uniform_(-0.5, 0.5)
-x = torch.rand(5, 1, 28, 28)
-labels = torch.tensor([1, 7, 3, 3, 0])
-state = {k: t(v) for k, v in seq.state_dict().items()}
-seq.train()
-logits = seq(x)
-loss = F.cross_entropy(logits, labels)
-loss.backward()
-grads = {k: t(p.grad) for k, p in seq.named_parameters()}
-after = {k: t(v) for k, v in seq.state_dict().items() if "running" in k or "num_batches" in k}
-seq.eval()
-with torch.no_grad():
-    eval_logits = seq(x)
-cases["sequential_spec"] = {
-    "spec": "conv(4,3,pad=1) bn relu maxpool(2) conv(6,3) groupnorm(2) sigmoid maxpool(2) flatten linear(16) "
-            "layernorm tanh dropout(0) linear(10)",
-    "state_dict": state, "state_dict_order": list(seq.state_dict().keys()), "x": t(x), "labels": labels.tolist(),
-    "train_logits": t(logits), "loss": float(loss), "grads": grads, "buffers_after": after,
-    "eval_logits": t(eval_logits)}
+def sequential_case(spec, seq, x_shape, labels):
+    """The nn.Sequential's state dict, one training step's logits, loss, gradients and running
+    statistics, then its eval logits, for minidl's model of `spec` to replay."""
+    with torch.no_grad():
+        for name, p in seq.named_parameters():
+            if name.endswith("weight") and p.dim() == 1:
+                p.uniform_(0.5, 1.5)
+            elif name.endswith("bias") and p.dim() == 1:
+                p.uniform_(-0.5, 0.5)
+    x = torch.rand(*x_shape)
+    labels = torch.tensor(labels)
+    state = {k: t(v) for k, v in seq.state_dict().items()}
+    seq.train()
+    logits = seq(x)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    grads = {k: t(p.grad) for k, p in seq.named_parameters()}
+    after = {k: t(v) for k, v in seq.state_dict().items() if "running" in k or "num_batches" in k}
+    seq.eval()
+    with torch.no_grad():
+        eval_logits = seq(x)
+    return {"spec": spec, "state_dict": state, "state_dict_order": list(seq.state_dict().keys()), "x": t(x),
+            "labels": labels.tolist(), "train_logits": t(logits), "loss": float(loss), "grads": grads,
+            "buffers_after": after, "eval_logits": t(eval_logits)}
+
+
+cases["sequential_spec"] = sequential_case(
+    "conv(4,3,pad=1) bn relu maxpool(2) conv(6,3) groupnorm(2) sigmoid maxpool(2) flatten linear(16) "
+    "layernorm tanh dropout(0) linear(10)",
+    torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(4, 6, 3, bias=False), torch.nn.GroupNorm(2, 6), torch.nn.Sigmoid(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(6 * 6 * 6, 16, bias=False), torch.nn.LayerNorm([16]), torch.nn.Tanh(),
+        torch.nn.Dropout(0.0), torch.nn.Linear(16, 10)),
+    (5, 1, 28, 28), [1, 7, 3, 3, 0])
 
 # The same on colour input of another shape and class count, with average pooling:
 #   conv(6,3,pad=1) bn relu avgpool(2) conv(8,3,pad=1) relu globalavgpool flatten linear(5) on 3x12x10
-seq = torch.nn.Sequential(
-    torch.nn.Conv2d(3, 6, 3, padding=1, bias=False), torch.nn.BatchNorm2d(6), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
-    torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
-    torch.nn.Linear(8, 5))
-with torch.no_grad():
-    for name, p in seq.named_parameters():
-        if name.endswith("weight") and p.dim() == 1:
-            p.uniform_(0.5, 1.5)
-        elif name.endswith("bias") and p.dim() == 1:
-            p.uniform_(-0.5, 0.5)
-x = torch.rand(4, 3, 12, 10)
-labels = torch.tensor([4, 0, 2, 2])
-state = {k: t(v) for k, v in seq.state_dict().items()}
-seq.train()
-logits = seq(x)
-loss = F.cross_entropy(logits, labels)
-loss.backward()
-grads = {k: t(p.grad) for k, p in seq.named_parameters()}
-after = {k: t(v) for k, v in seq.state_dict().items() if "running" in k or "num_batches" in k}
-seq.eval()
-with torch.no_grad():
-    eval_logits = seq(x)
-cases["sequential_spec_rgb"] = {
-    "spec": "conv(6,3,pad=1) bn relu avgpool(2) conv(8,3,pad=1) relu globalavgpool flatten linear(5)",
-    "state_dict": state, "state_dict_order": list(seq.state_dict().keys()), "x": t(x), "labels": labels.tolist(),
-    "train_logits": t(logits), "loss": float(loss), "grads": grads, "buffers_after": after,
-    "eval_logits": t(eval_logits)}
+cases["sequential_spec_rgb"] = sequential_case(
+    "conv(6,3,pad=1) bn relu avgpool(2) conv(8,3,pad=1) relu globalavgpool flatten linear(5)",
+    torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 3, padding=1, bias=False), torch.nn.BatchNorm2d(6), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
+        torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(8, 5)),
+    (4, 3, 12, 10), [4, 0, 2, 2])
 
 out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/torch_reference.json"
 with open(out, "w") as f:

@@ -178,27 +178,24 @@ MINIDL_REGISTER_LAYER(conv, {"conv", "conv(out, kernel, stride=1, pad=0, bias=au
       return {std::make_shared<Conv2d>(ctx.input[0], out, k, s, p, spec_bias(a, ctx), gen), {out, oh, ow}};
     }});
 
+namespace {
+// maxpool(kernel, stride=kernel) and avgpool(...): the window checked against the input plane.
+template <class Pool>
+BuiltLayer pool_layer(const LayerArgs& a, const LayerContext& ctx) {
+  expect_rank(ctx, 3, "an image input [C, H, W]");
+  const int64_t k = positive(a, "kernel"), s0 = a.get_int("stride"), s = s0 == 0 ? k : s0;
+  if (s < 0) throw SpecError(detail::concat("'stride' must be positive, got ", s));
+  if (ctx.input[1] < k || ctx.input[2] < k)
+    throw SpecError(detail::concat("window ", k, " is larger than the input ", ctx.input[1], "x", ctx.input[2]));
+  return {std::make_shared<Pool>(k, s), {ctx.input[0], (ctx.input[1] - k) / s + 1, (ctx.input[2] - k) / s + 1}};
+}
+}  // namespace
+
 MINIDL_REGISTER_LAYER(maxpool, {"maxpool", "maxpool(kernel, stride=kernel)",
-    {{"kernel", ParamType::Int, ""}, {"stride", ParamType::Int, "0"}},
-    [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
-      expect_rank(ctx, 3, "an image input [C, H, W]");
-      const int64_t k = positive(a, "kernel"), s0 = a.get_int("stride"), s = s0 == 0 ? k : s0;
-      if (s < 0) throw SpecError(detail::concat("'stride' must be positive, got ", s));
-      if (ctx.input[1] < k || ctx.input[2] < k)
-        throw SpecError(detail::concat("window ", k, " is larger than the input ", ctx.input[1], "x", ctx.input[2]));
-      return {std::make_shared<MaxPool2d>(k, s), {ctx.input[0], (ctx.input[1] - k) / s + 1, (ctx.input[2] - k) / s + 1}};
-    }});
+    {{"kernel", ParamType::Int, ""}, {"stride", ParamType::Int, "0"}}, pool_layer<MaxPool2d>});
 
 MINIDL_REGISTER_LAYER(avgpool, {"avgpool", "avgpool(kernel, stride=kernel)",
-    {{"kernel", ParamType::Int, ""}, {"stride", ParamType::Int, "0"}},
-    [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
-      expect_rank(ctx, 3, "an image input [C, H, W]");
-      const int64_t k = positive(a, "kernel"), s0 = a.get_int("stride"), s = s0 == 0 ? k : s0;
-      if (s < 0) throw SpecError(detail::concat("'stride' must be positive, got ", s));
-      if (ctx.input[1] < k || ctx.input[2] < k)
-        throw SpecError(detail::concat("window ", k, " is larger than the input ", ctx.input[1], "x", ctx.input[2]));
-      return {std::make_shared<AvgPool2d>(k, s), {ctx.input[0], (ctx.input[1] - k) / s + 1, (ctx.input[2] - k) / s + 1}};
-    }});
+    {{"kernel", ParamType::Int, ""}, {"stride", ParamType::Int, "0"}}, pool_layer<AvgPool2d>});
 
 MINIDL_REGISTER_LAYER(globalavgpool, {"globalavgpool", "globalavgpool", {},
     [](const LayerArgs&, const LayerContext& ctx) -> BuiltLayer {

@@ -50,17 +50,28 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   });
 }
 
+namespace {
+// A pooling window's checks (4-D input, positive kernel and stride, the window inside the plane)
+// and its output plane; stride 0 becomes the kernel.
+struct PoolShape {
+  int64_t H, W, OH, OW, planes, stride;
+};
+PoolShape pool_shape(const char* op, const Tensor& x, int64_t kernel, int64_t stride) {
+  if (stride == 0) stride = kernel;
+  MINIDL_CHECK(x.defined() && x.dim() == 4, op, ": input must be 4-D (N, C, H, W), got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  MINIDL_CHECK(kernel >= 1 && stride >= 1, op, ": kernel and stride must be >= 1, got ", kernel, " and ", stride);
+  const int64_t H = x.size(2), W = x.size(3);
+  MINIDL_CHECK(H >= kernel && W >= kernel, op, ": kernel ", kernel, " is larger than the input plane ", H, "x", W);
+  return {H, W, (H - kernel) / stride + 1, (W - kernel) / stride + 1, x.size(0) * x.size(1), stride};
+}
+}  // namespace
+
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
   ProfileScope scope("max_pool2d");
-  if (stride == 0) stride = kernel;
-  MINIDL_CHECK(x.defined() && x.dim() == 4, "max_pool2d: input must be 4-D (N, C, H, W), got ",
-               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
-  MINIDL_CHECK(kernel >= 1 && stride >= 1, "max_pool2d: kernel and stride must be >= 1, got ", kernel, " and ",
-               stride);
-  const int64_t H = x.size(2), W = x.size(3);
-  MINIDL_CHECK(H >= kernel && W >= kernel, "max_pool2d: kernel ", kernel, " is larger than the input plane ", H, "x",
-               W);
-  const int64_t OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1, planes = x.size(0) * x.size(1);
+  const PoolShape g = pool_shape("max_pool2d", x, kernel, stride);
+  const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW, planes = g.planes;
+  stride = g.stride;
   Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW});
   // The argmax indices live in a tensor Storage (4-byte slots, like the floats) so that they
   // come from the recycled buffers instead of fresh pages every step.
@@ -79,15 +90,9 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
 
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride) {
   ProfileScope scope("avg_pool2d");
-  if (stride == 0) stride = kernel;
-  MINIDL_CHECK(x.defined() && x.dim() == 4, "avg_pool2d: input must be 4-D (N, C, H, W), got ",
-               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
-  MINIDL_CHECK(kernel >= 1 && stride >= 1, "avg_pool2d: kernel and stride must be >= 1, got ", kernel, " and ",
-               stride);
-  const int64_t H = x.size(2), W = x.size(3);
-  MINIDL_CHECK(H >= kernel && W >= kernel, "avg_pool2d: kernel ", kernel, " is larger than the input plane ", H, "x",
-               W);
-  const int64_t OH = (H - kernel) / stride + 1, OW = (W - kernel) / stride + 1, planes = x.size(0) * x.size(1);
+  const PoolShape g = pool_shape("avg_pool2d", x, kernel, stride);
+  const int64_t H = g.H, W = g.W, OH = g.OH, OW = g.OW, planes = g.planes;
+  stride = g.stride;
   Tensor y = Tensor::empty({x.size(0), x.size(1), OH, OW});
   const float inv = 1.0f / static_cast<float>(kernel * kernel);
   const float* in = x.data();
