@@ -5,7 +5,7 @@
 #      epoch -> out/compare/
 #   2. sweep:   lr 0.05, 0.2 and 1, 2 seeds each, one epoch per run -> out/sweep/
 # and prints the tables (median [min-max] over seeds, "k of n") and where the plots are. About
-# 8 minutes on 2 cores. scripts/reproduce.sh runs the full 5-seed experiments of docs/, with
+# 6 minutes on 2 cores from a fresh clone. scripts/reproduce.sh runs the full 5-seed experiments of docs/, with
 # PyTorch beside minidl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
