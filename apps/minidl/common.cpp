@@ -262,10 +262,7 @@ void fit_to_data(ModelConfig& model, const Mnist& data) {
 }
 
 void normalize_like(const ModelConfig& model, Dataset& data, const std::string& source) {
-  if (data.example_shape() != model.input_shape || data.classes != model.classes)
-    throw InputError(detail::concat(source, ": the data has ", data.channels, "x", data.rows, "x", data.cols,
-                                    " images and ", data.classes, " classes; the model takes ",
-                                    shape_to_string(model.input_shape), " and ", model.classes));
+  check_data_fits(model, data, source);
   data.mean = model.input_mean;
   data.std = model.input_std;
 }

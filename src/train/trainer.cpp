@@ -86,23 +86,21 @@ int32_t argmax_row(const float* row, int64_t K) {
   return best;
 }
 
-// The data's example shape and classes are the model's (InputError naming both otherwise).
-void check_data_fits(const Net& net, const Dataset& data, const char* what) {
-  const ModelConfig& c = net.config();
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+void check_data_fits(const ModelConfig& c, const Dataset& data, const std::string& what) {
   if (data.example_shape() != c.input_shape || data.classes != c.classes)
     throw InputError(detail::concat(what, ": the data has ", data.channels, "x", data.rows, "x", data.cols, " images and ",
                                     data.classes, " classes; the model takes ", shape_to_string(c.input_shape),
                                     " and ", c.classes));
 }
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-}  // namespace
-
 EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size) {
   MINIDL_CHECK(data.count > 0, "evaluate: the data set is empty");
-  check_data_fits(net, data, "evaluate");
+  check_data_fits(net.config(), data, "evaluate");
   const bool was_training = net.is_training();
   net.eval();
   NoGradGuard no_grad;
@@ -158,8 +156,8 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
   validate(config);
   const Dataset& train_set = data.train;
   MINIDL_CHECK(train_set.count > 0, "train: the training set is empty");
-  check_data_fits(net, train_set, "train");
-  if (data.test.count > 0) check_data_fits(net, data.test, "train: the test set");
+  check_data_fits(net.config(), train_set, "train");
+  if (data.test.count > 0) check_data_fits(net.config(), data.test, "train: the test set");
   const int world = dist::size(), rank = dist::rank();
   const int64_t global_batch = config.batch_size * world;
   MINIDL_CHECK(global_batch <= train_set.count, "--batch-size ", config.batch_size,

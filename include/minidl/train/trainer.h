@@ -20,6 +20,10 @@ enum class OptimizerKind { SGD, Adam, AdamW };
 OptimizerKind parse_optimizer_kind(const std::string& name);  // "sgd" | "adam" | "adamw"
 const char* to_string(OptimizerKind kind);
 
+// Throws InputError naming `what`, the data's example shape and classes and the model's when
+// they differ.
+void check_data_fits(const ModelConfig& model, const Dataset& data, const std::string& what);
+
 struct TrainConfig {
   ModelConfig model;
   OptimizerKind optimizer = OptimizerKind::SGD;
