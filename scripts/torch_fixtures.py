@@ -5,10 +5,14 @@ python3-torch) that the Catch2 suite replays in minidl, number for number.
 Usage: scripts/torch_fixtures.py [OUT_JSON]
 """
 import json
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import minidl_spec  # noqa: E402
 
 torch.manual_seed(0)
 cases = {}
@@ -135,6 +139,12 @@ cases["layernorm_last"] = dict(norm_case(torch.nn.LayerNorm([7]), (4, 3, 7)), no
 def sequential_case(spec, seq, x_shape, labels):
     """The nn.Sequential's state dict, one training step's logits, loss, gradients and running
     statistics, then its eval logits, for minidl's model of `spec` to replay."""
+    # The PyTorch builder of specs (scripts/minidl_spec.py) must give this hand-written tree.
+    with torch.random.fork_rng():  # its initial values must not move the fixtures' draws
+        built = minidl_spec.build(spec, x_shape[1:]).state_dict()
+    mine = seq.state_dict()
+    assert list(built) == list(mine) and all(built[k].shape == mine[k].shape for k in mine), \
+        f"minidl_spec.build({spec!r}) differs from the hand-written model"
     with torch.no_grad():
         for name, p in seq.named_parameters():
             if name.endswith("weight") and p.dim() == 1:
@@ -177,6 +187,33 @@ cases["sequential_spec_rgb"] = sequential_case(
         torch.nn.Conv2d(6, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
         torch.nn.Linear(8, 5)),
     (4, 3, 12, 10), [4, 0, 2, 2])
+
+# Residual blocks (identity and projected shortcuts), grouped and depthwise convolutions, and a
+# residual block over flat features, as minidl's res(...) and conv(groups=) build them:
+#   res(BODY) is Residual(body=Sequential(BODY), proj=Sequential(1x1 conv or linear [+ BODY's last
+#   normalization]) when BODY changes the shape).
+Residual = minidl_spec.Residual
+
+
+nn = torch.nn
+cases["sequential_spec_res"] = sequential_case(
+    "conv(8,3,pad=1) bn relu res(conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn) relu "
+    "res(conv(12,3,stride=2,pad=1) bn relu conv(12,3,pad=1) bn) relu conv(12,3,pad=1,groups=12) bn relu "
+    "conv(6,1,groups=3) relu globalavgpool flatten linear(16) res(linear(16) relu linear(8)) tanh linear(4)",
+    nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        Residual(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                               nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))),
+        nn.ReLU(),
+        Residual(nn.Sequential(nn.Conv2d(8, 12, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(12), nn.ReLU(),
+                               nn.Conv2d(12, 12, 3, padding=1, bias=False), nn.BatchNorm2d(12)),
+                 nn.Sequential(nn.Conv2d(8, 12, 1, stride=2, bias=False), nn.BatchNorm2d(12))),
+        nn.ReLU(),
+        nn.Conv2d(12, 12, 3, padding=1, groups=12, bias=False), nn.BatchNorm2d(12), nn.ReLU(),
+        nn.Conv2d(12, 6, 1, groups=3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 16),
+        Residual(nn.Sequential(nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8)), nn.Sequential(nn.Linear(16, 8))),
+        nn.Tanh(), nn.Linear(8, 4)),
+    (5, 3, 10, 9), [3, 0, 1, 2, 2])
 
 out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/torch_reference.json"
 with open(out, "w") as f:

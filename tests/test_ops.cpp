@@ -1,6 +1,7 @@
 // Every primitive op: its gradient against finite differences (one test case per op, so that
 // `ctest -N` lists them), and its forward values against independent computations.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 
 #include "gradcheck.h"
@@ -149,6 +150,52 @@ TEST_CASE("gradcheck: conv2d, stride 1 and 2, padding, odd sizes", "[ops][gradch
     check([s, p](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), s, p); },
           in);
   }
+}
+
+TEST_CASE("gradcheck: grouped and depthwise conv2d", "[ops][gradcheck]") {
+  Generator g(31);
+  struct Case {
+    Shape x, w;
+    int64_t stride, padding, groups;
+    bool bias;
+  };
+  for (const Case& c : {Case{{2, 4, 5, 5}, {6, 2, 3, 3}, 1, 1, 2, true}, Case{{2, 3, 7, 6}, {3, 1, 3, 3}, 2, 1, 3, true},
+                        Case{{1, 6, 6, 5}, {6, 2, 1, 1}, 1, 0, 3, false}, Case{{3, 4, 5, 5}, {8, 1, 2, 2}, 2, 0, 4, true}}) {
+    std::vector<Tensor> in{random_input(c.x, g), random_input(c.w, g)};
+    if (c.bias) in.push_back(random_input({c.w[0]}, g));
+    const int64_t s = c.stride, p = c.padding, gr = c.groups;
+    check([s, p, gr](const std::vector<Tensor>& t) { return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), s, p, gr); },
+          in);
+  }
+}
+
+TEST_CASE("forward: a grouped conv2d is the dense conv2d of each group, side by side", "[ops]") {
+  // Closed form: group k's output channels are the ordinary convolution of group k's input
+  // channels with group k's filters (the dense kernel, checked above against a direct loop).
+  Generator g(32);
+  for (const auto& [groups, stride, pad] : {std::tuple<int64_t, int64_t, int64_t>{2, 1, 1}, {4, 2, 2}, {8, 1, 0}}) {
+    const int64_t N = 3, C = 8, H = 9, W = 7, O = 16, K = 3, Cg = C / groups, Og = O / groups;
+    Tensor x = Tensor::normal({N, C, H, W}, 0, 1, g), w = Tensor::normal({O, Cg, K, K}, 0, 1, g);
+    Tensor b = Tensor::normal({O}, 0, 1, g);
+    Tensor y = conv2d(x, w, b, stride, pad, groups);
+    for (int64_t k = 0; k < groups; ++k) {
+      Tensor xk = Tensor::empty({N, Cg, H, W}), wk = Tensor::empty({Og, Cg, K, K}), bk = Tensor::empty({Og});
+      for (int64_t n = 0; n < N; ++n)
+        std::copy_n(x.data() + (n * C + k * Cg) * H * W, Cg * H * W, xk.data() + n * Cg * H * W);
+      std::copy_n(w.data() + k * Og * Cg * K * K, Og * Cg * K * K, wk.data());
+      std::copy_n(b.data() + k * Og, Og, bk.data());
+      Tensor yk = conv2d(xk, wk, bk, stride, pad);
+      const int64_t P = yk.size(2) * yk.size(3);
+      REQUIRE(y.size(2) * y.size(3) == P);
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = 0; i < Og * P; ++i)
+          REQUIRE(y.data()[(n * O + k * Og) * P + i] == Approx(yk.data()[n * Og * P + i]).margin(1e-4));
+    }
+  }
+  REQUIRE_THROWS_WITH(conv2d(Tensor::zeros({1, 6, 5, 5}), Tensor::zeros({4, 3, 3, 3}), Tensor(), 1, 0, 3),
+                      Catch::Contains("weight [4, 3, 3, 3] with groups=3 expects 9 input channels"));
+  REQUIRE_THROWS_WITH(conv2d(Tensor::zeros({1, 6, 5, 5}), Tensor::zeros({4, 2, 3, 3}), Tensor(), 1, 0, 3),
+                      Catch::Contains("4 output channels are not divisible by groups=3"));
 }
 
 TEST_CASE("gradcheck: max_pool2d with ties avoided", "[ops][gradcheck]") {

@@ -6,7 +6,9 @@
 
 #include "minidl/checkpoint.h"
 #include "minidl/io/safetensors.h"
+#include "minidl/nn/residual.h"
 #include "minidl/nn/spec.h"
+#include "gradcheck.h"
 #include "minidl/ops.h"
 #include "temp_dir.h"
 
@@ -77,7 +79,7 @@ TEST_CASE("spec: a bad spec names the token, its position and what was expected"
                                                      Contains("known layers:") && Contains("groupnorm"));
   REQUIRE_THAT(spec_error("conv(16,x)"), Contains("token 1 'conv(16,x)' (column 1)") && Contains("'kernel' expects an integer, got 'x'"));
   REQUIRE_THAT(spec_error("flatten conv(16)"), Contains("token 2") && Contains("conv needs 'kernel'") &&
-                                                   Contains("conv(out, kernel, stride=1, pad=0, bias=auto)"));
+                                                   Contains("conv(out, kernel, stride=1, pad=0, bias=auto, groups=1)"));
   REQUIRE_THAT(spec_error("conv(16,5,padding=2)"), Contains("conv has no parameter 'padding'"));
   REQUIRE_THAT(spec_error("flatten linear(10,true,3)"), Contains("takes at most 2 parameter(s), got 3"));
   REQUIRE_THAT(spec_error("flatten linear(out=10,out=5)"), Contains("'out' given twice"));
@@ -128,8 +130,9 @@ TEST_CASE("spec: state-dict names follow nn.Sequential; PyTorch's weights give P
   std::ifstream in(MINIDL_SOURCE_DIR "/tests/fixtures/torch_reference.json");
   REQUIRE(in.good());
   const json cases = json::parse(in)["cases"];
-  // MNIST's shape with every normalization; colour 3x12x10 input, 5 classes and average pooling.
-  for (const char* name : {"sequential_spec", "sequential_spec_rgb"}) {
+  // MNIST's shape with every normalization; colour 3x12x10 input, 5 classes and average pooling;
+  // residual blocks (identity, projected, flat), grouped and depthwise convolutions.
+  for (const char* name : {"sequential_spec", "sequential_spec_rgb", "sequential_spec_res"}) {
   INFO(name);
   const json& c = cases[name];
   ModelConfig config;
@@ -243,4 +246,79 @@ TEST_CASE("spec: checkpoints store the spec and rebuild the model from it", "[sp
   save_safetensors(path, net->state_dict(), {{"model", "spec"}, {"arch", "conv(6,5) frobnicate"}});
   REQUIRE_THROWS_AS(load_model(path), InputError);
   REQUIRE_THROWS_WITH(load_model(path), Catch::Contains(path) && Catch::Contains("unknown layer 'frobnicate'"));
+}
+
+TEST_CASE("spec: res(...) nests a spec; the shortcut projects only when the shape changes", "[spec][res]") {
+  const std::string spec =
+      "conv(8,3,pad=1) bn relu res(conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn) relu "
+      "res( conv(16,3,stride=2,pad=1) bn relu res(conv(16,3,pad=1) relu) ) flatten linear(10)";
+  REQUIRE(canonical_spec(spec) ==
+          "conv(8,3,pad=1) bn relu res(conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn) relu "
+          "res(conv(16,3,stride=2,pad=1) bn relu res(conv(16,3,pad=1) relu)) flatten linear(10)");
+  // Without BN at any depth (the compare command's other arm): the projection loses its BN too.
+  REQUIRE(spec_without(spec, "bn") == "conv(8,3,pad=1) relu res(conv(8,3,pad=1) relu conv(8,3,pad=1)) relu "
+                                      "res(conv(16,3,stride=2,pad=1) relu res(conv(16,3,pad=1) relu)) flatten linear(10)");
+  REQUIRE(spec_has("res(conv(8,3) bn)", "bn"));
+  std::vector<std::string> names;
+  for (const auto& t : spec_model(spec)->state_dict()) names.push_back(t.name);
+  const std::vector<std::string> expected{
+      "0.weight", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked",
+      "3.body.0.weight", "3.body.1.weight", "3.body.1.bias", "3.body.1.running_mean", "3.body.1.running_var",
+      "3.body.1.num_batches_tracked", "3.body.3.weight", "3.body.4.weight", "3.body.4.bias", "3.body.4.running_mean",
+      "3.body.4.running_var", "3.body.4.num_batches_tracked",
+      "5.body.0.weight", "5.body.1.weight", "5.body.1.bias", "5.body.1.running_mean", "5.body.1.running_var",
+      "5.body.1.num_batches_tracked", "5.body.3.body.0.weight", "5.body.3.body.0.bias",
+      "5.proj.0.weight", "5.proj.1.weight", "5.proj.1.bias", "5.proj.1.running_mean", "5.proj.1.running_var",
+      "5.proj.1.num_batches_tracked", "7.weight", "7.bias"};
+  REQUIRE(names == expected);
+  // An identity block adds its input: with the body's last conv zeroed, out = x exactly.
+  auto net = spec_model("res(conv(4,3,pad=1) relu conv(1,3,pad=1)) flatten linear(10)");
+  auto* block = dynamic_cast<Residual*>(net->children()[0].second.get());
+  REQUIRE(block);
+  REQUIRE_FALSE(block->proj());
+  for (auto& p : block->body()->children()[2].second->parameters()) p.fill_(0.0f);
+  Generator gen(3);
+  Tensor x = Tensor::normal({2, 1, 28, 28}, 0, 1, gen);
+  Tensor y = block->forward(x);
+  for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(y.data()[i] == x.data()[i]);
+}
+
+TEST_CASE("spec: bad res and groups specs name the block and what was expected", "[spec][res]") {
+  REQUIRE_THAT(spec_error("res(conv(8,3) relu) flatten linear(10)"),
+               Catch::Contains("token 1 'res(conv(8,3) relu)'") &&
+                   Catch::Contains("maps [1, 28, 28] to [8, 26, 26]; no 1x1 convolution with one stride"));
+  REQUIRE_THAT(spec_error("res(flatten linear(10))"), Catch::Contains("a residual block keeps the rank"));
+  REQUIRE_THAT(spec_error("res(conv(8,3,pad=1) relu flatten linear(10)"),
+               Catch::Contains("column 4: '(' of a block is never closed"));
+  REQUIRE_THAT(spec_error("res() flatten linear(10)"), Catch::Contains("'res(...)' holds no layers"));
+  REQUIRE_THAT(spec_error("res flatten linear(10)"), Catch::Contains("'res' holds layers: write res(LAYERS...)"));
+  REQUIRE_THAT(spec_error("flatten linear(10))"), Catch::Contains("')' without a matching '('"));
+  REQUIRE_THAT(spec_error("res(conv(8,3,pad=1) bn relu conv(8,3,pad=1) bogus) flatten linear(10)"),
+               Catch::Contains("token 6 'bogus'") && Catch::Contains("unknown layer 'bogus'"));
+  REQUIRE_THAT(spec_error("res(conv(8,3,pad=1) conv(8,3,groups=3)) flatten linear(10)"),
+               Catch::Contains("token 3 'conv(8,3,groups=3)'") &&
+                   Catch::Contains("groups=3 must divide both the input channels (8) and the output channels (8)"));
+  std::string deep = "flatten linear(10)";
+  for (int i = 0; i < 9; ++i) deep = "res(" + deep + ")";
+  REQUIRE_THAT(spec_error(deep), Catch::Contains("blocks nest at most 8 deep"));
+}
+
+TEST_CASE("gradcheck: a spec with projected and identity residual blocks and a depthwise conv", "[spec][res][gradcheck]") {
+  ModelConfig c;
+  c.kind = ModelKind::Spec;
+  c.arch = "conv(4,3,pad=1) tanh res(conv(4,3,pad=1,groups=4) tanh conv(4,1)) res(conv(6,3,stride=2,pad=1) tanh) "
+           "flatten linear(3)";
+  c.input_shape = {2, 6, 5};
+  c.classes = 3;
+  c.input_mean = {0, 0};
+  c.input_std = {1, 1};
+  auto net = make_model(c);
+  Generator gen(9);
+  Tensor x = Tensor::normal({2, 2, 6, 5}, 0, 1, gen);
+  std::vector<Tensor> params = net->parameters();
+  GradcheckOptions opt;
+  opt.eps = 1e-2;
+  auto result = gradcheck([&](const std::vector<Tensor>&) { return net->forward(x); }, params, opt);
+  INFO(result.report);
+  REQUIRE(result.ok);
 }

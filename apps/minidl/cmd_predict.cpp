@@ -26,7 +26,7 @@ struct PredictArgs {
 
 Command add_predict_command(CLI::App& root) {
   auto a = std::make_shared<PredictArgs>();
-  CLI::App* cmd = root.add_subcommand("predict", "Classify images of handwritten digits (PNG, JPEG, BMP, ...)");
+  CLI::App* cmd = root.add_subcommand("predict", "Classify images (PNG, JPEG, BMP, ...) with a checkpoint");
   cmd->add_option("--checkpoint", a->checkpoint, "safetensors checkpoint")->required();
   cmd->add_option("images", a->images, "Image files")->required();
   add_model_flags(cmd, a->model);

@@ -1,5 +1,6 @@
 // minidl summary: each layer of a model with its output shape, parameters and multiply-adds per
 // example, the totals, and which layers run fused (as torchsummary prints a PyTorch model).
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -94,23 +95,24 @@ Command add_summary_command(CLI::App& root) {
             int64_t total_params = 0;
             double total_macs = 0;
             const auto tokens = parse_spec(layered.arch);
-            if (!a->json) std::printf("%-4s %-22s %-18s %12s %14s\n", "#", "layer", "output", "parameters", "MACs/example");
+            const auto* spec_net = dynamic_cast<const SpecNet*>(net.get());
+            MINIDL_CHECK(spec_net, "summary: the model was not built from a spec");
+            int width = 22;
+            for (const auto& t : tokens) width = std::max(width, static_cast<int>(t.text.size()));
+            if (!a->json) std::printf("%-4s %-*s %-18s %12s %14s\n", "#", width, "layer", "output", "parameters", "MACs/example");
             for (size_t i = 0; i < net->children().size(); ++i) {
               const auto& [name, module] = net->children()[i];
               const Shape in = h.shape();
               h = module->forward(h);
               const int64_t params = parameter_count(*module);
-              double macs = 0;
-              if (auto lin = std::dynamic_pointer_cast<Linear>(module)) macs = static_cast<double>(lin->weight.numel());
-              if (auto conv = std::dynamic_pointer_cast<Conv2d>(module))
-                macs = static_cast<double>(conv->weight.numel()) * static_cast<double>(h.size(2) * h.size(3));
+              const double macs = spec_net->layer_macs().at(i);
               Shape out(h.shape().begin() + 1, h.shape().end());
               total_params += params;
               total_macs += macs;
               layers.push_back({{"index", i}, {"name", name}, {"token", tokens[i].text}, {"module", module->describe()},
                                 {"output", out}, {"parameters", params}, {"macs", macs}});
               if (!a->json)
-                std::printf("%-4s %-22s %-18s %12lld %14.0f\n", name.c_str(), tokens[i].text.c_str(),
+                std::printf("%-4s %-*s %-18s %12lld %14.0f\n", name.c_str(), width, tokens[i].text.c_str(),
                             shape_to_string(out).c_str(), static_cast<long long>(params), macs);
               (void)in;
             }

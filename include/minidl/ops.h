@@ -54,10 +54,12 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool t
 // x: [N, in], weight: [out, in], bias: [out] or undefined -> [N, out]  (y = x W^T + b)
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
-// x: [N, C, H, W], weight: [O, C, KH, KW], bias: [O] or undefined -> [N, O, OH, OW]
-// with OH = (H + 2*padding - KH) / stride + 1 (likewise OW). Zero padding.
+// x: [N, C, H, W], weight: [O, C/groups, KH, KW], bias: [O] or undefined -> [N, O, OH, OW]
+// with OH = (H + 2*padding - KH) / stride + 1 (likewise OW). Zero padding. With groups > 1 (C
+// and O divisible by it) output channel o sees only its group's input channels, as
+// torch.nn.functional.conv2d(groups=...); groups = C is a depthwise convolution.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride = 1,
-              int64_t padding = 0);
+              int64_t padding = 0, int64_t groups = 1);
 
 // x: [N, C, H, W] -> [N, C, OH, OW], OH = (H - kernel) / stride + 1. stride 0 means kernel.
 // The gradient goes to the (first) maximum of each window.

@@ -36,27 +36,31 @@ std::string Linear::describe() const {
 }
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride, int64_t padding,
-               bool with_bias, Generator& gen)
+               bool with_bias, Generator& gen, int64_t groups)
     : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size), stride_(stride),
-      padding_(padding) {
-  MINIDL_CHECK(in_channels > 0 && out_channels > 0 && kernel_size > 0 && stride > 0 && padding >= 0,
+      padding_(padding), groups_(groups) {
+  MINIDL_CHECK(in_channels > 0 && out_channels > 0 && kernel_size > 0 && stride > 0 && padding >= 0 && groups > 0,
                "Conv2d: invalid configuration in_channels=", in_channels, ", out_channels=", out_channels,
-               ", kernel_size=", kernel_size, ", stride=", stride, ", padding=", padding);
-  const int64_t fan_in = in_channels * kernel_size * kernel_size;
-  weight = register_parameter("weight", init_uniform({out_channels, in_channels, kernel_size, kernel_size}, fan_in, gen));
+               ", kernel_size=", kernel_size, ", stride=", stride, ", padding=", padding, ", groups=", groups);
+  MINIDL_CHECK(in_channels % groups == 0 && out_channels % groups == 0, "Conv2d: in_channels=", in_channels,
+               " and out_channels=", out_channels, " must both be divisible by groups=", groups);
+  const int64_t fan_in = in_channels / groups * kernel_size * kernel_size;
+  weight = register_parameter(
+      "weight", init_uniform({out_channels, in_channels / groups, kernel_size, kernel_size}, fan_in, gen));
   if (with_bias) bias = register_parameter("bias", init_uniform({out_channels}, fan_in, gen));
 }
 
 Tensor Conv2d::forward(const Tensor& x) {
   MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == in_channels_, "Conv2d: expected input [N, ",
                in_channels_, ", H, W], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
-  return conv2d(x, weight, bias, stride_, padding_);
+  return conv2d(x, weight, bias, stride_, padding_, groups_);
 }
 
 std::string Conv2d::describe() const {
   return detail::concat("Conv2d(", in_channels_, ", ", out_channels_, ", kernel_size=", kernel_size_,
-                        ", stride=", stride_, ", padding=", padding_, ", bias=", bias.defined() ? "True" : "False",
-                        ")");
+                        ", stride=", stride_, ", padding=", padding_,
+                        groups_ > 1 ? detail::concat(", groups=", groups_) : std::string(),
+                        ", bias=", bias.defined() ? "True" : "False", ")");
 }
 
 Activation parse_activation(const std::string& name) {
@@ -163,19 +167,23 @@ MINIDL_REGISTER_LAYER(linear, {"linear", "linear(out, bias=auto)",
       return {std::make_shared<Linear>(ctx.input[0], out, spec_bias(a, ctx), gen), {out}};
     }});
 
-MINIDL_REGISTER_LAYER(conv, {"conv", "conv(out, kernel, stride=1, pad=0, bias=auto)",
+MINIDL_REGISTER_LAYER(conv, {"conv", "conv(out, kernel, stride=1, pad=0, bias=auto, groups=1)",
     {{"out", ParamType::Int, ""}, {"kernel", ParamType::Int, ""}, {"stride", ParamType::Int, "1"},
-     {"pad", ParamType::Int, "0"}, {"bias", ParamType::Bool, "auto"}},
+     {"pad", ParamType::Int, "0"}, {"bias", ParamType::Bool, "auto"}, {"groups", ParamType::Int, "1"}},
     [](const LayerArgs& a, const LayerContext& ctx) -> BuiltLayer {
       expect_rank(ctx, 3, "an image input [C, H, W]");
       const int64_t out = positive(a, "out"), k = positive(a, "kernel"), s = positive(a, "stride"), p = a.get_int("pad");
+      const int64_t groups = positive(a, "groups");
       if (p < 0) throw SpecError(detail::concat("'pad' must be >= 0, got ", p));
+      if (ctx.input[0] % groups != 0 || out % groups != 0)
+        throw SpecError(detail::concat("groups=", groups, " must divide both the input channels (", ctx.input[0],
+                                       ") and the output channels (", out, ")"));
       const int64_t oh = (ctx.input[1] + 2 * p - k) / s + 1, ow = (ctx.input[2] + 2 * p - k) / s + 1;
       if (ctx.input[1] + 2 * p < k || ctx.input[2] + 2 * p < k)
         throw SpecError(detail::concat("kernel ", k, " is larger than the padded input ", ctx.input[1] + 2 * p, "x",
                                        ctx.input[2] + 2 * p));
       Generator gen = ctx.generator("conv");
-      return {std::make_shared<Conv2d>(ctx.input[0], out, k, s, p, spec_bias(a, ctx), gen), {out, oh, ow}};
+      return {std::make_shared<Conv2d>(ctx.input[0], out, k, s, p, spec_bias(a, ctx), gen, groups), {out, oh, ow}};
     }});
 
 namespace {

@@ -1,6 +1,7 @@
 #include "minidl/nn/spec.h"
 
 #include <cctype>
+#include <memory>
 
 #include "minidl/nn/layers.h"
 #include "minidl/profiler.h"
@@ -25,6 +26,11 @@ std::string trim(const std::string& s) {
 }
 
 std::string token_text(const SpecToken& t) {
+  if (!t.body.empty()) {
+    std::string out = t.name + "(";
+    for (size_t i = 0; i < t.body.size(); ++i) out += (i ? " " : "") + t.body[i].text;
+    return out + ")";
+  }
   if (t.args.empty()) return t.name;
   std::string out = t.name + "(";
   for (size_t i = 0; i < t.args.size(); ++i) {
@@ -34,6 +40,8 @@ std::string token_text(const SpecToken& t) {
   }
   return out + ")";
 }
+
+constexpr int kMaxDepth = 8;  // res(res(...)) nesting: bounded, so a hostile spec cannot recurse deep
 
 std::string where(const SpecToken& t) {
   return detail::concat("spec: token ", t.index, " '", t.text, "' (column ", t.column, ")");
@@ -56,22 +64,40 @@ std::string known_layers() {
 
 }  // namespace
 
-std::vector<SpecToken> parse_spec(const std::string& spec) {
+namespace {
+// Parses tokens from spec[i] on: to the end (depth 0) or to the ')' that closes a container
+// (depth > 0, i then just past it).
+std::vector<SpecToken> parse_tokens(const std::string& spec, size_t& i, int depth, size_t& count, size_t open_column) {
   std::vector<SpecToken> tokens;
-  size_t i = 0;
   const size_t n = spec.size();
   while (true) {
     while (i < n && space(spec[i])) ++i;
-    if (i == n) break;
+    if (i == n) {
+      if (depth > 0) fail_at(open_column, "'(' of a block is never closed");
+      break;
+    }
+    if (spec[i] == ')') {
+      if (depth == 0) fail_at(i + 1, "')' without a matching '('");
+      ++i;
+      break;
+    }
     SpecToken t;
     t.column = i + 1;
-    t.index = tokens.size() + 1;
+    t.index = ++count;
     if (!name_start(spec[i]))
       fail_at(i + 1, detail::concat("expected a layer name, got '", spec[i], "'"));
     while (i < n && name_char(spec[i])) t.name += spec[i++];
     size_t j = i;
     while (j < n && space(spec[j])) ++j;
-    if (j < n && spec[j] == '(') {
+    const LayerSpec* layer = LayerRegistry::instance().find(t.name);
+    if (layer && layer->takes_body) {
+      if (j == n || spec[j] != '(')
+        fail_at(t.column, detail::concat("'", t.name, "' holds layers: write ", t.name, "(LAYERS...)"));
+      if (depth + 1 > kMaxDepth) fail_at(j + 1, detail::concat("blocks nest at most ", kMaxDepth, " deep"));
+      i = j + 1;
+      t.body = parse_tokens(spec, i, depth + 1, count, j + 1);
+      if (t.body.empty()) fail_at(j + 1, detail::concat("'", t.name, "(...)' holds no layers"));
+    } else if (j < n && spec[j] == '(') {
       const size_t open = j;
       i = j + 1;
       std::string arg;
@@ -112,12 +138,40 @@ std::vector<SpecToken> parse_spec(const std::string& spec) {
         ++i;
       }
       if (!closed) fail_at(open + 1, detail::concat("'(' of '", t.name, "' is never closed"));
-    } else if (i < n && !space(spec[i])) {
+    } else if (i < n && !space(spec[i]) && !(depth > 0 && spec[i] == ')')) {
       fail_at(i + 1, detail::concat("unexpected '", spec[i], "' after '", t.name, "'"));
     }
     t.text = token_text(t);
     tokens.push_back(std::move(t));
   }
+  return tokens;
+}
+
+void append_without(const std::vector<SpecToken>& tokens, const std::string& layer, std::string& out) {
+  for (size_t k = 0; k < tokens.size(); ++k) {
+    const SpecToken& t = tokens[k];
+    if (t.name == layer) continue;
+    if (!out.empty() && out.back() != '(') out += " ";
+    if (t.body.empty()) {
+      out += t.text;
+      continue;
+    }
+    out += t.name + "(";
+    append_without(t.body, layer, out);
+    out += ")";
+  }
+}
+
+bool has_token(const std::vector<SpecToken>& tokens, const std::string& layer) {
+  for (const SpecToken& t : tokens)
+    if (t.name == layer || has_token(t.body, layer)) return true;
+  return false;
+}
+}  // namespace
+
+std::vector<SpecToken> parse_spec(const std::string& spec) {
+  size_t i = 0, count = 0;
+  std::vector<SpecToken> tokens = parse_tokens(spec, i, 0, count, 0);
   if (tokens.empty()) throw SpecError("spec: empty (expected layers such as \"flatten linear(10)\")");
   return tokens;
 }
@@ -130,16 +184,11 @@ std::string canonical_spec(const std::string& spec) {
 
 std::string spec_without(const std::string& spec, const std::string& layer) {
   std::string out;
-  for (const SpecToken& t : parse_spec(spec))
-    if (t.name != layer) out += (out.empty() ? "" : " ") + t.text;
+  append_without(parse_spec(spec), layer, out);
   return out;
 }
 
-bool spec_has(const std::string& spec, const std::string& layer) {
-  for (const SpecToken& t : parse_spec(spec))
-    if (t.name == layer) return true;
-  return false;
-}
+bool spec_has(const std::string& spec, const std::string& layer) { return has_token(parse_spec(spec), layer); }
 
 namespace {
 
@@ -147,6 +196,7 @@ struct ResolvedToken {
   const SpecToken* token;
   const LayerSpec* layer;
   LayerArgs args;
+  std::vector<ResolvedToken> body;  // a container's layers
 };
 
 }  // namespace
@@ -207,10 +257,96 @@ std::vector<ResolvedToken> resolve_all(const std::vector<SpecToken>& tokens) {
   for (const SpecToken& t : tokens) {
     const LayerSpec* layer = LayerRegistry::instance().find(t.name);
     if (!layer) throw SpecError(where(t) + ": unknown layer '" + t.name + "'; known layers: " + known_layers());
-    resolved.push_back({&t, layer, SpecParser::resolve(t, *layer)});
+    resolved.push_back({&t, layer, SpecParser::resolve(t, *layer), resolve_all(t.body)});
   }
   return resolved;
 }
+
+// One layer of a sequence as built, with what SpecNet keeps of it.
+struct BuiltEntry {
+  const ResolvedToken* token;
+  BuiltLayer built;
+};
+
+// Builds a sequence of resolved tokens on one input example's shape; the layer numbering
+// (ordinals, hence the initial values) runs on through container bodies in the order written.
+class SequenceBuilder {
+ public:
+  explicit SequenceBuilder(const ModelConfig& config) : config_(config) {}
+
+  std::vector<BuiltEntry> build(const std::vector<ResolvedToken>& resolved, Shape shape) {
+    std::vector<BuiltEntry> out;
+    for (size_t i = 0; i < resolved.size(); ++i) {
+      const ResolvedToken& r = resolved[i];
+      LayerContext ctx;
+      ctx.input = shape;
+      ctx.before_normalization = i + 1 < resolved.size() && resolved[i + 1].layer->normalization;
+      ctx.bn_impl = config_.batch_norm_impl;
+      ctx.model_seed = config_.seed;
+      ctx.ordinal = ++ordinals_[r.layer->name];
+      if (r.layer->takes_body) {
+        ctx.body = &r.token->body;
+        const std::vector<ResolvedToken>* body = &r.body;
+        ctx.build_body = [this, body, &r](const std::vector<SpecToken>& tokens, const Shape& input) {
+          // The container's own body is already resolved; other token lists (a projection the
+          // container writes) are resolved here.
+          if (&tokens == &r.token->body) return body_of(*body, input);
+          extra_.push_back(std::make_unique<std::vector<SpecToken>>(tokens));
+          extra_resolved_.push_back(std::make_unique<std::vector<ResolvedToken>>(resolve_all(*extra_.back())));
+          return body_of(*extra_resolved_.back(), input);
+        };
+      }
+      BuiltLayer built;
+      try {
+        built = r.layer->build(r.args, ctx);
+      } catch (const SpecError& e) {
+        const std::string what = e.what();
+        if (what.rfind("spec: token ", 0) == 0) throw;  // from a layer inside a body: already placed
+        throw SpecError(annotate(r, what, shape));
+      } catch (const Error& e) {
+        throw SpecError(annotate(r, e.what(), shape));
+      }
+      MINIDL_CHECK(built.module, where(*r.token), ": the layer's factory returned no module");
+      if (built.weight_macs.empty()) {
+        if (auto lin = std::dynamic_pointer_cast<Linear>(built.module))
+          built.weight_macs.push_back(static_cast<double>(lin->weight.numel()));
+        if (auto conv = std::dynamic_pointer_cast<Conv2d>(built.module))
+          built.weight_macs.push_back(static_cast<double>(conv->weight.numel()) *
+                                      static_cast<double>(built.output.at(1) * built.output.at(2)));
+      }
+      shape = built.output;
+      out.push_back({&r, std::move(built)});
+    }
+    return out;
+  }
+
+ private:
+  static std::string annotate(const ResolvedToken& r, const std::string& what, const Shape& shape) {
+    return detail::concat(where(*r.token), ": ", what,
+                          what.find("one example of shape") == std::string::npos
+                              ? " (its input: one example of shape " + shape_to_string(shape) + ")"
+                              : "");
+  }
+
+  BuiltBody body_of(const std::vector<ResolvedToken>& resolved, const Shape& input) {
+    BuiltBody b;
+    auto seq = std::make_shared<Sequential>();
+    b.output = input;
+    for (BuiltEntry& e : build(resolved, input)) {
+      seq->add(e.built.module);
+      b.output = e.built.output;
+      b.weight_macs.insert(b.weight_macs.end(), e.built.weight_macs.begin(), e.built.weight_macs.end());
+      if (e.token->layer->normalization) b.last_normalization = e.token->token->text;
+    }
+    b.module = seq;
+    return b;
+  }
+
+  const ModelConfig& config_;
+  std::map<std::string, int64_t> ordinals_;
+  std::vector<std::unique_ptr<std::vector<SpecToken>>> extra_;
+  std::vector<std::unique_ptr<std::vector<ResolvedToken>>> extra_resolved_;
+};
 }  // namespace
 
 void check_spec(const std::string& spec) { resolve_all(parse_spec(spec)); }
@@ -223,45 +359,22 @@ SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
                "spec model: the input shape must be (channels, height, width), got ",
                shape_to_string(config.input_shape));
   MINIDL_CHECK(config.classes >= 2, "spec model: at least 2 classes, got ", config.classes);
-  Shape shape = config.input_shape;
-  std::map<std::string, int64_t> ordinals;
-  std::vector<std::shared_ptr<Module>> modules;
-  for (size_t i = 0; i < resolved.size(); ++i) {
-    const ResolvedToken& r = resolved[i];
-    LayerContext ctx;
-    ctx.input = shape;
-    ctx.before_normalization = i + 1 < resolved.size() && resolved[i + 1].layer->normalization;
-    ctx.bn_impl = config.batch_norm_impl;
-    ctx.model_seed = config.seed;
-    ctx.ordinal = ++ordinals[r.layer->name];
-    BuiltLayer built;
-    try {
-      built = r.layer->build(r.args, ctx);
-    } catch (const Error& e) {
-      const std::string what = e.what();
-      throw SpecError(detail::concat(where(*r.token), ": ", what,
-                                     what.find("one example of shape") == std::string::npos
-                                         ? " (its input: one example of shape " + shape_to_string(shape) + ")"
-                                         : ""));
-    }
-    MINIDL_CHECK(built.module, where(*r.token), ": the layer's factory returned no module");
-    double macs = 0;
-    if (auto lin = std::dynamic_pointer_cast<Linear>(built.module)) macs = static_cast<double>(lin->weight.numel());
-    if (auto conv = std::dynamic_pointer_cast<Conv2d>(built.module))
-      macs = static_cast<double>(conv->weight.numel()) * static_cast<double>(built.output.at(1) * built.output.at(2));
-    if (macs > 0) macs_.push_back(macs);
-    if (r.layer->activation) last_activation_ = i;
-    activation_.push_back(r.layer->activation);
-    modules.push_back(built.module);
-    shape = built.output;
-  }
+  SequenceBuilder builder(config);
+  const std::vector<BuiltEntry> built = builder.build(resolved, config.input_shape);
+  const Shape& shape = built.back().built.output;
   if (shape != Shape{config.classes})
     throw SpecError(detail::concat(where(*resolved.back().token), ": the model ends with one example of shape ",
                                    shape_to_string(shape), "; it must end with ", config.classes,
                                    " logits, one per class (e.g. flatten linear(", config.classes, "))"));
-  for (size_t i = 0; i < modules.size(); ++i) {
-    register_module(std::to_string(i), modules[i]);
-    layer_names_.push_back(detail::concat(i, ":", resolved[i].layer->name));
+  for (size_t i = 0; i < built.size(); ++i) {
+    const BuiltEntry& e = built[i];
+    macs_.insert(macs_.end(), e.built.weight_macs.begin(), e.built.weight_macs.end());
+    layer_macs_.push_back(0);
+    for (double m : e.built.weight_macs) layer_macs_.back() += m;
+    if (e.token->layer->activation) last_activation_ = i;
+    activation_.push_back(e.token->layer->activation);
+    register_module(std::to_string(i), e.built.module);
+    layer_names_.push_back(detail::concat(i, ":", e.token->layer->name));
   }
 }
 

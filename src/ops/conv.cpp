@@ -12,18 +12,52 @@
 
 namespace minidl {
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding) {
+namespace {
+// groups > 1, shapes already checked: the direct kernel, and its backward on the tape.
+Tensor grouped_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const kernels::Conv2dGeometry& g,
+                      int64_t groups) {
+  MINIDL_CHECK(x.size(2) + 2 * g.padding >= g.KH && x.size(3) + 2 * g.padding >= g.KW, "conv2d: kernel ", g.KH, "x",
+               g.KW, " is larger than the padded input ", x.size(2) + 2 * g.padding, "x", x.size(3) + 2 * g.padding);
+  if (bias.defined())
+    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, "conv2d: bias must be [", g.O, "], got ",
+                 shape_to_string(bias.shape()));
+  Tensor y = Tensor::empty({g.N, g.O, g.out_h(), g.out_w()});
+  const int threads = std::max(1, omp_get_max_threads());
+  kernels::grouped_conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), g, groups,
+                                  threads);
+  if (!needs_grad({&x, &weight, &bias})) return y;
+  Tensor sx = x.detach(), sw = weight.detach();
+  return record(y, "conv2d", {x, weight, bias},
+                [sx, sw, g, groups, threads](const Tensor& dy, const std::vector<bool>& needs) {
+                  Tensor dx = needs[0] ? Tensor::empty(sx.shape()) : Tensor();
+                  Tensor dw = needs[1] ? Tensor::zeros(sw.shape()) : Tensor();
+                  Tensor db = needs[2] ? Tensor::zeros({g.O}) : Tensor();
+                  kernels::grouped_conv2d_backward(sx.data(), sw.data(), dy.data(), needs[0] ? dx.data() : nullptr,
+                                                   needs[1] ? dw.data() : nullptr, needs[2] ? db.data() : nullptr, g,
+                                                   groups, threads);
+                  return std::vector<Tensor>{dx, dw, db};
+                });
+}
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
+              int64_t groups) {
   ProfileScope scope("conv2d");
   MINIDL_CHECK(x.defined() && x.dim() == 4, "conv2d: input must be 4-D (N, C, H, W), got ",
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");
   MINIDL_CHECK(weight.defined() && weight.dim() == 4, "conv2d: weight must be 4-D (O, C, KH, KW), got ",
                weight.defined() ? shape_to_string(weight.shape()) : "(undefined)");
-  MINIDL_CHECK(weight.size(1) == x.size(1), "conv2d: weight ", shape_to_string(weight.shape()), " expects ",
-               weight.size(1), " input channels, input ", shape_to_string(x.shape()), " has ", x.size(1));
+  MINIDL_CHECK(groups >= 1, "conv2d: groups must be >= 1, got ", groups);
+  MINIDL_CHECK(weight.size(1) * groups == x.size(1), "conv2d: weight ", shape_to_string(weight.shape()), " with groups=",
+               groups, " expects ", weight.size(1) * groups, " input channels, input ", shape_to_string(x.shape()),
+               " has ", x.size(1));
+  MINIDL_CHECK(weight.size(0) % groups == 0, "conv2d: ", weight.size(0), " output channels are not divisible by groups=",
+               groups);
   MINIDL_CHECK(stride >= 1, "conv2d: stride must be >= 1, got ", stride);
   MINIDL_CHECK(padding >= 0, "conv2d: padding must be >= 0, got ", padding);
   const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2),
                                   weight.size(3), stride, padding};
+  if (groups > 1) return grouped_conv2d(x, weight, bias, g, groups);
   MINIDL_CHECK(x.size(2) + 2 * padding >= g.KH && x.size(3) + 2 * padding >= g.KW, "conv2d: kernel ", g.KH, "x", g.KW,
                " is larger than the padded input ", x.size(2) + 2 * padding, "x", x.size(3) + 2 * padding);
   if (bias.defined())

@@ -66,6 +66,15 @@ int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads);
 void conv2d_pool_act_forward(const float* x, const float* weight, const float* bias, float* y, float* workspace,
                              const Conv2dGeometry& g, Act act, int threads);
 
+// Grouped convolution (groups > 1; C and O divisible by groups), weight (O, C/groups, KH, KW):
+// output channel o reads input channels [(o / (O/groups)) * C/groups, ... + C/groups). Computed
+// directly, one output plane per iteration (depthwise: groups = C). The backward assigns dx and
+// adds into dweight and dbias (each may be null), each channel's batch sum in sample order.
+void grouped_conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dGeometry& g,
+                            int64_t groups, int threads);
+void grouped_conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight,
+                             float* dbias, const Conv2dGeometry& g, int64_t groups, int threads);
+
 // col (C*KH*KW, OH*OW) from sample n of x.
 void im2col(const float* x, float* col, int64_t n, const Conv2dGeometry& g);
 // dx[n] += the fold of col.

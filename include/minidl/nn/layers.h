@@ -20,19 +20,22 @@ class Linear : public Module {
   int64_t in_features_, out_features_;
 };
 
-// [N, in_channels, H, W] -> [N, out_channels, OH, OW]; weight [out, in, k, k] (OIHW)
+// [N, in_channels, H, W] -> [N, out_channels, OH, OW]; weight [out, in/groups, k, k] (OIHW).
+// groups > 1 as torch.nn.Conv2d(groups=...): both channel counts divisible by it, fan_in
+// in/groups * k * k for the initial values.
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride, int64_t padding, bool bias,
-         Generator& gen);
+         Generator& gen, int64_t groups = 1);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
   int64_t stride() const { return stride_; }
   int64_t padding() const { return padding_; }
+  int64_t groups() const { return groups_; }
   Tensor weight, bias;
 
  private:
-  int64_t in_channels_, out_channels_, kernel_size_, stride_, padding_;
+  int64_t in_channels_, out_channels_, kernel_size_, stride_, padding_, groups_;
 };
 
 enum class Activation { Sigmoid, ReLU, Tanh };

@@ -63,6 +63,32 @@ class LayerArgs {
   std::map<std::string, ParamType> types_;
 };
 
+// One token of a spec (nn/spec.h): a layer name, its parameters, and for a container layer
+// (LayerSpec::takes_body, e.g. res(...)) the spec inside its parentheses.
+struct SpecArg {
+  std::string key;  // empty: positional
+  std::string value;
+};
+
+struct SpecToken {
+  std::string name;
+  std::vector<SpecArg> args;
+  std::vector<SpecToken> body;  // a container's layers; empty for other layers
+  std::string text;   // as written, white space inside parentheses removed
+  size_t column = 0;  // 1-based position of the token in the spec
+  size_t index = 0;   // 1-based token number, counted through bodies in the order written
+};
+
+// A container's body once built: its layers in a Sequential ("0", "1", ...), the shape of one
+// output example, the multiply-adds of its weight layers in order, and the text of its last
+// normalization token (empty when it has none).
+struct BuiltBody {
+  std::shared_ptr<Module> module;
+  Shape output;
+  std::vector<double> weight_macs;
+  std::string last_normalization;
+};
+
 struct LayerContext {
   Shape input;                   // one example, no batch dimension
   bool before_normalization = false;  // the next layer normalizes (its input's bias is redundant)
@@ -74,11 +100,18 @@ struct LayerContext {
   // as the presets' conv1, conv2, fc1, ... with the same seed.
   Generator generator(const std::string& prefix) const;
   uint64_t seed(const std::string& prefix) const;
+  // Container layers only: the tokens inside the parentheses, and the builder that turns tokens
+  // into a body on a given input shape (the spec builder's own, with the same layer numbering).
+  const std::vector<SpecToken>* body = nullptr;
+  std::function<BuiltBody(const std::vector<SpecToken>& tokens, const Shape& input)> build_body;
 };
 
 struct BuiltLayer {
   std::shared_ptr<Module> module;
   Shape output;  // one example, no batch dimension
+  // Multiply-adds per example of the weight layers inside a container, in order (a Linear or
+  // Conv2d module's own are computed by the builder).
+  std::vector<double> weight_macs = {};
 };
 
 struct LayerSpec {
@@ -88,6 +121,9 @@ struct LayerSpec {
   std::function<BuiltLayer(const LayerArgs&, const LayerContext&)> build;
   bool normalization = false;  // a conv or linear right before it gets no bias unless bias=true
   bool activation = false;     // its input is the "hidden input" Figure 1 follows
+  // A container: its parentheses hold a spec (res(conv(8,3,pad=1) bn relu)), not parameters;
+  // the factory builds it with LayerContext::build_body.
+  bool takes_body = false;
 };
 
 class LayerRegistry {

@@ -5,14 +5,19 @@
 // declared order, then name=value pairs. White space inside parentheses is allowed.
 //
 //   spec   := token (ws token)*
-//   token  := name [ "(" [arg ("," arg)*] ")" ]
+//   token  := name [ "(" [arg ("," arg)*] ")" ]      a layer
+//           | name "(" spec ")"                       a container (res), at most 8 deep
 //   arg    := value | name "=" value
 //
-// Shapes are inferred from a 28x28x1 input, layer by layer; `bn` becomes BatchNorm1d or
+// res(BODY) is a residual block, out = BODY(x) + x (nn/residual.h); when BODY changes the shape,
+// x goes through a 1x1 projection (a conv with the stride that matches the spatial size, or a
+// linear layer for flat inputs) followed by BODY's last normalization layer, if it has one.
+// Shapes are inferred from the data's input shape (ModelConfig::input_shape), layer by layer; `bn` becomes BatchNorm1d or
 // BatchNorm2d from its input's rank; a conv or linear right before a normalization layer gets
 // no bias unless it says bias=true. The model's children are named "0", "1", ... as in
 // torch.nn.Sequential, so the nn.Sequential of the same layers loads its state dict with
-// strict=True. A bad spec throws SpecError naming the token, its position and what was
+// strict=True; a res block's children are "body" (a Sequential) and, when it projects, "proj".
+// A bad spec throws SpecError naming the token, its position and what was
 // expected, before any layer is built.
 #pragma once
 
@@ -24,29 +29,16 @@
 
 namespace minidl {
 
-struct SpecArg {
-  std::string key;  // empty: positional
-  std::string value;
-};
-
-struct SpecToken {
-  std::string name;
-  std::vector<SpecArg> args;
-  std::string text;   // as written, white space inside parentheses removed
-  size_t column = 0;  // 1-based position of the token in the spec
-  size_t index = 0;   // 1-based token number
-};
-
 // Splits a spec into tokens (syntax only; names and parameters are checked by build).
 std::vector<SpecToken> parse_spec(const std::string& spec);
 // The tokens' texts joined by single spaces: equal for specs that differ only in white space.
 std::string canonical_spec(const std::string& spec);
-// The spec without the tokens named `layer` (e.g. "bn"), canonical.
+// The spec without the tokens named `layer` (e.g. "bn"), at any depth, canonical.
 std::string spec_without(const std::string& spec, const std::string& layer);
 // Checks the spec's syntax, layer names and parameters, without shapes (those need the data):
 // throws SpecError as SpecNet would.
 void check_spec(const std::string& spec);
-// Whether the spec has a token named `layer`.
+// Whether the spec has a token named `layer`, at any depth.
 bool spec_has(const std::string& spec, const std::string& layer);
 
 // A model built from a spec; ModelConfig::kind is ModelKind::Spec and ModelConfig::arch the
@@ -57,10 +49,12 @@ class SpecNet : public Net {
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
   std::vector<double> weight_layer_macs() const override { return macs_; }
+  // Multiply-adds per example of each top-level layer (a res block: everything inside it).
+  const std::vector<double>& layer_macs() const { return layer_macs_; }
 
  private:
   std::vector<std::string> layer_names_;  // "0:conv", for the profiler
-  std::vector<double> macs_;
+  std::vector<double> macs_, layer_macs_;
   size_t last_activation_ = static_cast<size_t>(-1);
   std::vector<bool> activation_;
 };
