@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -267,4 +268,53 @@ TEST_CASE("app: train --init starts from a checkpoint", "[app]") {
   Run r = run_app("train --data " + d.path() + " --model mlp --steps 1 --quiet --init " + first, d.path());
   REQUIRE(r.status == 2);
   REQUIRE(r.err.find("missing tensors") != std::string::npos);
+}
+
+TEST_CASE("app: --eval-every epoch evaluates at each epoch's end, the best model kept beside the last", "[app]") {
+  TempDir d;
+  minidl::testing::write_synthetic_mnist(d.path(), 320, 100);
+  const std::string dir = d.path() + "/run", log = d.path() + "/log.csv";
+  // 320 images in batches of 32: 10 steps an epoch. A high learning rate without BN makes the
+  // curve move, so that the best point need not be the last.
+  Run r = run_app("train --data " + d.path() + " --act relu --lr 0.3 --batch-size 32 --epochs 4 --eval-every epoch "
+                  "--checkpoint-dir " + dir + " --checkpoint-every 1000 --log " + log + " --quiet",
+                  d.path());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  std::ifstream logf(log);
+  std::string line;
+  std::getline(logf, line);
+  std::vector<int64_t> steps;
+  std::vector<double> epochs, accs;
+  while (std::getline(logf, line)) {
+    std::vector<std::string> cells;
+    for (size_t start = 0;;) {
+      const size_t comma = line.find(',', start);
+      cells.push_back(line.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    steps.push_back(std::stoll(cells[0]));
+    epochs.push_back(std::stod(cells[1]));
+    accs.push_back(std::stod(cells[6]));
+  }
+  REQUIRE(steps == std::vector<int64_t>{10, 20, 30, 40});
+  REQUIRE(epochs == std::vector<double>{1, 2, 3, 4});
+  const size_t best = static_cast<size_t>(std::max_element(accs.begin(), accs.end()) - accs.begin());  // the first maximum
+  const auto file = minidl::load_safetensors(dir + "/best.safetensors");
+  REQUIRE(file.metadata.at("best_step") == std::to_string(steps[best]));
+  REQUIRE(std::stod(file.metadata.at("best_test_acc")) == Approx(accs[best]).epsilon(1e-12));
+  REQUIRE_THAT(r.out, Catch::Contains("best: step " + std::to_string(steps[best])));
+  // Each file holds its own step's weights: evaluated again, they give their row's accuracy.
+  auto accuracy_of = [&](const std::string& ckpt) {
+    Run e = run_app("eval --json --checkpoint " + ckpt + " --data " + d.path(), d.path());
+    REQUIRE(e.status == 0);
+    return nlohmann::json::parse(e.out)["accuracy"].get<double>();
+  };
+  REQUIRE(accuracy_of(dir + "/best.safetensors") == Approx(accs[best]).epsilon(1e-12));
+  REQUIRE(accuracy_of(dir + "/model.safetensors") == Approx(accs.back()).epsilon(1e-12));
+  // A bad value names the flag.
+  Run bad = run_app("train --data " + d.path() + " --eval-every epochs --quiet", d.path());
+  REQUIRE(bad.status == 1);
+  REQUIRE_THAT(bad.err, Catch::Contains("--eval-every: expected a number of steps (0: only at the end) or 'epoch', got 'epochs'"));
 }

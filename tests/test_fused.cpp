@@ -312,7 +312,7 @@ TEST_CASE("fused: BatchNorm folded into conv and linear for inference keeps logi
   }
 }
 
-TEST_CASE("fused: inference blocks without BN equal the layers (conv, pool, activation per sample; 1e-6)",
+TEST_CASE("fused: inference blocks without BN equal the layers (conv, pool, activation per sample, 1e-6)",
           "[fused][models]") {
   for (Activation a : {Activation::Sigmoid, Activation::ReLU, Activation::Tanh}) {
     ModelConfig mc;

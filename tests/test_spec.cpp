@@ -126,7 +126,7 @@ TEST_CASE("spec: the CNN written as a spec is the cnn preset, weight for weight 
   }
 }
 
-TEST_CASE("spec: state-dict names follow nn.Sequential; PyTorch's weights give PyTorch's numbers", "[spec][torch]") {
+TEST_CASE("spec: state-dict names follow nn.Sequential, and PyTorch's weights give PyTorch's numbers", "[spec][torch]") {
   std::ifstream in(MINIDL_SOURCE_DIR "/tests/fixtures/torch_reference.json");
   REQUIRE(in.good());
   const json cases = json::parse(in)["cases"];
@@ -248,7 +248,7 @@ TEST_CASE("spec: checkpoints store the spec and rebuild the model from it", "[sp
   REQUIRE_THROWS_WITH(load_model(path), Catch::Contains(path) && Catch::Contains("unknown layer 'frobnicate'"));
 }
 
-TEST_CASE("spec: res(...) nests a spec; the shortcut projects only when the shape changes", "[spec][res]") {
+TEST_CASE("spec: res(...) nests a spec, and the shortcut projects only when the shape changes", "[spec][res]") {
   const std::string spec =
       "conv(8,3,pad=1) bn relu res(conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn) relu "
       "res( conv(16,3,stride=2,pad=1) bn relu res(conv(16,3,pad=1) relu) ) flatten linear(10)";

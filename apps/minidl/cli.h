@@ -97,7 +97,7 @@ struct TrainFlags {
   float init_scale = 1.0f;
   bool no_shuffle = false;
   int threads = 0;  // 0: all cores
-  int64_t eval_every = 100;
+  std::string eval_every = "100";  // N steps, 0, or "epoch"
   int64_t train_limit = 0;
   int64_t test_limit = 0;
   bool sync_bn = false, check_replicas = false;

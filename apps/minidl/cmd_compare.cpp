@@ -124,7 +124,8 @@ Command add_compare_command(CLI::App& root) {
               std::printf("%s ended higher than %s on %lld of %lld seeds\n", p["a"].get<std::string>().c_str(),
                           p["b"].get<std::string>().c_str(), static_cast<long long>(p["a_better_on"].get<int64_t>()),
                           static_cast<long long>(p["n"].get<int64_t>()));
-            std::printf("(test accuracy evaluated every %lld steps)\n", static_cast<long long>(base.eval_every));
+            if (base.eval_each_epoch) std::printf("(test accuracy evaluated after each epoch)\n");
+            else std::printf("(test accuracy evaluated every %lld steps)\n", static_cast<long long>(base.eval_every));
             run_plot("compare", a->out);
             std::cout << "results: " << a->out << "/curves.csv, summary.json, compare.png\n";
             return kExitOk;

@@ -1,15 +1,46 @@
 // minidl eval: loss, accuracy, per-class accuracy and confusion matrix of a checkpoint.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
 #include "cli.h"
+#include "minidl/autograd.h"
 #include "minidl/checkpoint.h"
+#include "minidl/io/file.h"
 
 namespace minidl::app {
 
 namespace {
+// The model's logits on every example of `test`, in file order, in eval mode.
+void write_logits(const std::string& path, Net& net, const Dataset& test, int64_t batch_size) {
+  net.eval();
+  NoGradGuard no_grad;
+  std::vector<int64_t> order(static_cast<size_t>(test.count));
+  for (int64_t i = 0; i < test.count; ++i) order[static_cast<size_t>(i)] = i;
+  std::string out = "index,label";
+  for (int64_t k = 0; k < net.classes(); ++k) out += ",logit_" + std::to_string(k);
+  out += "\n";
+  Tensor images;
+  std::vector<int32_t> labels;
+  char cell[32];
+  for (int64_t begin = 0; begin < test.count; begin += batch_size) {
+    const int64_t end = std::min(test.count, begin + batch_size);
+    make_batch(test, order, begin, end, images, labels);
+    Tensor logits = net.forward(images);
+    for (int64_t b = 0; b < end - begin; ++b) {
+      out += std::to_string(begin + b) + "," + std::to_string(labels[static_cast<size_t>(b)]);
+      for (int64_t k = 0; k < net.classes(); ++k) {
+        std::snprintf(cell, sizeof cell, ",%.9g", static_cast<double>(logits.data()[b * net.classes() + k]));
+        out += cell;
+      }
+      out += "\n";
+    }
+  }
+  write_file_atomic(path, out);
+}
+
 struct EvalArgs {
-  std::string checkpoint;
+  std::string checkpoint, logits;
   DataFlags data;
   ModelFlags model;
   int64_t test_limit = 0, batch_size = 500;
@@ -28,6 +59,8 @@ Command add_eval_command(CLI::App& root) {
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   add_model_flags(cmd, a->model);
   cmd->add_flag("--json", a->json, "Print one JSON object");
+  cmd->add_option("--logits", a->logits,
+                  "Also write each test example's logits here (CSV: index,label,logit_0,...; 9 significant digits)");
   return {cmd, [a]() -> int {
             if (a->threads) set_threads(a->threads);
             auto net = load_checkpoint_model(a->checkpoint, a->model);
@@ -36,6 +69,7 @@ Command add_eval_command(CLI::App& root) {
             Dataset test = load_dataset(a->data.dir, options).test;
             normalize_like(net->config(), test, a->data.dir);
             EvalResult r = evaluate(*net, test, a->batch_size);
+            if (!a->logits.empty()) write_logits(a->logits, *net, test, a->batch_size);
             if (a->json) {
               nlohmann::json j{{"accuracy", r.accuracy}, {"loss", r.loss}, {"n", r.n},
                                {"per_class_accuracy", r.per_class_accuracy}, {"confusion", r.confusion}};

@@ -37,7 +37,7 @@ Command add_fig1_command(CLI::App& root) {
   a->flags.model.model = "mlp";
   a->flags.batch_size = 60;
   a->flags.steps = 50000;
-  a->flags.eval_every = 500;
+  a->flags.eval_every = "500";
   CLI::App* cmd = root.add_subcommand("paper-fig1", "Reproduce the BN paper's Figure 1 (MNIST, 3x100 sigmoid MLP)");
   add_train_flags(cmd, a->flags);
   cmd->add_option("--unit", a->unit, "Which sigmoid of the last hidden layer to follow")->check(CLI::Range(0, 99))->capture_default_str();

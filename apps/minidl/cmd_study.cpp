@@ -173,7 +173,7 @@ Command add_study_command(CLI::App& root) {
   {  // detached
     auto a = std::make_shared<StudyArgs>();
     a->flags.model.model = "mlp";
-    a->flags.eval_every = 100;
+    a->flags.eval_every = "100";
     CLI::App* cmd = add_study(study, "detached",
                               "BN paper section 2: BN with its statistics outside the gradient, a bias before each BN; "
                               "the pre-BN biases' norms per step",
@@ -386,7 +386,7 @@ Command add_study_command(CLI::App& root) {
 
   {  // init
     auto a = std::make_shared<StudyArgs>();
-    a->flags.eval_every = 0;
+    a->flags.eval_every = "0";
     CLI::App* cmd = add_study(study, "init",
                               "Sensitivity to the initial weights' scale: every initial conv/linear weight times s, with "
                               "and without BN, final accuracy per s",

@@ -20,7 +20,7 @@ struct SweepArgs {
 
 Command add_sweep_command(CLI::App& root) {
   auto a = std::make_shared<SweepArgs>();
-  a->flags.eval_every = 0;
+  a->flags.eval_every = "0";
   CLI::App* cmd = root.add_subcommand("sweep", "Learning-rate tolerance: train with and without BN at several learning rates, over seeds");
   add_train_flags(cmd, a->flags);
   cmd->add_option("--lrs", a->lrs, "Comma-separated learning rates")->delimiter(',')->capture_default_str();

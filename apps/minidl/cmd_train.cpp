@@ -1,4 +1,5 @@
 // minidl train: one training run, with a log, a final checkpoint and resumable checkpoints.
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 
@@ -10,9 +11,32 @@
 namespace minidl::app {
 
 namespace {
+struct BestPoint {
+  double test_acc = -1;
+  int64_t step = -1;
+};
+
+// The accuracy a best-model file records (none: a fresh start).
+BestPoint read_best_point(const std::string& path) {
+  BestPoint b;
+  std::ifstream probe(path);
+  if (!probe) return b;
+  const Safetensors file = load_safetensors(path);
+  auto acc = file.metadata.find("best_test_acc"), step = file.metadata.find("best_step");
+  if (acc == file.metadata.end() || step == file.metadata.end())
+    throw InputError(path + ": not a best-model file (no best_test_acc in its metadata); move it away or pass --save-best");
+  try {
+    b.test_acc = std::stod(acc->second);
+    b.step = std::stoll(step->second);
+  } catch (const std::exception&) {
+    throw InputError(path + ": best_test_acc '" + acc->second + "' or best_step '" + step->second + "' is not a number");
+  }
+  return b;
+}
+
 struct TrainArgs {
   TrainFlags flags;
-  std::string save, log, checkpoint_dir, resume;
+  std::string save, save_best, log, checkpoint_dir, resume;
   int64_t checkpoint_every = 0;
   bool quiet = false;
 };
@@ -23,6 +47,9 @@ Command add_train_command(CLI::App& root) {
   CLI::App* cmd = root.add_subcommand("train", "Train a model on MNIST (or another IDX data set)");
   add_train_flags(cmd, args->flags);
   cmd->add_option("--save", args->save, "Write the final model here (safetensors)");
+  cmd->add_option("--save-best", args->save_best,
+                  "Keep here the model of the evaluation point with the highest test accuracy (default with "
+                  "--checkpoint-dir: DIR/best.safetensors beside the latest)");
   cmd->add_option("--log", args->log, "Write the training curve here (CSV)");
   cmd->add_option("--checkpoint-dir", args->checkpoint_dir, "Keep the latest model and trainer state here");
   cmd->add_option("--checkpoint-every", args->checkpoint_every, "Save to --checkpoint-dir every N steps");
@@ -66,6 +93,31 @@ Command add_train_command(CLI::App& root) {
                 if (print) print(p, n);
               };
             }
+            // The best evaluation point's model, kept beside the last (as a PyTorch user keeps
+            // best.pt): written atomically when an evaluation beats every earlier one; a resumed
+            // run starts from the accuracy recorded in the file it finds.
+            std::string best_path = args->save_best;
+            if (best_path.empty() && !config.checkpoint_dir.empty()) best_path = config.checkpoint_dir + "/best.safetensors";
+            auto best = std::make_shared<BestPoint>();
+            if (!best_path.empty() && dist::is_root()) {
+              if (config.resume) *best = read_best_point(best_path);
+              const std::filesystem::path parent = std::filesystem::path(best_path).parent_path();
+              std::error_code ec;
+              if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+              if (ec) throw InputError(parent.string() + ": cannot create the directory for the best model (" + ec.message() + ")");
+              auto print = callbacks.on_eval;
+              callbacks.on_eval = [best, best_path, print](const CurvePoint& p, Net& n) {
+                if (print) print(p, n);
+                if (!(p.test_acc > best->test_acc)) return;
+                best->test_acc = p.test_acc;
+                best->step = p.step;
+                auto meta = model_metadata(n.config());
+                meta["best_step"] = std::to_string(p.step);
+                meta["best_test_acc"] = detail::concat(p.test_acc);
+                meta["best_test_loss"] = detail::concat(p.test_loss);
+                save_safetensors(best_path, n.state_dict(), meta);
+              };
+            }
             install_signal_handlers();
             TrainResult result = train(*net, data, config, callbacks);
             if (result.diverged) {
@@ -78,6 +130,9 @@ Command add_train_command(CLI::App& root) {
             std::cout << "steps " << result.steps << ", test accuracy " << 100 * result.final_eval.accuracy
                       << "%, test loss " << result.final_eval.loss << ", " << static_cast<int64_t>(result.images_per_s)
                       << " images/s\n";
+            if (!best_path.empty() && dist::is_root() && best->step >= 0)
+              std::cout << "best: step " << best->step << ", test accuracy " << 100 * best->test_acc << "% -> " << best_path
+                        << "\n";
             if (result.interrupted) {
               std::cerr << "minidl: interrupted"
                         << (config.checkpoint_dir.empty() ? "" : "; resume with --resume " + config.checkpoint_dir) << "\n";

@@ -157,7 +157,8 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
       ->capture_default_str();
   cmd->add_flag("--no-shuffle", f.no_shuffle, "Consecutive batches in file order, from image 0");
   cmd->add_option("--threads", f.threads, "Threads for OpenMP and OpenBLAS (default: all cores)");
-  cmd->add_option("--eval-every", f.eval_every, "Evaluate on the test set every N steps (0: only at the end)")
+  cmd->add_option("--eval-every", f.eval_every,
+                  "Evaluate on the test set every N steps, or after each epoch ('epoch'); 0: only at the end")
       ->capture_default_str();
   cmd->add_option("--train-limit", f.train_limit, "Use only the first N training images");
   cmd->add_option("--test-limit", f.test_limit, "Use only the first N test images");
@@ -201,7 +202,21 @@ TrainConfig to_config(const TrainFlags& f) {
   c.steps = f.steps;
   c.shuffle = !f.no_shuffle;
   c.seed = f.seed;
-  c.eval_every = f.eval_every;
+  if (f.eval_every == "epoch") {
+    c.eval_each_epoch = true;
+    c.eval_every = 0;
+  } else {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(f.eval_every, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    MINIDL_CHECK(used == f.eval_every.size() && used > 0 && v >= 0, "--eval-every: expected a number of steps (0: only at "
+                 "the end) or 'epoch', got '", f.eval_every, "'");
+    c.eval_every = v;
+  }
   c.sync_bn = f.sync_bn;
   c.check_replicas = f.check_replicas;
   c.ghost_batch = f.ghost_batch;
@@ -282,6 +297,7 @@ nlohmann::json config_json(const TrainConfig& c) {
   if (c.nesterov) j["nesterov"] = true;
   if (c.schedule.kind != LrSchedule::Kind::Constant || c.schedule.warmup > 0) j["lr_schedule"] = to_string(c.schedule);
   if (c.clip_grad_norm > 0) j["clip_grad_norm"] = c.clip_grad_norm;
+  if (c.eval_each_epoch) j["eval_each_epoch"] = true;
   return j;
 }
 
@@ -340,22 +356,31 @@ TrainCallbacks progress_callbacks(const std::string& label, bool quiet) {
     struct BarState {
       std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now(), last_draw{};
       int64_t first_step = -1;
+      double first_epoch = 0;
     };
     auto state = std::make_shared<BarState>();
     cb.on_step = [prefix, state](int64_t step, int64_t total, double epoch, double loss, double ips) {
       const auto now = std::chrono::steady_clock::now();
-      if (state->first_step < 0) state->first_step = step - 1;  // a resumed run starts late
+      if (state->first_step < 0) {  // a resumed run starts late
+        state->first_step = step - 1;
+        state->first_epoch = epoch;
+      }
       if (step != total && now - state->last_draw < std::chrono::milliseconds(100)) return;
       state->last_draw = now;
       const double elapsed = std::chrono::duration<double>(now - state->start).count();
       const double done = static_cast<double>(step - state->first_step);
       const double eta = done > 0 ? elapsed / done * static_cast<double>(total - step) : NAN;
+      // This epoch's end (or the run's, if sooner), at the pace so far in epochs per second.
+      const double epoch_rate = (epoch - state->first_epoch) / std::max(elapsed, 1e-9);
+      const double epoch_eta =
+          std::min(eta, epoch_rate > 0 ? (std::floor(epoch) + 1 - epoch) / epoch_rate : static_cast<double>(NAN));
       const int width = 24;
       const int filled = static_cast<int>(width * step / std::max<int64_t>(total, 1));
-      std::fprintf(stderr, "\r\033[K%s[%s%s] epoch %.2f step %lld/%lld loss %.4f %.0f img/s ETA %s", prefix.c_str(),
-                   std::string(static_cast<size_t>(filled), '#').c_str(),
+      std::fprintf(stderr, "\r\033[K%s[%s%s] epoch %.2f step %lld/%lld loss %.4f %.0f img/s ETA epoch %s, run %s",
+                   prefix.c_str(), std::string(static_cast<size_t>(filled), '#').c_str(),
                    std::string(static_cast<size_t>(width - filled), '.').c_str(), epoch, static_cast<long long>(step),
-                   static_cast<long long>(total), loss, ips, format_duration(eta).c_str());
+                   static_cast<long long>(total), loss, ips, format_duration(epoch_eta).c_str(),
+                   format_duration(eta).c_str());
       std::fflush(stderr);
     };
   }

@@ -225,6 +225,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     return e;
   };
 
+  int64_t evaluated_epoch = pos.epoch;  // eval_each_epoch: the epochs whose end has been evaluated
   net.train();
   while (pos.step < total) {
     const Clock::time_point t0 = Clock::now();
@@ -301,7 +302,10 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
                         loss_value, static_cast<double>(images_done) / std::max(train_seconds, 1e-9));
     if (config.checkpoint_every > 0 && pos.step % config.checkpoint_every == 0) checkpoint();
     if (pos.step == total) break;
-    if (config.eval_every > 0 && pos.step % config.eval_every == 0) eval_point();
+    if (config.eval_each_epoch ? pos.epoch > evaluated_epoch : config.eval_every > 0 && pos.step % config.eval_every == 0) {
+      eval_point();
+      evaluated_epoch = pos.epoch;
+    }
     // Every rank stops at the same step: a stop request on any rank counts for all.
     const bool stop_here = callbacks.should_stop && callbacks.should_stop();
     if (world > 1 ? dist::sum(stop_here ? 1 : 0) > 0 : stop_here) {

@@ -39,6 +39,7 @@ struct TrainConfig {
   bool shuffle = true;
   uint64_t seed = 0;       // weights (model.seed is set from it) and batch order
   int64_t eval_every = 100;  // steps; 0 evaluates only at the end
+  bool eval_each_epoch = false;  // evaluate after each epoch's last batch instead (eval_every ignored)
   int64_t eval_batch_size = 500;  // bounds the activations held at once (peak memory)
   // Resumable runs (see checkpoint_state.h): where to keep the latest model and trainer state.
   std::string checkpoint_dir;
