@@ -20,6 +20,7 @@ install_deps() {
         ;;
       fuzz) wanted+=(clang libclang-rt-14-dev) ;;
       torch) wanted+=("${MINIDL_TORCH_PACKAGES[@]}") ;;
+      fashion) wanted+=(dataset-fashion-mnist) ;;
       *) echo "install_deps: unknown group '$group'" >&2; return 1 ;;
     esac
   done

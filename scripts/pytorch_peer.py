@@ -6,14 +6,20 @@ PyTorch's (scripts/plot.py and scripts/tables.py take both directories).
 
   pytorch_peer.py compare --data DIR [--model cnn|mlp] [--act sigmoid|relu|tanh] [--lr 0.05]
                           [--epochs 1 | --steps N] [--batch-size 64] [--momentum 0.9]
-                          [--seeds 3|0,1,2] [--eval-every 100] [--out DIR]
+                          [--seeds 3|0,1,2] [--eval-every 100|epoch] [--out DIR]
+                          [--arch SPEC] [--optimizer sgd|adamw] [--weight-decay W] [--nesterov]
+                          [--lr-schedule step:S|multistep:..|cosine|onecycle] [--warmup N]
+                          [--augment crop:P,flip]
   pytorch_peer.py sweep   ... [--lrs 0.01,0.05,0.2,1,5] (evaluates only at the end by default)
   pytorch_peer.py bench   [--model cnn|mlp] [--act ...] [--bn] [--batch-size 64] [--steps 200]
                           [--threads 2]: training and inference images/s on random data, as
                           `minidl bench` measures them (one JSON line; no data set needed)
 
 What is the same as minidl: the models (the reference CNN of ../shared/peers/torch_cnn.py and
-the BN paper's 784-100-100-100-10 MLP, BN before each activation, no bias before BN), PyTorch's
+the BN paper's 784-100-100-100-10 MLP, BN before each activation, no bias before BN; or any
+--arch spec, built by scripts/minidl_spec.py with minidl's module tree), the optimizer, weight
+decay and lr schedule (torch.optim's own, which minidl's equal), the augmentation (minidl's
+draws per seed, step and position, reimplemented here, so both see the same crops and flips), PyTorch's
 default initialization (the distribution minidl copies; the values differ, drawn by
 torch.manual_seed(seed)), SGD with momentum, cross-entropy, the data normalization, the batch
 order (minidl's PCG32 shuffle of each epoch, reimplemented here bit for bit, so seed s sees the
@@ -35,6 +41,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import minidl_spec  # noqa: E402  (minidl's --arch specs as PyTorch modules)
 
 MASK64 = (1 << 64) - 1
 
@@ -82,6 +91,50 @@ def epoch_order(count, gen):
     return order
 
 
+# --- augmentation (include/minidl/data/augment.h), draw for draw --------------------------------
+def augment_draws(seed, step, position, padding, flip):
+    """(dy, dx, mirror) of the example at `position` of the global batch of optimizer step `step`."""
+    key = ((seed * 0x9E3779B97F4A7C15) ^ (((step + 0x632BE59BD9B4E019) & MASK64) * 0xBF58476D1CE4E5B9)
+           ^ ((position + 1) * 0x94D049BB133111EB)) & MASK64
+    gen = Pcg32(key)
+    dy = gen.below(2 * padding + 1) - padding if padding else 0
+    dx = gen.below(2 * padding + 1) - padding if padding else 0
+    mirror = bool(flip and gen.below(2) == 1)
+    return dy, dx, mirror
+
+
+def parse_augment(text):
+    padding, flip = 0, False
+    for item in ([] if text in ("", "none") else text.split(",")):
+        if item == "flip":
+            flip = True
+        elif item.startswith("crop:"):
+            padding = int(item[5:])
+        else:
+            sys.exit(f"--augment: expected crop:P and/or flip, got '{item}'")
+    return padding, flip
+
+
+def augment(xb, padding, flip, black, seed, step, first):
+    """Images [B, C, H, W] (normalised; `black` per channel is a black pixel's value), as minidl:
+    output (y, x) is the input's (y + dy, (W-1-x if mirrored else x) + dx), black outside."""
+    if not padding and not flip:
+        return xb
+    B, C, H, W = xb.shape
+    P = padding
+    padded = black.view(1, C, 1, 1).expand(B, C, H + 2 * P, W + 2 * P).clone()
+    padded[:, :, P:P + H, P:P + W] = xb
+    out = torch.empty_like(xb)
+    for b in range(B):
+        dy, dx, mirror = augment_draws(seed, step, first + b, P, flip)
+        if mirror:
+            # sx = (W - 1 - x) + dx for x = 0..W-1: the window [dx, dx + W) read backwards
+            out[b] = padded[b, :, P + dy:P + dy + H, P + dx:P + dx + W].flip(-1)
+        else:
+            out[b] = padded[b, :, P + dy:P + dy + H, P + dx:P + dx + W]
+    return out
+
+
 # --- data ------------------------------------------------------------------------------------
 def read_idx(path):
     if not os.path.exists(path) and os.path.exists(path + ".gz"):
@@ -96,13 +149,16 @@ def read_idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
+MEAN, STD = 0.1307, 0.3081  # minidl's normalization of IDX data (--normalize auto)
+
+
 def load(d, train_limit=0, test_limit=0):
     def split(prefix, limit):
         x = read_idx(os.path.join(d, f"{prefix}-images-idx3-ubyte")).astype(np.float32) / np.float32(255.0)
         y = read_idx(os.path.join(d, f"{prefix}-labels-idx1-ubyte")).astype(np.int64)
         if limit:
             x, y = x[:limit], y[:limit]
-        x = (x - np.float32(0.1307)) / np.float32(0.3081)
+        x = (x - np.float32(MEAN)) / np.float32(STD)
         return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1), torch.from_numpy(y)
     return split("train", train_limit), split("t10k", test_limit)
 
@@ -167,16 +223,30 @@ def evaluate(net, x, y, batch=500):
 def train_run(a, data, bn, lr, seed, eval_every):
     (xtr, ytr), (xte, yte) = data
     torch.manual_seed(seed)
-    net = (Cnn if a.model == "cnn" else Mlp)(bn, a.act)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=a.momentum)
+    if a.arch:
+        spec = a.arch if bn else minidl_spec.without(a.arch, "bn")
+        net = minidl_spec.build(spec, tuple(xtr.shape[1:]), classes=10)
+    else:
+        net = (Cnn if a.model == "cnn" else Mlp)(bn, a.act)
+    if a.optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=a.momentum, weight_decay=a.weight_decay,
+                              nesterov=a.nesterov)
+    else:
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=a.weight_decay)
     n = len(xtr)
     per_epoch = (n + a.batch_size - 1) // a.batch_size
     total = a.steps if a.steps else math.ceil((a.epochs or 1.0) * per_epoch)
+    sched = make_scheduler(opt, a.lr_schedule, a.warmup, lr, total)
+    padding, flip = parse_augment(a.augment)
+    black = torch.full((xtr.shape[1],), -MEAN / STD)
+    eval_each_epoch = eval_every == "epoch"
+    evaluated_epoch = 0
     gen = Pcg32(layer_seed(seed, "data-order"))
     curve, step, epoch, batch_in_epoch = [], 0, 0, 0
     order = None
     loss_since, correct_since, seen_since, images, seconds = 0.0, 0, 0, 0, 0.0
     diverged, diverged_step, reason = False, None, None
+    used_lr = lr
 
     def point():
         nonlocal loss_since, correct_since, seen_since
@@ -184,7 +254,7 @@ def train_run(a, data, bn, lr, seed, eval_every):
         curve.append({"step": step, "epoch": epoch + batch_in_epoch / per_epoch, "images": images,
                       "train_loss": loss_since / seen_since if seen_since else float("nan"),
                       "train_acc": correct_since / seen_since if seen_since else float("nan"),
-                      "test_loss": tl, "test_acc": ta, "lr": lr, "seconds": seconds})
+                      "test_loss": tl, "test_acc": ta, "lr": used_lr, "seconds": seconds})
         loss_since, correct_since, seen_since = 0.0, 0, 0
         return tl, ta
 
@@ -201,7 +271,7 @@ def train_run(a, data, bn, lr, seed, eval_every):
             batch_in_epoch, epoch, order = 0, epoch + 1, None
         if bn and end - begin < 2:
             continue
-        xb, yb = xtr[idx], ytr[idx]
+        xb, yb = augment(xtr[idx], padding, flip, black, seed, step, begin), ytr[idx]
         opt.zero_grad()
         out = net(xb)
         loss = F.cross_entropy(out, yb)
@@ -210,7 +280,10 @@ def train_run(a, data, bn, lr, seed, eval_every):
             diverged, diverged_step, reason = True, step + 1, f"loss is {lv} at step {step + 1}"
             break
         loss.backward()
+        used_lr = opt.param_groups[0]["lr"]  # the curve's lr: the last step's, as minidl's
         opt.step()
+        if sched:
+            sched.step()
         step += 1
         bad = next((k for k, p in net.named_parameters() if not torch.isfinite(p).all()), None)
         if bad:
@@ -224,7 +297,11 @@ def train_run(a, data, bn, lr, seed, eval_every):
         seconds += time.perf_counter() - t0
         if step == total:
             break
-        if eval_every and step % eval_every == 0:
+        if eval_each_epoch:
+            if epoch > evaluated_epoch:
+                point()
+                evaluated_epoch = epoch
+        elif eval_every and step % eval_every == 0:
             point()
     final = None if diverged else point()
     return curve, {"diverged": diverged, "diverged_step": diverged_step, "diverged_reason": reason, "steps": step,
@@ -238,6 +315,31 @@ LEVELS = (0.9, 0.95, 0.97, 0.98)
 
 def key(level):
     return f"{level:g}"
+
+
+def make_scheduler(opt, text, warmup, lr, total):
+    """torch.optim.lr_scheduler for minidl's --lr-schedule and --warmup (include/minidl/schedule.h),
+    stepped once per optimizer step."""
+    S = torch.optim.lr_scheduler
+    kind, _, rest = text.partition(":")
+    parts = rest.split(":") if rest else []
+    if kind == "constant":
+        main = None
+    elif kind == "step":
+        main = S.StepLR(opt, step_size=int(parts[0]), gamma=float(parts[1]) if len(parts) > 1 else 0.1)
+    elif kind == "multistep":
+        main = S.MultiStepLR(opt, milestones=[int(m) for m in parts[0].split("/")],
+                             gamma=float(parts[1]) if len(parts) > 1 else 0.1)
+    elif kind == "cosine":
+        main = S.CosineAnnealingLR(opt, T_max=total, eta_min=float(parts[0]) if parts else 0.0)
+    elif kind == "onecycle":
+        main = S.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=float(parts[0]) if parts else 0.3)
+    else:
+        sys.exit(f"--lr-schedule: unknown '{text}'")
+    if not warmup:
+        return main
+    warm = S.LinearLR(opt, start_factor=1 / 3, total_iters=warmup)
+    return warm if main is None else S.ChainedScheduler([warm, main])
 
 
 def run_record(arm, lr, seed, curve, r):
@@ -309,9 +411,21 @@ def parse_seeds(text):
 
 
 def config_json(a, lr):
-    return {"model": a.model, "act": a.act, "bn_impl": "pytorch", "optimizer": "sgd", "lr": lr, "momentum": a.momentum,
-            "weight_decay": 0.0, "batch_size": a.batch_size, "epochs": a.epochs or 0.0, "steps": a.steps or 0,
-            "seed": 0, "shuffle": not a.no_shuffle, "eval_every": a.eval_every, "framework": f"pytorch {torch.__version__}"}
+    j = {"model": "spec" if a.arch else a.model, "act": a.act, "bn_impl": "pytorch", "optimizer": a.optimizer, "lr": lr,
+         "momentum": a.momentum, "weight_decay": a.weight_decay, "batch_size": a.batch_size, "epochs": a.epochs or 0.0,
+         "steps": a.steps or 0, "seed": 0, "shuffle": not a.no_shuffle,
+         "eval_every": 0 if a.eval_every == "epoch" else a.eval_every, "framework": f"pytorch {torch.__version__}"}
+    if a.arch:
+        j["arch"] = a.arch
+    if a.eval_every == "epoch":
+        j["eval_each_epoch"] = True
+    if a.augment not in ("", "none"):
+        j["augment"] = a.augment
+    if a.lr_schedule != "constant" or a.warmup:
+        j["lr_schedule"] = a.lr_schedule + (f" warmup:{a.warmup}" if a.warmup else "")
+    if a.nesterov:
+        j["nesterov"] = True
+    return j
 
 
 def write_atomic(path, text):
@@ -379,11 +493,18 @@ def main():
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--lrs", default="0.01,0.05,0.2,1,5")
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--arch", default="", help="a minidl spec (scripts/minidl_spec.py); the no-BN arm drops its bn layers")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
+    p.add_argument("--weight-decay", type=float, default=None, help="SGD's coupled L2 (0), AdamW's decoupled (0.01)")
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--lr-schedule", default="constant")
+    p.add_argument("--warmup", type=int, default=0)
+    p.add_argument("--augment", default="none")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=float, default=0.0)
     p.add_argument("--steps", type=int, default=0)
     p.add_argument("--seeds", default="3")
-    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--eval-every", default=None, help="N steps, 0 (only at the end) or epoch")
     p.add_argument("--train-limit", type=int, default=0)
     p.add_argument("--test-limit", type=int, default=0)
     p.add_argument("--no-shuffle", action="store_true")
@@ -400,6 +521,10 @@ def main():
         sys.exit("--epochs and --steps cannot both be given")
     if a.eval_every is None:
         a.eval_every = 100 if a.command == "compare" else 0
+    elif a.eval_every != "epoch":
+        a.eval_every = int(a.eval_every)
+    if a.weight_decay is None:
+        a.weight_decay = 0.01 if a.optimizer == "adamw" else 0.0
     a.out = a.out or f"out/pytorch-{a.command}"
     torch.set_num_threads(a.threads)
     seeds = parse_seeds(a.seeds)
@@ -432,8 +557,11 @@ def main():
     common = {"config": config_json(a, lrs[0]), "seeds": seeds, "runs": runs, "summary": summary,
               "paired": paired(runs), "train_images": len(data[0][0]), "test_images": len(data[1][0])}
     if a.command == "compare":
-        common["arms"] = [{"name": "no_bn", "model": f"{a.model} {a.act} without BN"},
-                          {"name": "bn", "model": f"{a.model} {a.act} with BN"}]
+        if a.arch:
+            common["arms"] = [{"name": "no_bn", "model": minidl_spec.without(a.arch, "bn")}, {"name": "bn", "model": a.arch}]
+        else:
+            common["arms"] = [{"name": "no_bn", "model": f"{a.model} {a.act} without BN"},
+                              {"name": "bn", "model": f"{a.model} {a.act} with BN"}]
         write_atomic(os.path.join(a.out, "curves.csv"), curves_csv.getvalue())
         write_atomic(os.path.join(a.out, "summary.json"), json.dumps(common, indent=2) + "\n")
     else:

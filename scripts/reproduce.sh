@@ -3,7 +3,8 @@
 # peer over 5 seeds (lr sweep, steps to 95 % at lr 0.05), the BN paper's Figure 1 in two setups,
 # and BN vs GroupNorm vs LayerNorm. Results land in out/; plots are copied to docs/; the
 # tables are printed (and kept in out/tables.md).
-#   scripts/reproduce.sh [STAGE ...]   stages: sweep compare fig1 norms studies mpi tables (default: all)
+#   scripts/reproduce.sh [STAGE ...]   stages: sweep compare fig1 norms studies mpi fashion tables
+#                                      (default: all)
 # Running time on 2 cores: see docs/results.md "Reproducing the results". Every figure is
 # stamped with its stage, the commit and the CPU (scripts/plot.py).
 set -euo pipefail
@@ -14,7 +15,7 @@ command -v /usr/bin/python3 > /dev/null && /usr/bin/python3 -c 'import torch' 2>
 [ -x build/minidl ] || scripts/build.sh
 scripts/get_mnist.sh > /dev/null
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(sweep compare fig1 norms studies mpi tables)
+[ ${#stages[@]} -eq 0 ] && stages=(sweep compare fig1 norms studies mpi fashion tables)
 minidl="${MINIDL:-./build/minidl}"  # MINIDL=path runs another binary (e.g. a copy while you rebuild)
 peer="/usr/bin/python3 scripts/pytorch_peer.py"
 seeds=5
@@ -77,7 +78,21 @@ for stage in "${stages[@]}"; do
         echo; echo "## small per-rank batches"; /usr/bin/python3 scripts/tables.py mpi out/mpi
       } | tee out/tables.md
       ;;
-    *) echo "reproduce.sh: unknown stage '$stage' (sweep compare fig1 norms studies mpi tables)" >&2; exit 1 ;;
+    fashion)
+      # A small residual net with and without BN on Fashion-MNIST (Debian's dataset-fashion-mnist):
+      # 5 epochs, crop+flip, cosine schedule, SGD with weight decay; 3 seeds, minidl and PyTorch.
+      fashion=/usr/share/datasets/fashion-mnist
+      install_deps fashion
+      arch="conv(16,3,pad=1) bn relu maxpool(2) res(conv(16,3,pad=1) bn relu conv(16,3,pad=1) bn) relu res(conv(32,3,stride=2,pad=1) bn relu conv(32,3,pad=1) bn) relu globalavgpool flatten linear(10)"
+      flags=(--data "$fashion" --arch "$arch" --epochs 5 --lr 0.05 --weight-decay 5e-4 --lr-schedule cosine --augment crop:2,flip --eval-every epoch --seeds 3 --quiet)
+      stamp "minidl compare, residual net on Fashion-MNIST, 3 seeds"
+      "$minidl" compare "${flags[@]}" --out out/fashion-res > out/fashion-res.txt
+      stamp "PyTorch compare, the same"
+      $peer compare "${flags[@]}" --out out/pytorch-fashion-res > out/pytorch-fashion-res.txt
+      /usr/bin/python3 scripts/plot.py compare out/fashion-res out/pytorch-fashion-res
+      cp out/fashion-res/compare.png docs/fashion_res.png
+      ;;
+    *) echo "reproduce.sh: unknown stage '$stage' (sweep compare fig1 norms studies mpi fashion tables)" >&2; exit 1 ;;
   esac
 done
 stamp "done"

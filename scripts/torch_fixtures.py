@@ -215,6 +215,36 @@ cases["sequential_spec_res"] = sequential_case(
         nn.Tanh(), nn.Linear(8, 4)),
     (5, 3, 10, 9), [3, 0, 1, 2, 2])
 
+# The PyTorch peer's reimplementation of minidl's augmentation draws (pytorch_peer.py): the
+# C++ test applies augment_batch and must find these shifts and mirrors, so that the peer's
+# augmented batches are minidl's.
+import pytorch_peer  # noqa: E402
+
+cases["augment_draws"] = [
+    {"seed": seed, "step": step, "first": first, "padding": pad, "flip": flip,
+     "draws": [[int(v) for v in pytorch_peer.augment_draws(seed, step, first + b, pad, flip)] for b in range(4)]}
+    for seed in (0, 7, (1 << 40) + 3) for step in (0, 5, 1000) for first in (0, 64)
+    for pad, flip in ((2, True), (4, False), (0, True))]
+
+# ... and the peer's batch augmentation applies those draws as minidl does, pixel for pixel.
+def check_peer_augment():
+    B, C, H, W, P = 6, 2, 7, 8, 3
+    x = torch.arange(1, B * C * H * W + 1, dtype=torch.float32).view(B, C, H, W)
+    black = torch.tensor([-1.0, -2.0])
+    y = pytorch_peer.augment(x, P, True, black, 9, 4, 10)
+    for b in range(B):
+        dy, dx, m = pytorch_peer.augment_draws(9, 4, 10 + b, P, True)
+        for c in range(C):
+            for r in range(H):
+                for q in range(W):
+                    sy, sx = r + dy, (W - 1 - q if m else q) + dx
+                    want = x[b, c, sy, sx] if 0 <= sy < H and 0 <= sx < W else black[c]
+                    assert y[b, c, r, q] == want, "pytorch_peer.augment differs from minidl's rule"
+
+
+with torch.random.fork_rng():
+    check_peer_augment()
+
 out = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/torch_reference.json"
 with open(out, "w") as f:
     json.dump({"torch_version": torch.__version__, "cases": cases}, f, indent=None, separators=(",", ":"))

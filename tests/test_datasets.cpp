@@ -14,6 +14,7 @@
 #include "minidl/data/dataset.h"
 #include "minidl/random.h"
 #include "temp_dir.h"
+#include "torch_fixtures.h"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -301,4 +302,33 @@ TEST_CASE("augment: crops are shifts with black borders, flips are mirrors, draw
   Tensor other = x.clone();
   augment_batch(other, parse_augment("crop:2,flip"), mean, sd, 11, 8, 100);  // the next step draws anew
   REQUIRE(other.to_vector() != y.to_vector());
+}
+
+TEST_CASE("augment: the PyTorch peer's reimplemented draws are minidl's, shift for shift", "[data][augment][torch]") {
+  // scripts/pytorch_peer.py draws (dy, dx, mirror) per example itself; the fixture holds its draws.
+  const int64_t C = 1, H = 9, W = 9;
+  int checked = 0;
+  for (const auto& c : minidl::testing::torch_cases()["augment_draws"]) {
+    const auto draws = c["draws"].get<std::vector<std::vector<int64_t>>>();
+    const int64_t B = static_cast<int64_t>(draws.size()), P = c["padding"].get<int64_t>();
+    Tensor x = Tensor::empty({B, C, H, W});
+    for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(i % (H * W) + 1);  // 0 is black
+    Tensor y = x.clone();
+    Augment a;
+    a.crop_padding = P;
+    a.flip = c["flip"].get<bool>();
+    augment_batch(y, a, {0.0f}, {1.0f}, c["seed"].get<uint64_t>(), c["step"].get<int64_t>(), c["first"].get<int64_t>());
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t dy = draws[static_cast<size_t>(b)][0], dx = draws[static_cast<size_t>(b)][1];
+      const bool m = draws[static_cast<size_t>(b)][2] != 0;
+      for (int64_t r = 0; r < H; ++r)
+        for (int64_t q = 0; q < W; ++q) {
+          const int64_t sy = r + dy, sx = (m ? W - 1 - q : q) + dx;
+          const float want = sy >= 0 && sy < H && sx >= 0 && sx < W ? x.data()[(b * H + sy) * W + sx] : 0.0f;
+          REQUIRE(y.data()[(b * H + r) * W + q] == want);
+        }
+      ++checked;
+    }
+  }
+  REQUIRE(checked == 3 * 3 * 2 * 3 * 4);
 }
