@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import matplotlib
 
@@ -141,7 +142,7 @@ def finish_compare(fig, ax_acc, ax_loss, heading, path):
     ax_loss.set_yscale("log")
     ax_loss.grid(alpha=0.3)
     ax_loss.legend(fontsize=8)
-    fig.suptitle(heading, fontsize=10)
+    fig.suptitle(textwrap.fill(heading, 130), fontsize=10)  # a long --arch spec wraps
     fig.tight_layout()
     save(fig, path)
 
