@@ -3,7 +3,8 @@
 # from the seed corpora in tests/fuzz/corpus/. Findings (crash-*, leak-*, timeout-* files) are
 # written to out/fuzz/; keep any as regression inputs in tests/fuzz/regressions/.
 #   scripts/fuzz.sh [SECONDS]
-# FUZZ_JOBS=2 runs two targets at a time (one core each; libFuzzer runs one process per target).
+# FUZZ_JOBS=2 runs two targets at a time (one core each; libFuzzer runs one process per target);
+# FUZZ_TARGETS="spec lr_schedule" runs only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-200}"
@@ -11,7 +12,7 @@ source scripts/deps.sh
 install_deps build fuzz
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMINIDL_FUZZ=ON \
   -DMINIDL_BUILD_TESTS=OFF -DMINIDL_BUILD_APPS=OFF -DMINIDL_BUILD_BENCHMARKS=OFF > build-fuzz.configure.log
-cmake --build build-fuzz -j "$(nproc)" --target fuzz_idx fuzz_safetensors fuzz_image
+cmake --build build-fuzz -j "$(nproc)" --target fuzz_idx fuzz_safetensors fuzz_image fuzz_spec fuzz_lr_schedule
 mkdir -p out/fuzz
 jobs="${FUZZ_JOBS:-1}"
 export OMP_NUM_THREADS=1
@@ -30,7 +31,7 @@ run_target() {
 }
 status=0
 pids=()
-for target in image idx safetensors; do
+for target in ${FUZZ_TARGETS:-image idx safetensors spec lr_schedule}; do
   run_target "$target" &
   pids+=($!)
   if [ ${#pids[@]} -ge "$jobs" ]; then
@@ -39,5 +40,5 @@ for target in image idx safetensors; do
   fi
 done
 for p in "${pids[@]}"; do wait "$p" || status=1; done
-cat out/fuzz/summary-image.txt out/fuzz/summary-idx.txt out/fuzz/summary-safetensors.txt
+for target in ${FUZZ_TARGETS:-image idx safetensors spec lr_schedule}; do cat "out/fuzz/summary-$target.txt"; done
 exit $status

@@ -85,7 +85,8 @@ LrSchedule parse_lr_schedule(const std::string& text, int64_t warmup) {
     throw Error("--lr-schedule: expected constant, step:S[:G], multistep:M1/M2[:G], cosine[:ETA_MIN] or "
                 "onecycle[:PCT], got '" + text + "'");
   }
-  MINIDL_CHECK(s.gamma > 0, "--lr-schedule: gamma must be > 0, got '", text, "'");
+  // A factor above 1 would grow the lr without bound (2.2e63 overflowed in 2 steps: a fuzz finding).
+  MINIDL_CHECK(s.gamma > 0 && s.gamma <= 1, "--lr-schedule: gamma must be in (0, 1] (a decay factor), got '", text, "'");
   return s;
 }
 

@@ -39,6 +39,18 @@ TEST_CASE("fuzz replay: safetensors corpus and regression inputs", "[fuzz][relia
   REQUIRE(replay("safetensors", minidl::fuzz::safetensors) >= 3);
 }
 
+TEST_CASE("fuzz replay: spec corpus and regression inputs", "[fuzz][reliability]") {
+  REQUIRE(replay("spec", minidl::fuzz::spec) >= 6);
+}
+
+TEST_CASE("fuzz replay: lr-schedule corpus and regression inputs", "[fuzz][reliability]") {
+  REQUIRE(replay("lr_schedule", minidl::fuzz::lr_schedule) >= 7);
+  // The first finding: step:7:2.2e63 was accepted and its lr overflowed to inf at step 14.
+  REQUIRE_THROWS_WITH(minidl::parse_lr_schedule("step:7:2222222222222222222222222222222222222222222222222222222222225"),
+                      Catch::Contains("gamma must be in (0, 1] (a decay factor)"));
+  REQUIRE(minidl::parse_lr_schedule("step:7:1").gamma == 1.0);
+}
+
 TEST_CASE("fuzz replay: image corpus and regression inputs", "[fuzz][reliability]") {
   REQUIRE(replay("image", minidl::fuzz::image) >= 7);
   // The first finding (issue 15): a 258-byte BMP declaring 12 x 3,538,954 pixels cost 0.65 s

@@ -13,6 +13,8 @@
 #include "minidl/data/image.h"
 #include "minidl/io/safetensors.h"
 #include "minidl/nn/models.h"
+#include "minidl/nn/spec.h"
+#include "minidl/schedule.h"
 
 namespace minidl::fuzz {
 
@@ -51,6 +53,44 @@ inline void image(const std::string& bytes) {
     for (int64_t i = 0; i < x.numel(); ++i)
       if (!std::isfinite(x.data()[i])) throw FuzzInvariant("image: non-finite preprocessed value");
   } catch (const InputError&) {
+  }
+}
+
+// The --arch parser and checker (syntax, layer names, parameters, res(...) nesting), without
+// building: a spec is refused with SpecError, and an accepted one is a fixed point of its
+// canonical form, and stays a valid spec without its bn layers (compare's no-BN arm).
+inline void spec(const std::string& text) {
+  if (text.size() > 4096) return;  // --arch is a command-line string
+  try {
+    check_spec(text);
+    const std::string canonical = canonical_spec(text);
+    if (canonical_spec(canonical) != canonical) throw FuzzInvariant("spec: canonical form is not a fixed point");
+    check_spec(canonical);
+    const std::string without = spec_without(text, "bn");
+    if (!without.empty()) check_spec(without);
+  } catch (const SpecError&) {
+  }
+}
+
+// --lr-schedule and --warmup: refused with Error, or every step's lr (and OneCycle's momentum)
+// finite and non-negative over a run.
+inline void lr_schedule(const std::string& bytes) {
+  if (bytes.size() > 256) return;
+  const int64_t warmup = bytes.empty() ? 0 : static_cast<unsigned char>(bytes[0]) % 50;
+  const std::string text = bytes.empty() ? "" : bytes.substr(1);
+  try {
+    const LrSchedule s = parse_lr_schedule(text, warmup);
+    for (int64_t total : {1, 7, 100})
+      for (int64_t t = 0; t < total; ++t) {
+        const double lr = s.lr_at(t, 0.1, total);
+        double m = 0;
+        if (!std::isfinite(lr) || lr < 0) throw FuzzInvariant("lr schedule: a non-finite or negative lr");
+        if (s.momentum_at(t, total, m) && !std::isfinite(m)) throw FuzzInvariant("lr schedule: non-finite momentum");
+      }
+  } catch (const InputError&) {
+  } catch (const FuzzInvariant&) {
+    throw;
+  } catch (const Error&) {
   }
 }
 
