@@ -1,7 +1,6 @@
 #include "minidl/nn/spec.h"
 
 #include <cctype>
-#include <memory>
 
 #include "minidl/nn/layers.h"
 #include "minidl/profiler.h"
@@ -289,11 +288,9 @@ class SequenceBuilder {
         const std::vector<ResolvedToken>* body = &r.body;
         ctx.build_body = [this, body, &r](const std::vector<SpecToken>& tokens, const Shape& input) {
           // The container's own body is already resolved; other token lists (a projection the
-          // container writes) are resolved here.
+          // container writes) are resolved here, for the length of this call.
           if (&tokens == &r.token->body) return body_of(*body, input);
-          extra_.push_back(std::make_unique<std::vector<SpecToken>>(tokens));
-          extra_resolved_.push_back(std::make_unique<std::vector<ResolvedToken>>(resolve_all(*extra_.back())));
-          return body_of(*extra_resolved_.back(), input);
+          return body_of(resolve_all(tokens), input);
         };
       }
       BuiltLayer built;
@@ -344,8 +341,6 @@ class SequenceBuilder {
 
   const ModelConfig& config_;
   std::map<std::string, int64_t> ordinals_;
-  std::vector<std::unique_ptr<std::vector<SpecToken>>> extra_;
-  std::vector<std::unique_ptr<std::vector<ResolvedToken>>> extra_resolved_;
 };
 }  // namespace
 

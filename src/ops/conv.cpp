@@ -13,14 +13,9 @@
 namespace minidl {
 
 namespace {
-// groups > 1, shapes already checked: the direct kernel, and its backward on the tape.
+// groups > 1, shapes already checked by conv2d: the direct kernel, and its backward on the tape.
 Tensor grouped_conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const kernels::Conv2dGeometry& g,
                       int64_t groups) {
-  MINIDL_CHECK(x.size(2) + 2 * g.padding >= g.KH && x.size(3) + 2 * g.padding >= g.KW, "conv2d: kernel ", g.KH, "x",
-               g.KW, " is larger than the padded input ", x.size(2) + 2 * g.padding, "x", x.size(3) + 2 * g.padding);
-  if (bias.defined())
-    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, "conv2d: bias must be [", g.O, "], got ",
-                 shape_to_string(bias.shape()));
   Tensor y = Tensor::empty({g.N, g.O, g.out_h(), g.out_w()});
   const int threads = std::max(1, omp_get_max_threads());
   kernels::grouped_conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), g, groups,
@@ -57,12 +52,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   MINIDL_CHECK(padding >= 0, "conv2d: padding must be >= 0, got ", padding);
   const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2),
                                   weight.size(3), stride, padding};
-  if (groups > 1) return grouped_conv2d(x, weight, bias, g, groups);
   MINIDL_CHECK(x.size(2) + 2 * padding >= g.KH && x.size(3) + 2 * padding >= g.KW, "conv2d: kernel ", g.KH, "x", g.KW,
                " is larger than the padded input ", x.size(2) + 2 * padding, "x", x.size(3) + 2 * padding);
   if (bias.defined())
     MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, "conv2d: bias must be [", g.O, "], got ",
                  shape_to_string(bias.shape()));
+  if (groups > 1) return grouped_conv2d(x, weight, bias, g, groups);
   Tensor y = Tensor::empty({g.N, g.O, g.out_h(), g.out_w()});
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(g.N)));
   {
