@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "minidl/checkpoint.h"
+#include "minidl/io/safetensors.h"
 #include "minidl/train/trainer.h"
 #include "synthetic_mnist.h"
 #include "temp_dir.h"
@@ -99,6 +100,40 @@ TEST_CASE("train: two epochs in one go equal one epoch plus a resumed one, bit f
       REQUIRE(loaded->config().batch_norm);
     }
   }
+}
+
+TEST_CASE("train: a checkpoint torn between its two files still resumes bit for bit", "[train][reliability]") {
+  // A process killed after trainer.safetensors is renamed into place and before model.safetensors
+  // is leaves model.safetensors one checkpoint behind. The resume state is the trainer file alone.
+  TempDir d;
+  Mnist data = tiny_data(d.path(), 250);
+  TrainConfig c = tiny_config(true);
+  c.steps = 12;
+  auto straight = make_model(c.model);
+  train(*straight, data, c);
+
+  TrainConfig first = c;
+  first.steps = 6;
+  first.checkpoint_dir = d.path() + "/ckpt";
+  first.checkpoint_every = 3;
+  // Keep step 3's model file, then put it back over step 6's: the torn state.
+  std::filesystem::path step3 = d.path() + "/model_step3.safetensors";
+  TrainCallbacks cb;
+  cb.on_step = [&](int64_t step, int64_t, double, double, double) {
+    if (step == 4) std::filesystem::copy_file(first.checkpoint_dir + "/model.safetensors", step3);
+  };
+  auto part = make_model(c.model);
+  train(*part, data, first, cb);
+  REQUIRE(load_safetensors(first.checkpoint_dir + "/model.safetensors").metadata.at("step") == "6");
+  REQUIRE(load_safetensors(step3.string()).metadata.at("step") == "3");
+  std::filesystem::copy_file(step3, first.checkpoint_dir + "/model.safetensors",
+                             std::filesystem::copy_options::overwrite_existing);
+  TrainConfig rest = c;
+  rest.checkpoint_dir = first.checkpoint_dir;
+  rest.resume = true;
+  auto resumed = make_model(c.model);
+  REQUIRE(train(*resumed, data, rest).steps == 12);
+  REQUIRE(weights(*resumed) == weights(*straight));
 }
 
 TEST_CASE("train: a diverging run stops, says where, and keeps the last good checkpoint", "[train][reliability]") {

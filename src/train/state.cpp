@@ -10,6 +10,7 @@ namespace minidl {
 namespace {
 std::string model_path(const std::string& dir) { return dir + "/model.safetensors"; }
 std::string trainer_path(const std::string& dir) { return dir + "/trainer.safetensors"; }
+const std::string kModelPrefix = "model.";
 
 int64_t parse_int(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& source) {
   auto it = meta.find(key);
@@ -30,20 +31,38 @@ void save_training_state(const std::string& dir, const Net& net, const Optimizer
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw InputError(dir + ": cannot create the checkpoint directory (" + ec.message() + ")");
-  save_model(model_path(dir), net);
   auto meta = model_metadata(net.config());
   meta["step"] = std::to_string(position.step);
   meta["epoch"] = std::to_string(position.epoch);
   meta["batch_in_epoch"] = std::to_string(position.batch_in_epoch);
   meta["epoch_rng_state"] = std::to_string(position.epoch_rng_state);
   meta["world_size"] = std::to_string(position.world_size);
-  save_safetensors(trainer_path(dir), optimizer.state(), meta);
+  std::vector<NamedTensor> state = optimizer.state();
+  for (NamedTensor t : net.state_dict()) {
+    t.name = kModelPrefix + t.name;
+    state.push_back(std::move(t));
+  }
+  save_safetensors(trainer_path(dir), state, meta);
+  auto model_meta = model_metadata(net.config());
+  model_meta["step"] = std::to_string(position.step);
+  save_safetensors(model_path(dir), net.state_dict(), model_meta);
 }
 
 TrainingPosition load_training_state(const std::string& dir, Net& net, Optimizer& optimizer) {
   const std::string source = trainer_path(dir);
   Safetensors trainer = load_safetensors(source);
-  Safetensors model = load_safetensors(model_path(dir));
+  // The model from the trainer file when it holds one (the resume state is that one file);
+  // older checkpoints keep it only in model.safetensors.
+  Safetensors model;
+  std::string model_source = source;
+  for (const NamedTensor& t : trainer.tensors)
+    if (t.name.rfind(kModelPrefix, 0) == 0) model.tensors.push_back({t.name.substr(kModelPrefix.size()), t.tensor, t.dtype});
+  if (model.tensors.empty()) {
+    model_source = model_path(dir);
+    model = load_safetensors(model_source);
+  } else {
+    model.metadata = trainer.metadata;
+  }
   const auto expected_meta = model_metadata(net.config());
   for (const char* key : {"model", "bn", "act", "arch"}) {
     auto want = expected_meta.find(key);
@@ -51,10 +70,10 @@ TrainingPosition load_training_state(const std::string& dir, Net& net, Optimizer
     const std::string& expected = want->second;
     auto it = model.metadata.find(key);
     if (it != model.metadata.end() && it->second != expected)
-      throw InputError(model_path(dir) + ": checkpoint has " + key + "=" + it->second + ", this run has " + key + "=" +
+      throw InputError(model_source + ": checkpoint has " + key + "=" + it->second + ", this run has " + key + "=" +
                        expected);
   }
-  load_state_dict(net, model.tensors, model_path(dir));
+  load_state_dict(net, model.tensors, model_source);
   optimizer.load_state(trainer.tensors);
   TrainingPosition p;
   p.step = parse_int(trainer.metadata, "step", source);

@@ -1,9 +1,14 @@
 // Resumable training: a checkpoint directory holds
-//   model.safetensors    the model's state dict (loads in PyTorch like any other checkpoint)
-//   trainer.safetensors  the optimizer's buffers, and in __metadata__ the step, the epoch, the
-//                        position in the epoch and the data-order generator's state at the
-//                        epoch's start (so the epoch's order is drawn again identically)
-// Both are written atomically, trainer state last; a resume loads both.
+//   trainer.safetensors  everything a resume reads: the model's state dict (names prefixed
+//                        "model."), the optimizer's buffers, and in __metadata__ the step, the
+//                        epoch, the position in the epoch and the data-order generator's state
+//                        at the epoch's start (so the epoch's order is drawn again identically)
+//   model.safetensors    the model's state dict alone, for eval, predict and PyTorch, with the
+//                        step in its metadata
+// Each file is written atomically, trainer state first. A process killed between the two
+// renames leaves a model.safetensors one checkpoint behind, never a torn resume: the resume
+// state is one file. (Checkpoints from before this layout have no "model." tensors; their
+// resume reads model.safetensors.)
 #pragma once
 
 #include <string>
