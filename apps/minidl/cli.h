@@ -35,6 +35,8 @@ constexpr int kExitOk = 0;
 constexpr int kExitUsage = 1;
 constexpr int kExitBadInput = 2;
 constexpr int kExitDiverged = 3;
+constexpr int kExitUnexpected = 4;
+constexpr int kExitOutput = 5;
 constexpr int kExitInterrupted = 130;
 
 // The architecture flags, one definition for every command that describes a model (train,

@@ -1,4 +1,6 @@
 // minidl train: one training run, with a log, a final checkpoint and resumable checkpoints.
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -85,11 +87,15 @@ Command add_train_command(CLI::App& root) {
             TrainCallbacks callbacks = progress_callbacks("", args->quiet);
             if (!args->log.empty() && dist::is_root()) {
               log.open(args->log);
-              if (!log) throw InputError(args->log + ": cannot open the log file for writing");
+              if (!log) throw OutputError(args->log + ": cannot open the log file for writing (" + std::strerror(errno) + ")");
               log << curve_csv_header() << "\n";
               auto print = callbacks.on_eval;
-              callbacks.on_eval = [&log, print](const CurvePoint& p, Net& n) {
+              // The log is appended as the run goes (it cannot be written atomically): a row that
+              // does not reach the file stops the run, like a failed checkpoint.
+              const std::string log_path = args->log;
+              callbacks.on_eval = [&log, print, log_path](const CurvePoint& p, Net& n) {
                 log << curve_csv_row(p) << "\n" << std::flush;
+                if (!log) throw OutputError(log_path + ": writing the log failed (the disk is full or a file-size limit was reached)");
                 if (print) print(p, n);
               };
             }
@@ -104,7 +110,7 @@ Command add_train_command(CLI::App& root) {
               const std::filesystem::path parent = std::filesystem::path(best_path).parent_path();
               std::error_code ec;
               if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-              if (ec) throw InputError(parent.string() + ": cannot create the directory for the best model (" + ec.message() + ")");
+              if (ec) throw OutputError(parent.string() + ": cannot create the directory for the best model (" + ec.message() + ")");
               auto print = callbacks.on_eval;
               callbacks.on_eval = [best, best_path, print](const CurvePoint& p, Net& n) {
                 if (print) print(p, n);

@@ -430,7 +430,7 @@ void make_dir(const std::string& dir) {
   if (!dist::is_root()) return;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw InputError(dir + ": cannot create the output directory (" + ec.message() + ")");
+  if (ec) throw OutputError(dir + ": cannot create the output directory (" + ec.message() + ")");
 }
 
 bool run_plot(const std::string& kind, const std::string& dir) {

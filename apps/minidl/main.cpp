@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -28,6 +29,9 @@ int run(int argc, char** argv);
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Under a file-size limit (ulimit -f) a write past it then fails with EFBIG, which the atomic
+  // writers report (exit 5, the previous file kept), instead of SIGXFSZ killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   // First: it may re-execute the process (to pick OpenBLAS's kernels), which must happen before
   // MPI is initialised.
   minidl::app::select_blas_core(argc, argv);
@@ -89,12 +93,14 @@ int run(int argc, char** argv) {
     return fail(kExitDiverged, std::string("training diverged: ") + e.what());
   } catch (const minidl::InputError& e) {
     return fail(kExitBadInput, e.what());
+  } catch (const minidl::OutputError& e) {
+    return fail(kExitOutput, e.what());
   } catch (const minidl::Error& e) {
     return fail(kExitUsage, e.what());
   } catch (const std::bad_alloc&) {
     return fail(kExitBadInput, "out of memory");
   } catch (const std::exception& e) {
-    return fail(4, std::string("unexpected error: ") + e.what());
+    return fail(kExitUnexpected, std::string("unexpected error: ") + e.what());
   }
   return kExitUsage;
 }

@@ -3,6 +3,7 @@
 //   Error          -> 1 (bad usage: wrong shape, bad flag value, ...)
 //   InputError     -> 2 (a file that is missing, corrupt or does not fit the model)
 //   DivergedError  -> 3 (training produced a NaN or infinite loss or weight)
+//   OutputError    -> 5 (an output could not be written: disk full, file-size limit, ...)
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,13 @@ class Error : public std::runtime_error {
 };
 
 class InputError : public Error {
+ public:
+  using Error::Error;
+};
+
+// Writing a checkpoint, log or result failed (ENOSPC, EFBIG, EDQUOT, permissions). Atomic
+// writers leave the previous file in place when they throw this.
+class OutputError : public Error {
  public:
   using Error::Error;
 };

@@ -215,8 +215,8 @@ void write_cache(const fs::path& path, const Dataset& d) {
   fs::create_directories(path.parent_path(), ec);
   try {
     write_file_atomic(path.string(), bytes);
-  } catch (const InputError&) {
-    // A read-only data directory: the set is decoded again next time.
+  } catch (const OutputError&) {
+    // A read-only or full data directory: the set is decoded again next time.
   }
 }
 

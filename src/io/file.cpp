@@ -21,6 +21,14 @@ std::string parent_dir(const std::string& path) {
   if (slash == 0) return "/";
   return path.substr(0, slash);
 }
+
+// strerror, plus what the usual causes of a failed write mean for the user.
+std::string write_reason(int err) {
+  std::string r = std::strerror(err);
+  if (err == ENOSPC || err == EDQUOT) r += ": the disk is full";
+  if (err == EFBIG) r += ": a file-size limit was reached";
+  return r;
+}
 }  // namespace
 
 void set_atomic_write_fault_hook(void (*hook)(int64_t)) { g_fault_hook = hook; }
@@ -46,12 +54,12 @@ std::string read_file(const std::string& path, int64_t max_bytes) {
 void write_file_atomic(const std::string& path, const std::string& bytes) {
   std::string tmp = path + ".tmp-XXXXXX";
   const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) throw InputError(path + ": cannot create a temporary file beside it (" + std::strerror(errno) + ")");
+  if (fd < 0) throw OutputError(path + ": cannot create a temporary file beside it (" + write_reason(errno) + ")");
   auto fail = [&](const std::string& what) {
-    const std::string reason = std::strerror(errno);
+    const std::string reason = write_reason(errno);
     ::close(fd);
     ::unlink(tmp.c_str());
-    throw InputError(path + ": " + what + " (" + reason + "); the previous file is untouched");
+    throw OutputError(path + ": " + what + " (" + reason + "); the previous file is untouched");
   };
   ::fchmod(fd, 0644);
   constexpr size_t kChunk = size_t{1} << 16;
@@ -68,13 +76,14 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
   if (::fsync(fd) != 0) fail("fsync failed");
   if (::close(fd) != 0) {
+    const std::string reason = write_reason(errno);
     ::unlink(tmp.c_str());
-    throw InputError(path + ": close failed (" + std::strerror(errno) + ")");
+    throw OutputError(path + ": close failed (" + reason + "); the previous file is untouched");
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
+    const std::string reason = write_reason(errno);
     ::unlink(tmp.c_str());
-    throw InputError(path + ": cannot rename the temporary file into place (" + reason + ")");
+    throw OutputError(path + ": cannot rename the temporary file into place (" + reason + "); the previous file is untouched");
   }
   // Make the rename itself durable.
   const int dir = ::open(parent_dir(path).c_str(), O_RDONLY | O_DIRECTORY);

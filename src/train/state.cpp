@@ -30,7 +30,7 @@ void save_training_state(const std::string& dir, const Net& net, const Optimizer
                          const TrainingPosition& position) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw InputError(dir + ": cannot create the checkpoint directory (" + ec.message() + ")");
+  if (ec) throw OutputError(dir + ": cannot create the checkpoint directory (" + ec.message() + ")");
   auto meta = model_metadata(net.config());
   meta["step"] = std::to_string(position.step);
   meta["epoch"] = std::to_string(position.epoch);
