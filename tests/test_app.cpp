@@ -185,6 +185,15 @@ TEST_CASE("app: a diverging run exits 3 and names the step", "[app][reliability]
   Run r = run_app("train --data " + d.path() + " --act relu --lr 1e7 --steps 40 --quiet", d.path());
   REQUIRE(r.status == 3);
   REQUIRE(r.err.find("training diverged at step") != std::string::npos);
+  // The preset is watched layer by layer like a spec: its first infinite output is conv2's.
+  CHECK(r.err.find("the loss is nan; the first layer whose output is not finite: 'conv2'; lr 1e+07") != std::string::npos);
+  Run skip = run_app("train --data " + d.path() + " --act relu --lr 1e7 --steps 40 --quiet --on-nonfinite skip-step", d.path());
+  CHECK(skip.status == 3);
+  CHECK(skip.err.find("warning: step 3 skipped: the loss is nan") != std::string::npos);
+  CHECK(skip.err.find("(10 steps in a row were skipped)") != std::string::npos);
+  Run bad = run_app("train --data " + d.path() + " --on-nonfinite maybe", d.path());
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("--on-nonfinite: expected stop or skip-step, got 'maybe'") != std::string::npos);
 }
 
 TEST_CASE("app: Ctrl-C saves a checkpoint and the run resumes from it", "[app][reliability]") {

@@ -110,6 +110,7 @@ struct TrainFlags {
   std::string lr_schedule = "constant";
   int64_t warmup = 0;
   double clip_grad_norm = 0;
+  std::string on_nonfinite = "stop";
   CLI::Option* weight_decay_opt = nullptr;  // AdamW's default decay is 0.01 when it is not given
 };
 

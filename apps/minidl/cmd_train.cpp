@@ -127,7 +127,7 @@ Command add_train_command(CLI::App& root) {
             install_signal_handlers();
             TrainResult result = train(*net, data, config, callbacks);
             if (result.diverged) {
-              std::cerr << "minidl: training diverged at step " << result.diverged_step << ": " << result.diverged_reason
+              std::cerr << "minidl: training diverged at " << result.diverged_reason
                         << (config.checkpoint_dir.empty() ? "" : "; the last good checkpoint is in " + config.checkpoint_dir)
                         << "\n";
               return kExitDiverged;
@@ -135,7 +135,7 @@ Command add_train_command(CLI::App& root) {
             if (!args->save.empty() && dist::is_root()) save_model(args->save, *net);
             std::cout << "steps " << result.steps << ", test accuracy " << 100 * result.final_eval.accuracy
                       << "%, test loss " << result.final_eval.loss << ", " << static_cast<int64_t>(result.images_per_s)
-                      << " images/s\n";
+                      << " images/s" << (result.skipped_steps > 0 ? detail::concat(", ", result.skipped_steps, " step(s) skipped (non-finite)") : "") << "\n";
             if (!best_path.empty() && dist::is_root() && best->step >= 0)
               std::cout << "best: step " << best->step << ", test accuracy " << 100 * best->test_acc << "% -> " << best_path
                         << "\n";

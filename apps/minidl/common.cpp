@@ -144,6 +144,10 @@ void add_train_flags(CLI::App* cmd, TrainFlags& f) {
       ->capture_default_str();
   cmd->add_option("--clip-grad-norm", f.clip_grad_norm, "Clip the gradients' global 2-norm to this (0: off)")
       ->capture_default_str();
+  cmd->add_option("--on-nonfinite", f.on_nonfinite,
+                  "A NaN or Inf in the loss or a gradient: stop (exit 3, naming the step, the first non-finite "
+                  "layer and the lr) or skip-step (no update; more than 10 in a row stop)")
+      ->capture_default_str();
   cmd->add_option("--batch-size", f.batch_size, "Examples per step (>= 1)")->capture_default_str();
   auto* epochs = cmd->add_option("--epochs", f.epochs, "Epochs to train (default 1; fractions allowed)");
   auto* steps = cmd->add_option("--steps", f.steps, "Steps to train instead of epochs");
@@ -197,6 +201,7 @@ TrainConfig to_config(const TrainFlags& f) {
   c.nesterov = f.nesterov;
   c.schedule = parse_lr_schedule(f.lr_schedule, f.warmup);
   c.clip_grad_norm = f.clip_grad_norm;
+  c.on_nonfinite = parse_on_nonfinite(f.on_nonfinite);
   c.batch_size = f.batch_size;
   c.epochs = f.epochs;
   c.steps = f.steps;
@@ -297,6 +302,7 @@ nlohmann::json config_json(const TrainConfig& c) {
   if (c.nesterov) j["nesterov"] = true;
   if (c.schedule.kind != LrSchedule::Kind::Constant || c.schedule.warmup > 0) j["lr_schedule"] = to_string(c.schedule);
   if (c.clip_grad_norm > 0) j["clip_grad_norm"] = c.clip_grad_norm;
+  if (c.on_nonfinite != OnNonFinite::Stop) j["on_nonfinite"] = to_string(c.on_nonfinite);
   if (c.eval_each_epoch) j["eval_each_epoch"] = true;
   return j;
 }
@@ -392,6 +398,11 @@ TrainCallbacks progress_callbacks(const std::string& label, bool quiet) {
     };
   }
   cb.should_stop = [] { return stop_requested(); };
+  // Always said (also with --quiet): a skipped step changes the run.
+  if (dist::is_root())
+    cb.on_skipped_step = [prefix, tty](int64_t step, const std::string& why) {
+      std::cerr << (tty ? "\n" : "") << prefix << "minidl: warning: step " << step << " skipped: " << why << "\n";
+    };
   return cb;
 }
 

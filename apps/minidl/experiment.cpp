@@ -66,6 +66,7 @@ nlohmann::json run_record(const std::string& arm, float lr, uint64_t seed, const
           {"diverged", r.diverged},
           {"diverged_step", r.diverged ? nlohmann::json(r.diverged_step) : null},
           {"diverged_reason", r.diverged ? nlohmann::json(r.diverged_reason) : null},
+          {"skipped_steps", r.skipped_steps},
           {"steps", r.steps},
           {"images_per_s", r.images_per_s},
           {"train_seconds", r.train_seconds},

@@ -1,6 +1,7 @@
 #include "minidl/nn/models.h"
 
 #include "minidl/autograd.h"
+#include "minidl/kernels/elementwise.h"
 #include "minidl/nn/fused.h"
 #include "minidl/nn/init.h"
 #include "minidl/nn/noise.h"
@@ -74,6 +75,21 @@ void Net::check_input(const Tensor& x) const {
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");
 }
 
+void Net::begin_forward(const Tensor& x) {
+  hidden_inputs_.clear();
+  if (watch_) {
+    first_nonfinite_.clear();
+    if (!kernels::all_finite(x.data(), x.numel())) first_nonfinite_ = "the input";
+  }
+}
+
+Tensor Net::run_layer(const char* name, Module& layer, const Tensor& x) {
+  LayerScope scope(name);
+  Tensor y = layer.forward(x);
+  if (watch_ && first_nonfinite_.empty() && !kernels::all_finite(y.data(), y.numel())) first_nonfinite_ = name;
+  return y;
+}
+
 std::shared_ptr<BatchNorm> Net::maybe_bn1d(const std::string& name, int64_t features) {
   if (!config_.batch_norm) return nullptr;
   return register_module(name, std::make_shared<BatchNorm1d>(features, config_.batch_norm_impl));
@@ -91,15 +107,6 @@ std::shared_ptr<Layer> make_layer(uint64_t seed, const std::string& name, Args..
   return std::make_shared<Layer>(args..., gen);
 }
 
-// Runs a layer under its name, so the profiler files its forward and backward time there.
-Tensor run(const char* name, Module& layer, const Tensor& x) {
-  LayerScope scope(name);
-  return layer.forward(x);
-}
-
-Tensor maybe(const char* name, const std::shared_ptr<BatchNorm>& bn, const Tensor& x) {
-  return bn ? run(name, *bn, x) : x;
-}
 }  // namespace
 
 CnnNet::CnnNet(const ModelConfig& c) : Net(c) {
@@ -146,7 +153,10 @@ Tensor block(const char* name, const std::shared_ptr<BatchNorm>& bn, Activation 
 
 Tensor CnnNet::forward(const Tensor& x) {
   check_input(x);
-  begin_forward();
+  begin_forward(x);
+  auto maybe_layer = [this](const char* name, const std::shared_ptr<BatchNorm>& bn, const Tensor& h) {
+    return bn ? run_layer(name, *bn, h) : h;
+  };
   if (fusing() && can_fuse_batch_norm(bn1_.get()) && can_fuse_batch_norm(bn2_.get())) {
     const Activation a = config().activation;
     Tensor h;
@@ -155,29 +165,29 @@ Tensor CnnNet::forward(const Tensor& x) {
       // activation one sample at a time.
       h = conv_block("conv1+bn1+pool+act", *conv1_, bn1_, a, x);
       h = conv_block("conv2+bn2+pool+act", *conv2_, bn2_, a, h);
-      h = bn3_ ? linear_then_bn("fc1+bn3", *fc1_, bn3_, flatten(h)) : run("fc1", *fc1_, flatten(h));
+      h = bn3_ ? linear_then_bn("fc1+bn3", *fc1_, bn3_, flatten(h)) : run_layer("fc1", *fc1_, flatten(h));
     } else if (!bn1_ || bn1_->is_training()) {
       // Training: convolution, BN, pooling and activation as one op each.
       h = train_block(bn1_ ? "conv1+bn1+pool+act" : "conv1+pool+act", *conv1_, bn1_.get(), a, x);
       h = train_block(bn2_ ? "conv2+bn2+pool+act" : "conv2+pool+act", *conv2_, bn2_.get(), a, h);
-      h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
+      h = maybe_layer("bn3", bn3_, run_layer("fc1", *fc1_, flatten(h)));
     } else {
       // Evaluation with grad: BN with its running statistics, pooling and activation fused.
-      h = block("bn1+pool+act", bn1_, a, run("conv1", *conv1_, x));
-      h = block("bn2+pool+act", bn2_, a, run("conv2", *conv2_, h));
-      h = maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h)));
+      h = block("bn1+pool+act", bn1_, a, run_layer("conv1", *conv1_, x));
+      h = block("bn2+pool+act", bn2_, a, run_layer("conv2", *conv2_, h));
+      h = maybe_layer("bn3", bn3_, run_layer("fc1", *fc1_, flatten(h)));
     }
     last_hidden_input_ = h.detach();
-    return run("fc2", *fc2_, act(h));
+    return run_layer("fc2", *fc2_, act(h));
   }
   // The activations are monotonic, so act(max_pool(z)) == max_pool(act(z)) value for value,
   // and the gradient reaches the same element; pooling first runs the activation and its
   // backward on a quarter of the values.
-  Tensor h = act(max_pool2d(maybe_noise(0, maybe("bn1", bn1_, run("conv1", *conv1_, x))), 2));
-  h = act(max_pool2d(maybe_noise(1, maybe("bn2", bn2_, run("conv2", *conv2_, h))), 2));
-  h = maybe_noise(2, maybe("bn3", bn3_, run("fc1", *fc1_, flatten(h))));
+  Tensor h = act(max_pool2d(maybe_noise(0, maybe_layer("bn1", bn1_, run_layer("conv1", *conv1_, x))), 2));
+  h = act(max_pool2d(maybe_noise(1, maybe_layer("bn2", bn2_, run_layer("conv2", *conv2_, h))), 2));
+  h = maybe_noise(2, maybe_layer("bn3", bn3_, run_layer("fc1", *fc1_, flatten(h))));
   last_hidden_input_ = h.detach();
-  return run("fc2", *fc2_, act(h));
+  return run_layer("fc2", *fc2_, act(h));
 }
 
 std::string CnnNet::describe() const {
@@ -198,20 +208,23 @@ MlpNet::MlpNet(const ModelConfig& c) : Net(c) {
 
 Tensor MlpNet::forward(const Tensor& x) {
   check_input(x);
-  begin_forward();
+  begin_forward(x);
+  auto maybe_layer = [this](const char* name, const std::shared_ptr<BatchNorm>& bn, const Tensor& h) {
+    return bn ? run_layer(name, *bn, h) : h;
+  };
   Tensor h = x.dim() == 4 ? flatten(x) : x;
   if (folding() && bn1_ && bn1_->impl() == BatchNormImpl::Fused) {
     h = act(linear_then_bn("fc1+bn1", *fc1_, bn1_, h));
     h = act(linear_then_bn("fc2+bn2", *fc2_, bn2_, h));
     h = linear_then_bn("fc3+bn3", *fc3_, bn3_, h);
     last_hidden_input_ = h.detach();
-    return run("fc4", *fc4_, act(h));
+    return run_layer("fc4", *fc4_, act(h));
   }
-  h = act(maybe_noise(0, maybe("bn1", bn1_, run("fc1", *fc1_, h))));
-  h = act(maybe_noise(1, maybe("bn2", bn2_, run("fc2", *fc2_, h))));
-  h = maybe_noise(2, maybe("bn3", bn3_, run("fc3", *fc3_, h)));
+  h = act(maybe_noise(0, maybe_layer("bn1", bn1_, run_layer("fc1", *fc1_, h))));
+  h = act(maybe_noise(1, maybe_layer("bn2", bn2_, run_layer("fc2", *fc2_, h))));
+  h = maybe_noise(2, maybe_layer("bn3", bn3_, run_layer("fc3", *fc3_, h)));
   last_hidden_input_ = h.detach();
-  return run("fc4", *fc4_, act(h));
+  return run_layer("fc4", *fc4_, act(h));
 }
 
 std::vector<double> CnnNet::weight_layer_macs() const {

@@ -378,14 +378,13 @@ Tensor SpecNet::forward(const Tensor& x) {
   MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == in[0] && x.size(2) == in[1] && x.size(3) == in[2],
                "spec model: expected input [N, ", in[0], ", ", in[1], ", ", in[2], "], got ",
                x.defined() ? shape_to_string(x.shape()) : "(undefined)");
-  begin_forward();
+  begin_forward(x);
   Tensor h = x;
   const auto& layers = children();
   for (size_t i = 0; i < layers.size(); ++i) {
     if (i == last_activation_) last_hidden_input_ = h.detach();
     if (activation_[i]) keep_hidden(h);
-    LayerScope scope(layer_names_[i].c_str());
-    h = layers[i].second->forward(h);
+    h = run_layer(layer_names_[i].c_str(), *layers[i].second, h);
   }
   return h;
 }

@@ -10,6 +10,7 @@
 #include "minidl/kernels/elementwise.h"
 #include "minidl/kernels/gemm.h"
 #include "minidl/ops.h"
+#include "minidl/train/probes.h"
 #include "minidl/train/state.h"
 
 namespace minidl {
@@ -20,6 +21,14 @@ OptimizerKind parse_optimizer_kind(const std::string& name) {
   if (name == "adamw") return OptimizerKind::AdamW;
   throw Error("--optimizer: expected sgd, adam or adamw, got '" + name + "'");
 }
+
+OnNonFinite parse_on_nonfinite(const std::string& name) {
+  if (name == "stop") return OnNonFinite::Stop;
+  if (name == "skip-step") return OnNonFinite::SkipStep;
+  throw Error("--on-nonfinite: expected stop or skip-step, got '" + name + "'");
+}
+
+const char* to_string(OnNonFinite what) { return what == OnNonFinite::Stop ? "stop" : "skip-step"; }
 
 const char* to_string(OptimizerKind kind) {
   return kind == OptimizerKind::SGD ? "sgd" : kind == OptimizerKind::Adam ? "adam" : "adamw";
@@ -152,6 +161,28 @@ EvalResult evaluate(Net& net, const Dataset& data, int64_t batch_size) {
   return r;
 }
 
+namespace {
+// Consecutive skipped steps after which --on-nonfinite skip-step gives up: a run whose every
+// step is non-finite makes no progress.
+constexpr int64_t kMaxSkippedInARow = 10;
+
+// Runs the step's forward again with every layer's output watched and names the first that is
+// not finite ("" when all are). Everything the forward changes (BN running statistics, noise
+// generators) is put back, so training continues as if it had not run.
+std::string first_nonfinite_layer(Net& net, Optimizer& optimizer, const Tensor& images) {
+  TrainingSnapshot snapshot(net, optimizer);
+  net.watch_outputs(true);
+  {
+    NoGradGuard no_grad;
+    net.forward(images);
+  }
+  std::string layer = net.first_nonfinite_output();
+  net.watch_outputs(false);
+  snapshot.restore();
+  return layer;
+}
+}  // namespace
+
 TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const TrainCallbacks& callbacks) {
   validate(config);
   const Dataset& train_set = data.train;
@@ -225,6 +256,21 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     return e;
   };
 
+  // --on-nonfinite skip-step puts the BN running statistics back as they were before the
+  // skipped step's forward (it updated them from the bad batch).
+  const auto buffers = net.named_buffers();
+  std::vector<Tensor> saved_buffers(buffers.size());
+  auto save_buffers = [&] {
+    for (size_t i = 0; i < buffers.size(); ++i) {
+      if (!saved_buffers[i].defined()) saved_buffers[i] = buffers[i].tensor.clone();
+      else saved_buffers[i].copy_(buffers[i].tensor);
+    }
+  };
+  auto restore_buffers = [&] {
+    for (size_t i = 0; i < buffers.size(); ++i) Tensor(buffers[i].tensor).copy_(saved_buffers[i]);
+  };
+  int64_t skipped_in_a_row = 0;
+
   int64_t evaluated_epoch = pos.epoch;  // eval_each_epoch: the epochs whose end has been evaluated
   net.train();
   while (pos.step < total) {
@@ -254,6 +300,8 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
     augment_batch(images, config.augment, train_set.mean, train_set.std, config.seed, pos.step, begin + share.begin);
     net.zero_grad();
     parallel.before_forward();
+    const float step_lr = static_cast<float>(config.schedule.lr_at(pos.step, config.lr, total));
+    if (config.on_nonfinite == OnNonFinite::SkipStep) save_buffers();
     Tensor logits = net.forward(images);
     // A rank without examples still runs forward and backward (SyncBN's exchanges), with a zero loss.
     Tensor loss = B > 0 ? cross_entropy(logits, labels) : mul(sum(logits), 0.0f);
@@ -267,33 +315,73 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
       loss_value = static_cast<float>(sums[0] / static_cast<double>(global_count));
       correct_now = static_cast<int64_t>(sums[1]);
     }
+    // A NaN or Inf in the loss or in any gradient: the step is not taken. Both are the same on
+    // every rank (the loss is the global one, the gradients are all-reduced), so every rank
+    // decides alike.
+    std::string nonfinite;
+    std::string why;
+    bool skipped = false;
     if (!std::isfinite(loss_value)) {
+      nonfinite = std::string("the loss is ") + (std::isnan(loss_value) ? "nan" : loss_value > 0 ? "inf" : "-inf");
+    } else {
+      parallel.backward(loss, B, global_count);
+      for (const auto& p : named) {
+        const Tensor& g = p.tensor.grad();
+        if (g.defined() && !kernels::all_finite(g.data(), g.numel())) {
+          nonfinite = "the gradient of '" + p.name + "' is not finite";
+          break;
+        }
+      }
+    }
+    if (!nonfinite.empty()) {
+      const std::string layer = first_nonfinite_layer(net, *optimizer, images);
+      why = detail::concat(nonfinite, "; ",
+                           layer.empty() ? std::string("every layer's output is finite")
+                                         : "the first layer whose output is not finite: '" + layer + "'",
+                           "; lr ", step_lr);
+      skipped = config.on_nonfinite == OnNonFinite::SkipStep && ++skipped_in_a_row <= kMaxSkippedInARow;
+      if (skipped) {
+        restore_buffers();
+        net.zero_grad();
+        ++result.skipped_steps;
+        if (callbacks.on_skipped_step) callbacks.on_skipped_step(pos.step + 1, why);
+      }
+    }
+    if (!nonfinite.empty() && !skipped) {
       result.diverged = true;
       result.diverged_step = pos.step + 1;
-      result.diverged_reason = detail::concat("loss is ", loss_value, " at step ", pos.step + 1);
+      result.diverged_reason = detail::concat("step ", pos.step + 1, ": ", why,
+                                              skipped_in_a_row > kMaxSkippedInARow
+                                                  ? detail::concat(" (", kMaxSkippedInARow, " steps in a row were skipped)")
+                                                  : std::string());
       break;
     }
-    parallel.backward(loss, B, global_count);
-    if (config.clip_grad_norm > 0) clip_grad_norm(net.parameters(), config.clip_grad_norm);  // the global batch's gradient
-    optimizer->set_lr(static_cast<float>(config.schedule.lr_at(pos.step, config.lr, total)));
-    if (double m = 0; config.optimizer == OptimizerKind::SGD && config.schedule.momentum_at(pos.step, total, m))
-      optimizer->set_momentum(static_cast<float>(m));
-    if (callbacks.after_backward) callbacks.after_backward(pos.step + 1, net, *optimizer, images, labels, loss_value);
-    optimizer->step();
-    ++pos.step;
+    if (!skipped) {
+      skipped_in_a_row = 0;
+      if (config.clip_grad_norm > 0) clip_grad_norm(net.parameters(), config.clip_grad_norm);  // the global batch's gradient
+      optimizer->set_lr(step_lr);
+      if (double m = 0; config.optimizer == OptimizerKind::SGD && config.schedule.momentum_at(pos.step, total, m))
+        optimizer->set_momentum(static_cast<float>(m));
+      if (callbacks.after_backward) callbacks.after_backward(pos.step + 1, net, *optimizer, images, labels, loss_value);
+      optimizer->step();
+    }
+    ++pos.step;  // a skipped step counts (the schedule moves on, as PyTorch's scheduler does)
     if (config.check_replicas) dist::check_replicas(net.parameters(), pos.step);
     for (const auto& p : named) {
       if (!kernels::all_finite(p.tensor.data(), p.tensor.numel())) {
         result.diverged = true;
         result.diverged_step = pos.step;
-        result.diverged_reason = detail::concat("parameter '", p.name, "' became non-finite at step ", pos.step);
+        result.diverged_reason = detail::concat("step ", pos.step, ": parameter '", p.name,
+                                                "' became non-finite in the update (its gradient was finite); lr ", step_lr);
         break;
       }
     }
     if (result.diverged) break;
-    loss_since += static_cast<double>(loss_value) * static_cast<double>(global_count);
-    correct_since += correct_now;
-    seen_since += global_count;
+    if (!skipped) {
+      loss_since += static_cast<double>(loss_value) * static_cast<double>(global_count);
+      correct_since += correct_now;
+      seen_since += global_count;
+    }
     images_done += global_count;
     train_seconds += seconds_since(t0);
     if (callbacks.on_step)

@@ -93,6 +93,16 @@ class Net : public Module {
   static constexpr int64_t kImageSize = 28;
   static constexpr int64_t kClasses = 10;
   int64_t classes() const { return config_.classes; }
+  // Diagnosis of a non-finite step: with watch_outputs(true) every forward runs layer by layer
+  // (no fused blocks) and keeps the name of the first layer whose output holds a NaN or an Inf
+  // ("conv2" in a preset, "3:conv" in a spec; "the input" when the input already does).
+  void watch_outputs(bool on) {
+    watch_ = on;
+    first_nonfinite_.clear();
+  }
+  const std::string& first_nonfinite_output() const { return first_nonfinite_; }
+  // Runs one layer under its profiler name (and its watch, when on).
+  Tensor run_layer(const char* name, Module& layer, const Tensor& x);
 
  protected:
   explicit Net(const ModelConfig& config) : config_(config) {}
@@ -104,7 +114,7 @@ class Net : public Module {
   }
   // Covariate noise at position k (after the k-th BN or where it would be) when configured.
   Tensor maybe_noise(size_t k, const Tensor& x);
-  void begin_forward() { hidden_inputs_.clear(); }
+  void begin_forward(const Tensor& x);
   bool record_hidden_ = false;
   std::vector<Tensor> hidden_inputs_;
   std::vector<Generator> noise_gens_;
@@ -113,7 +123,9 @@ class Net : public Module {
   Tensor last_hidden_input_;
   // Whether this forward may run the fused blocks: fuse on, and nothing that needs the layers'
   // separate outputs (recorded activations, covariate noise).
-  bool fusing() const { return config_.fuse && !record_hidden_ && !config_.covariate_noise; }
+  bool fusing() const { return config_.fuse && !record_hidden_ && !config_.covariate_noise && !watch_; }
+  bool watch_ = false;
+  std::string first_nonfinite_;
   // Evaluation without grad with fuse on: the inference blocks, BatchNorm folded into the layer
   // before it.
   bool folding() const;

@@ -17,6 +17,12 @@
 namespace minidl {
 
 enum class OptimizerKind { SGD, Adam, AdamW };
+// What a step whose loss or some gradient is NaN or infinite does: stop the run (the last
+// checkpoint is kept), or skip the step (no update, BN running statistics put back) and go on;
+// more than 10 skipped steps in a row stop it.
+enum class OnNonFinite { Stop, SkipStep };
+OnNonFinite parse_on_nonfinite(const std::string& name);  // "stop" | "skip-step"
+const char* to_string(OnNonFinite what);
 OptimizerKind parse_optimizer_kind(const std::string& name);  // "sgd" | "adam" | "adamw"
 const char* to_string(OptimizerKind kind);
 
@@ -33,6 +39,7 @@ struct TrainConfig {
   bool nesterov = false;      // SGD
   LrSchedule schedule;        // lr per step from lr (schedule.h)
   double clip_grad_norm = 0;  // > 0: gradients clipped to this global 2-norm before each step
+  OnNonFinite on_nonfinite = OnNonFinite::Stop;
   int64_t batch_size = 64;
   double epochs = 0.0;  // exactly one of epochs and steps is > 0; neither means one epoch
   int64_t steps = 0;
@@ -90,7 +97,8 @@ struct TrainResult {
   std::vector<CurvePoint> curve;
   bool diverged = false;
   int64_t diverged_step = -1;
-  std::string diverged_reason;
+  std::string diverged_reason;  // the step, what was not finite, the first such layer, the lr
+  int64_t skipped_steps = 0;    // --on-nonfinite skip-step: steps not taken
   int64_t steps = 0;
   double train_seconds = 0.0;
   double images_per_s = 0.0;  // global: every rank's images
@@ -106,6 +114,8 @@ struct TrainCallbacks {
   std::function<void(int64_t, int64_t, double, double, double)> on_step;
   // After every evaluation point.
   std::function<void(const CurvePoint&, Net&)> on_eval;
+  // --on-nonfinite skip-step: a step not taken (its number and why).
+  std::function<void(int64_t, const std::string&)> on_skipped_step;
   // Polled between steps; returning true stops the run cleanly (Ctrl-C).
   std::function<bool()> should_stop;
   // After each step's backward, before the optimizer's step: step (1-based), the model, the
