@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <thread>
 
@@ -288,13 +289,41 @@ TEST_CASE("mpi: --resume continues bit for bit with the same world size and name
   CHECK(bad.err.find("saved by 2 process(es), this one has 3") != std::string::npos);
 }
 
-TEST_CASE("mpi: a rank killed with SIGKILL ends the job and leaves the last checkpoint intact", "[mpi]") {
+namespace {
+// The rank processes of a job: minidl processes (the command line starts with the app's path,
+// the launcher's does not) whose arguments hold `marker`, with their MPI rank from the
+// environment the launcher gave them.
+std::map<int, long> rank_pids(const std::string& marker) {
+  std::map<int, long> out;
+  FILE* p = ::popen(("ps -eo pid,args | awk '$2 == \"" + std::string(MINIDL_APP_PATH) + "\" && index($0, \"" + marker +
+                     "\") {print $1}'").c_str(), "r");
+  if (!p) return out;
+  for (long pid; std::fscanf(p, "%ld", &pid) == 1;) {
+    std::ifstream env("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+    std::string var;
+    while (std::getline(env, var, '\0'))
+      if (var.rfind("OMPI_COMM_WORLD_RANK=", 0) == 0) out[std::stoi(var.substr(21))] = pid;
+  }
+  ::pclose(p);
+  return out;
+}
+
+bool alive(long pid) {  // and not a zombie
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+}  // namespace
+
+TEST_CASE("mpi: a rank killed mid-epoch ends every rank within 30 s, named, and the checkpoint resumes bit for bit", "[mpi]") {
   if (!mpi_available()) return;
-  Data data(2000);
-  const std::string ckpt = data.dir.path() + "/ckpt";
-  const std::string cmd = mpi_prefix(2) + MINIDL_APP_PATH + " --blas-core library train " + data.flags() +
-                          "--model cnn --bn --sync-bn --batch-size 16 --steps 100000 --checkpoint-dir " + ckpt +
-                          " --checkpoint-every 5 > /dev/null 2> " + data.dir.path() + "/e.txt";
+  Data data(2000);  // 41 steps per epoch at 3 x 16
+  const std::string ckpt = data.dir.path() + "/ckpt", err = data.dir.path() + "/e.txt";
+  const std::string train = "train " + data.flags() + "--model cnn --bn --sync-bn --batch-size 16 ";
+  const std::string cmd = mpi_prefix(3) + MINIDL_APP_PATH + " --blas-core library " + train + "--steps 100000 --checkpoint-dir " +
+                          ckpt + " --checkpoint-every 5 > /dev/null 2> " + err;
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -302,35 +331,45 @@ TEST_CASE("mpi: a rank killed with SIGKILL ends the job and leaves the last chec
     ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  // Wait for a checkpoint, then kill one rank (a minidl process whose parent is the launcher).
+  // Wait for a checkpoint, then kill rank 2 in the middle of the epoch.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (!std::filesystem::exists(ckpt + "/trainer.safetensors") && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   REQUIRE(std::filesystem::exists(ckpt + "/trainer.safetensors"));
-  // A rank: its command line starts with the app's path (the launcher's does not).
-  FILE* p = ::popen(("ps -eo pid,args | awk '$2 == \"" + std::string(MINIDL_APP_PATH) + "\" && index($0, \"" + ckpt +
-                     "\") {print $1}' | tail -1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  long victim = 0;
-  REQUIRE(std::fscanf(p, "%ld", &victim) == 1);
-  ::pclose(p);
-  REQUIRE(::kill(static_cast<pid_t>(victim), SIGKILL) == 0);
+  std::map<int, long> ranks = rank_pids(ckpt);
+  REQUIRE(ranks.size() == 3);
+  REQUIRE(::kill(static_cast<pid_t>(ranks.at(2)), SIGKILL) == 0);
+  const auto killed = std::chrono::steady_clock::now();
+  // Every rank and the launcher must end on their own, well within 30 s.
   int raw = 0;
-  // The job must end on its own (no hang); give it a minute, then clean up.
   bool ended = false;
-  for (int i = 0; i < 600 && !ended; ++i) {
-    ended = ::waitpid(pid, &raw, WNOHANG) == pid;
-    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  while (!ended && std::chrono::steady_clock::now() - killed < std::chrono::seconds(30)) {
+    ended = ::waitpid(pid, &raw, WNOHANG) == pid && !alive(ranks.at(0)) && !alive(ranks.at(1));
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
   if (!ended) {
     ::kill(-pid, SIGKILL);
+    for (const auto& [r, p] : ranks) ::kill(static_cast<pid_t>(p), SIGKILL);
     ::waitpid(pid, &raw, 0);
   }
-  CHECK(ended);
+  std::ifstream in(err);
+  const std::string message((std::istreambuf_iterator<char>(in)), {});
+  INFO(message << "\nended after " << seconds << " s");
+  REQUIRE(ended);
   CHECK((WIFEXITED(raw) && WEXITSTATUS(raw) != 0));
-  // The checkpoint loads, and a run resumes from it.
-  auto r = run_mpi(2, "train " + data.flags() + "--model cnn --bn --sync-bn --batch-size 16 --steps 60 --resume " + ckpt,
-                   data.dir.path());
-  INFO(r.err);
-  CHECK(r.status == 0);
+  CHECK(message.find("rank 2") != std::string::npos);
+  CHECK(message.find("signal 9") != std::string::npos);
+  // The last checkpoint is whole, and a resume from it equals a run that never stopped.
+  const Safetensors state = load_safetensors(ckpt + "/trainer.safetensors");
+  const int64_t step = std::stoll(state.metadata.at("step"));
+  REQUIRE(step % 5 == 0);
+  const std::string until = std::to_string(step + 7), straight = data.dir.path() + "/straight.safetensors",
+                    resumed = data.dir.path() + "/resumed.safetensors";
+  auto a = run_mpi(3, train + "--steps " + until + " --save " + straight, data.dir.path());
+  REQUIRE(a.status == 0);
+  auto b = run_mpi(3, train + "--steps " + until + " --resume " + ckpt + " --save " + resumed, data.dir.path());
+  INFO(b.err);
+  REQUIRE(b.status == 0);
+  require_same_model(straight, resumed, 0.0);
 }
