@@ -4,7 +4,7 @@
 # written to out/fuzz/; keep any as regression inputs in tests/fuzz/regressions/.
 #   scripts/fuzz.sh [SECONDS]
 # FUZZ_JOBS=2 runs two targets at a time (one core each; libFuzzer runs one process per target);
-# FUZZ_TARGETS="spec lr_schedule" runs only those.
+# FUZZ_TARGETS="cifar image_folder" runs only those (default: all seven).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-200}"
@@ -12,7 +12,7 @@ source scripts/deps.sh
 install_deps build fuzz
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMINIDL_FUZZ=ON \
   -DMINIDL_BUILD_TESTS=OFF -DMINIDL_BUILD_APPS=OFF -DMINIDL_BUILD_BENCHMARKS=OFF > build-fuzz.configure.log
-cmake --build build-fuzz -j "$(nproc)" --target fuzz_idx fuzz_safetensors fuzz_image fuzz_spec fuzz_lr_schedule
+cmake --build build-fuzz -j "$(nproc)" --target fuzz_idx fuzz_safetensors fuzz_image fuzz_spec fuzz_lr_schedule fuzz_cifar fuzz_image_folder
 mkdir -p out/fuzz
 jobs="${FUZZ_JOBS:-1}"
 export OMP_NUM_THREADS=1
@@ -31,7 +31,7 @@ run_target() {
 }
 status=0
 pids=()
-for target in ${FUZZ_TARGETS:-image idx safetensors spec lr_schedule}; do
+for target in ${FUZZ_TARGETS:-image idx safetensors spec lr_schedule cifar image_folder}; do
   run_target "$target" &
   pids+=($!)
   if [ ${#pids[@]} -ge "$jobs" ]; then
@@ -40,5 +40,5 @@ for target in ${FUZZ_TARGETS:-image idx safetensors spec lr_schedule}; do
   fi
 done
 for p in "${pids[@]}"; do wait "$p" || status=1; done
-for target in ${FUZZ_TARGETS:-image idx safetensors spec lr_schedule}; do cat "out/fuzz/summary-$target.txt"; done
+for target in ${FUZZ_TARGETS:-image idx safetensors spec lr_schedule cifar image_folder}; do cat "out/fuzz/summary-$target.txt"; done
 exit $status

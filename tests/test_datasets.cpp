@@ -193,6 +193,32 @@ TEST_CASE("datasets: an image folder as ImageFolder reads it, resized, converted
   REQUIRE(again.train.pixels == m.train.pixels);
   REQUIRE(again.train.labels == m.train.labels);
   REQUIRE(again.train.class_names == m.train.class_names);
+  // A cache that is not whole and right for the folder is ignored and the set decoded again:
+  // labels outside the classes, a count whose size product wraps around 2^64, another shape.
+  {
+    fs::path cache;
+    for (const auto& e : fs::directory_iterator(root + "/.minidl-cache"))
+      if (e.path().filename().string().rfind("train-", 0) == 0) cache = e.path();
+    REQUIRE(!cache.empty());
+    auto header = [](int64_t count, int64_t c, int64_t h, int64_t w, int64_t classes) {
+      std::string out("MINIDLIF");
+      for (int64_t v : {count, c, h, w, classes}) out.append(reinterpret_cast<const char*>(&v), 8);
+      return out;
+    };
+    auto labels = [](std::vector<int32_t> l) { return std::string(reinterpret_cast<const char*>(l.data()), l.size() * 4); };
+    const std::vector<std::string> forged = {
+        header(4, 3, 4, 4, 3) + labels({0, 1, 2, 7}) + std::string(4 * 48, '\x11'),
+        header(int64_t{7378697629483820647}, 1, 1, 1, 3) + std::string(3, '\0'),  // 48 + 5 * count wraps to 51
+        header(4, 3, 2, 8, 3) + labels({0, 1, 2, 2}) + std::string(4 * 48, '\x11'),
+        header(3, 3, 4, 4, 3) + labels({0, 1, 2}) + std::string(3 * 48, '\x11'),
+    };
+    for (const std::string& bytes : forged) {
+      write_bytes(cache.string(), bytes);
+      const Mnist redone = load_dataset(root, o);
+      REQUIRE(redone.train.pixels == m.train.pixels);
+      REQUIRE(redone.train.labels == m.train.labels);
+    }
+  }
   // Grey: the luma of each colour.
   o.channels = 1;
   const Mnist grey = load_dataset(root, o);

@@ -88,3 +88,11 @@ TEST_CASE("fuzz replay: image corpus and regression inputs", "[fuzz][reliability
   REQUIRE_THROWS_WITH(minidl::decode_image(png, "o.png"), Catch::Contains("o.png: corrupt PNG: chunk") &&
                                                            Catch::Contains("runs past the end"));
 }
+
+TEST_CASE("fuzz replay: CIFAR corpus and regression inputs", "[fuzz][reliability]") {
+  REQUIRE(replay("cifar", minidl::fuzz::cifar) >= 9);
+}
+
+TEST_CASE("fuzz replay: image-folder corpus and regression inputs", "[fuzz][reliability]") {
+  REQUIRE(replay("image_folder", minidl::fuzz::image_folder) >= 10);
+}

@@ -188,19 +188,25 @@ bool read_cache(const fs::path& path, Dataset& d) {
   if (bytes.size() < sizeof kCacheMagic + sizeof h || std::memcmp(bytes.data(), kCacheMagic, sizeof kCacheMagic) != 0)
     return false;
   std::memcpy(h, bytes.data() + sizeof kCacheMagic, sizeof h);
-  if (h[0] < 0 || h[1] <= 0 || h[2] <= 0 || h[3] <= 0 || h[1] * h[2] * h[3] > (int64_t{1} << 30)) return false;
-  const size_t want = sizeof kCacheMagic + sizeof h + static_cast<size_t>(h[0]) * 4 +
-                      static_cast<size_t>(h[0] * h[1] * h[2] * h[3]);
-  if (bytes.size() != want) return false;
+  // Each field within what a folder can produce before any product is formed (no overflow),
+  // and the count no larger than the file can hold, so a forged header cannot make `want` wrap.
+  if (h[1] < 1 || h[1] > 3 || h[2] < 1 || h[2] > 1024 || h[3] < 1 || h[3] > 1024 || h[4] < 2 || h[4] > (int64_t{1} << 20))
+    return false;
+  const int64_t example = h[1] * h[2] * h[3];
+  const int64_t body = static_cast<int64_t>(bytes.size() - sizeof kCacheMagic - sizeof h);
+  if (h[0] < 0 || h[0] > body / (4 + example) || body != h[0] * (4 + example)) return false;
+  const char* p = bytes.data() + sizeof kCacheMagic + sizeof h;
+  std::vector<int32_t> labels(static_cast<size_t>(h[0]));
+  std::memcpy(labels.data(), p, labels.size() * 4);
+  for (int32_t l : labels)
+    if (l < 0 || l >= h[4]) return false;
+  p += labels.size() * 4;
   d.count = h[0];
   d.channels = h[1];
   d.rows = h[2];
   d.cols = h[3];
   d.classes = h[4];
-  const char* p = bytes.data() + sizeof kCacheMagic + sizeof h;
-  d.labels.resize(static_cast<size_t>(d.count));
-  std::memcpy(d.labels.data(), p, d.labels.size() * 4);
-  p += d.labels.size() * 4;
+  d.labels = std::move(labels);
   d.pixels.assign(reinterpret_cast<const uint8_t*>(p), reinterpret_cast<const uint8_t*>(bytes.data() + bytes.size()));
   return true;
 }
@@ -228,8 +234,10 @@ Dataset folder_split(const fs::path& root, const std::string& split, const std::
   if (limit > 0 && static_cast<int64_t>(files.size()) > limit) files.resize(static_cast<size_t>(limit));
   Dataset d;
   const fs::path cache = root / ".minidl-cache" / (split + "-" + cache_key(files, o) + ".bin");
-  if (o.cache && read_cache(cache, d) && d.channels == o.channels && d.rows == o.image_size &&
-      d.classes == static_cast<int64_t>(classes.size())) {
+  // A cache is used only when it describes this split: its files (the key), their count, the
+  // size and channels asked for, the classes. Anything else is decoded again.
+  if (o.cache && read_cache(cache, d) && d.channels == o.channels && d.rows == o.image_size && d.cols == o.image_size &&
+      d.classes == static_cast<int64_t>(classes.size()) && d.count == static_cast<int64_t>(files.size())) {
     d.class_names = classes;
     return d;
   }
