@@ -331,6 +331,44 @@ def study(kind, d):
         ax.set_ylabel("final test accuracy (%)")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
+    elif kind == "init-gradient":
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        data = rows(os.path.join(d, "study.csv"))
+        depth = max(int(r["depth"]) for r in data)
+        s = study_series(d, ["grad_norm"], ["arm"], x="layer")
+        kinds = ("no_bn", "bn", "res")
+        names = {"no_bn": "no BN", "bn": "BN", "res": "BN, residual"}
+        for i, k in enumerate(kinds):
+            pts = s["grad_norm"].get((f"{k}@{depth}",), {})
+            xs = sorted(pts)
+            if not xs:
+                continue
+            med = [median(pts[x]) for x in xs]
+            axes[0].plot(xs, med, marker=".", color=PALETTE[i], label=names[k])
+            axes[0].fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs], color=PALETTE[i], alpha=0.15,
+                                 linewidth=0)
+        axes[0].set_yscale("log")
+        axes[0].set_xlabel("linear layer (1 = input side)")
+        axes[0].set_ylabel("||dL/dW|| at initialization")
+        axes[0].set_title(f"depth {depth}: gradient norm per layer", fontsize=9)
+        for i, k in enumerate(kinds):
+            pts = {}
+            for r in summary["runs"]:
+                name, dd = r["arm"].split("@")
+                if name == k and r.get("growth_per_layer") is not None:
+                    pts.setdefault(int(dd), []).append(r["growth_per_layer"])
+            xs = sorted(pts)
+            med = [median(pts[x]) for x in xs]
+            axes[1].errorbar(xs, med, yerr=[[m - min(pts[x]) for m, x in zip(med, xs)], [max(pts[x]) - m for m, x in zip(med, xs)]],
+                             marker="o", capsize=3, color=PALETTE[i], label=names[k])
+        axes[1].axhline(1.0, color="gray", linewidth=0.8)
+        axes[1].set_xscale("log", base=2)
+        axes[1].set_xlabel("hidden layers")
+        axes[1].set_ylabel("growth of ||dL/dW|| per layer toward the input")
+        axes[1].set_title("fitted growth per layer (layers 2..D)", fontsize=9)
+        for ax in axes:
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
     else:
         sys.exit(f"plot.py: unknown study {kind}")
     fig.suptitle(heading, fontsize=9)

@@ -11,6 +11,9 @@ PyTorch's (scripts/plot.py and scripts/tables.py take both directories).
                           [--lr-schedule step:S|multistep:..|cosine|onecycle] [--warmup N]
                           [--augment crop:P,flip]
   pytorch_peer.py sweep   ... [--lrs 0.01,0.05,0.2,1,5] (evaluates only at the end by default)
+  pytorch_peer.py init-gradient --from DIR/study.json [--data DIR] [--out DIR]: the arms, seeds
+                          and batch of a `minidl study init-gradient` run, in PyTorch: each
+                          linear layer's gradient norm at initialization and its growth per layer
   pytorch_peer.py bench   [--model cnn|mlp] [--act ...] [--bn] [--batch-size 64] [--steps 200]
                           [--threads 2]: training and inference images/s on random data, as
                           `minidl bench` measures them (one JSON line; no data set needed)
@@ -33,6 +36,7 @@ import io
 import json
 import math
 import os
+import statistics
 import struct
 import sys
 import time
@@ -482,9 +486,53 @@ def bench(a):
                       "infer_batch_size": a.infer_batch_size}))
 
 
+def growth_per_layer(norms):
+    """exp(-slope) of log ||grad W_l|| on l over layers 2..D (minidl's fit in cmd_study.cpp)."""
+    xs = list(range(2, len(norms)))
+    ys = [math.log(norms[x - 1]) for x in xs]
+    m = len(xs)
+    sx, sy = sum(xs), sum(ys)
+    sxx, sxy = sum(x * x for x in xs), sum(x * y for x, y in zip(xs, ys))
+    return math.exp(-(m * sxy - sx * sy) / (m * sxx - sx * sx))
+
+
+def init_gradient(a):
+    study = json.load(open(a.from_))
+    cfg = study["config"]
+    data = load(a.data)
+    (xtr, ytr), _ = data
+    batch = cfg["batch_size"]
+    runs, growth = [], {}
+    for seed in study["seeds"]:
+        gen = Pcg32(layer_seed(seed, "data-order"))
+        order = torch.tensor(epoch_order(len(xtr), gen)) if cfg.get("shuffle", True) else torch.arange(len(xtr))
+        idx = order[:batch]
+        for arm in study["arms"]:
+            torch.manual_seed(seed)
+            net = minidl_spec.build(arm["model"], tuple(xtr.shape[1:]), classes=10)
+            net.train()
+            net.zero_grad()
+            F.cross_entropy(net(xtr[idx]), ytr[idx]).backward()
+            norms = [p.grad.norm().item() for p in net.parameters() if p.dim() == 2]
+            g = growth_per_layer(norms)
+            runs.append({"arm": arm["name"], "seed": seed, "grad_norms": norms, "growth_per_layer": g})
+            growth.setdefault(arm["name"], []).append(g)
+            log(a, f"[pytorch {arm['name']} seed {seed}] growth per layer {g:.4f}")
+    table = {k: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)} for k, v in growth.items()}
+    out = a.out or "out/pytorch-init-gradient"
+    os.makedirs(out, exist_ok=True)
+    write_atomic(os.path.join(out, "study.json"),
+                 json.dumps({"study": "init-gradient", "framework": "pytorch " + torch.__version__, "seeds": study["seeds"],
+                             "arms": study["arms"], "runs": runs, "growth_per_layer": table}, indent=2) + "\n")
+    for k, v in table.items():
+        print(f"{k:10s} gradient growth per layer toward the input: {v['median']:.4f} [{v['min']:.4f}-{v['max']:.4f}] over {v['n']} seeds")
+    print(f"results: {out}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=["compare", "sweep", "bench"])
+    p.add_argument("command", choices=["compare", "sweep", "bench", "init-gradient"])
+    p.add_argument("--from", dest="from_", default="", help="init-gradient: the study.json of minidl's run")
     p.add_argument("--bn", action="store_true", help="bench: the model with BN")
     p.add_argument("--infer-batch-size", type=int, default=1000)
     p.add_argument("--data", default="data/mnist")
@@ -512,6 +560,12 @@ def main():
     p.add_argument("--out", default=None)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args()
+    if a.command == "init-gradient":
+        torch.set_num_threads(a.threads)
+        if not a.from_:
+            sys.exit("init-gradient needs --from DIR/study.json (a minidl study init-gradient run)")
+        init_gradient(a)
+        return
     if a.command == "bench":
         torch.set_num_threads(a.threads)
         a.steps = a.steps or 200

@@ -49,7 +49,8 @@ TEST_CASE("app: every model command takes the same architecture flags with one s
   TempDir d;
   const std::vector<std::string> commands{"train",         "compare",     "sweep",          "paper-fig1",
                                           "bench",         "eval",        "predict",        "study detached",
-                                          "study noisy",   "study ics",   "study landscape", "study init"};
+                                          "study noisy",   "study ics",   "study landscape", "study init",
+                                          "study init-gradient"};
   std::map<std::string, std::string> first;
   for (const std::string& cmd : commands) {
     Run h = run(cmd + " --help", d.path());

@@ -4,6 +4,7 @@
 //   ics        Santurkar et al. 2018 Definition 2.1: internal covariate shift, per layer
 //   landscape  Santurkar et al. 2018 section 3.2: loss and gradient along the gradient direction
 //   init       sensitivity to the scale of the initial weights
+//   init-gradient  Yang et al. 2019: gradient explosion at initialization in deep BN networks
 // Each writes DIR/study.json (every run, a summary), DIR/study.csv and DIR/study.png.
 #include <cmath>
 #include <cstdio>
@@ -30,6 +31,8 @@ struct StudyArgs {
   int64_t every = 0;
   std::vector<float> lrs;
   std::vector<float> scales{0.1f, 0.3f, 1.0f, 3.0f, 10.0f};
+  std::vector<int64_t> depths{8, 16, 32};
+  int64_t width = 100;
 };
 
 struct Arm {
@@ -411,6 +414,103 @@ Command add_study_command(CLI::App& root) {
                                        csv << arm.name << "," << seed << "," << fmt(p.test_acc) << "\n";
                                      });
                                    });
+                    }});
+  }
+
+  {  // init-gradient
+    auto a = std::make_shared<StudyArgs>();
+    a->flags.eval_every = "0";
+    a->flags.steps = 1;
+    a->flags.batch_size = 128;
+    a->flags.model.act = "relu";
+    CLI::App* cmd = add_study(study, "init-gradient",
+                              "Yang et al. 2019: at initialization, the gradient norm of each linear layer of deep MLPs "
+                              "with BN, without BN and with BN in residual blocks, and its growth per layer toward the input",
+                              a);
+    cmd->add_option("--depths", a->depths, "Hidden layers of the MLPs (comma-separated)")->delimiter(',')->capture_default_str();
+    cmd->add_option("--width", a->width, "Units per hidden layer")->capture_default_str();
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("init-gradient", a);
+                      MINIDL_CHECK(!a->flags.model.given(a->flags.model.arch_opt) && !a->flags.model.given(a->flags.model.bn_opt),
+                                   "study init-gradient builds its own MLPs: use --depths, --width and --act, not --arch or --bn");
+                      MINIDL_CHECK(a->width >= 1 && a->width <= 4096, "--width must be 1 to 4096, got ", a->width);
+                      ModelConfig m = a->flags.model.config();
+                      const std::string act = to_string(m.activation);
+                      std::vector<Arm> arms;
+                      for (int64_t depth : a->depths) {
+                        MINIDL_CHECK(depth >= 2 && depth <= 256, "--depths: each depth must be 2 to 256, got ", depth);
+                        for (const char* kind : {"no_bn", "bn", "res"}) {
+                          const std::string w = std::to_string(a->width);
+                          const std::string plain = " linear(" + w + ")" + " " + act, normed = " linear(" + w + ") bn " + act;
+                          std::string spec = "flatten";
+                          for (int64_t l = 0; l < depth; ++l) {
+                            if (std::string(kind) == "no_bn") spec += plain;
+                            else if (std::string(kind) == "bn" || l == 0) spec += normed;
+                            else spec += " res(" + normed.substr(1) + ")";
+                          }
+                          spec += " linear(10)";
+                          Arm arm{std::string(kind) + "@" + std::to_string(depth), m};
+                          arm.model.kind = ModelKind::Spec;
+                          arm.model.arch = spec;
+                          arm.model.batch_norm = std::string(kind) != "no_bn";
+                          arms.push_back(arm);
+                        }
+                      }
+                      return s.run(
+                          arms, "arm,depth,seed,layer,grad_norm",
+                          [](const Arm& arm, uint64_t seed, float, TrainConfig& c, TrainCallbacks& cb, std::ostream& csv,
+                             nlohmann::json& extra) {
+                            c.steps = 1;
+                            const std::string depth = arm.name.substr(arm.name.find('@') + 1);
+                            cb.after_backward = [&csv, &arm, &extra, seed, depth](int64_t step, Net& net, Optimizer&,
+                                                                                  const Tensor&, const std::vector<int32_t>&,
+                                                                                  float) {
+                              if (step != 1) return;
+                              std::vector<double> norms;
+                              for (const auto& p : net.named_parameters())
+                                if (p.tensor.dim() == 2 && p.tensor.grad().defined()) norms.push_back(l2(p.tensor.grad()));
+                              for (size_t l = 0; l < norms.size(); ++l)
+                                csv << arm.name << "," << depth << "," << seed << "," << l + 1 << "," << fmt(norms[l]) << "\n";
+                              // Least squares of log ||grad W_l|| on l over the hidden layers 2..D,
+                              // whose weights are all W x W (the first sees the 784 pixels, the
+                              // last is the output layer): the growth per layer toward the input is
+                              // exp(-slope).
+                              const size_t n = norms.size() - 1;
+                              double sx = 0, sy = 0, sxx = 0, sxy = 0;
+                              const double m = static_cast<double>(n - 1);
+                              for (size_t l = 1; l < n; ++l) {
+                                const double x = static_cast<double>(l + 1), y = std::log(norms[l]);
+                                sx += x, sy += y, sxx += x * x, sxy += x * y;
+                              }
+                              const double slope = (m * sxy - sx * sy) / (m * sxx - sx * sx);
+                              extra["grad_norms"] = norms;
+                              extra["growth_per_layer"] = std::exp(-slope);
+                              extra["layer2_over_last_hidden"] = norms[1] / norms[n - 1];
+                            };
+                          },
+                          [](nlohmann::json& j) {
+                            std::map<std::string, std::vector<double>> growth;
+                            std::vector<std::string> order;
+                            for (const auto& r : j["runs"]) {
+                              const std::string arm = r["arm"].get<std::string>();
+                              if (!growth.count(arm)) order.push_back(arm);
+                              if (r.contains("growth_per_layer")) growth[arm].push_back(r["growth_per_layer"].get<double>());
+                            }
+                            nlohmann::json findings = nlohmann::json::array(), table = nlohmann::json::object();
+                            for (const std::string& arm : order) {
+                              std::vector<double> v = growth[arm];
+                              if (v.empty()) continue;
+                              std::sort(v.begin(), v.end());
+                              const double med = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+                              table[arm] = {{"median", med}, {"min", v.front()}, {"max", v.back()}, {"n", v.size()}};
+                              char line[160];
+                              std::snprintf(line, sizeof line, "%-10s gradient growth per layer toward the input: %.4f [%.4f-%.4f] over %zu seeds",
+                                            arm.c_str(), med, v.front(), v.back(), v.size());
+                              findings.push_back(line);
+                            }
+                            j["growth_per_layer"] = table;
+                            j["findings"] = findings;
+                          });
                     }});
   }
 
