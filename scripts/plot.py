@@ -369,6 +369,20 @@ def study(kind, d):
         for ax in axes:
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
+    elif kind == "weight-decay":
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+        s = study_series(d, ["weight_norm", "effective_lr", "cos_w_g", "grad_scale_ratio"], ["arm"])
+        draw_bands(axes[0], s["weight_norm"], lambda g: g[0])
+        axes[0].set_title("||w|| of the followed layer", fontsize=9)
+        draw_bands(axes[1], s["effective_lr"], lambda g: g[0], log=True)
+        axes[1].set_title("effective learning rate lr / ||w||^2", fontsize=9)
+        err = {("|cos(w, g)|, " + g[0],): {x: [abs(v) for v in vs] for x, vs in pts.items()} for g, pts in s["cos_w_g"].items()}
+        err.update({("|2||g(2w)||/||g(w)|| - 1|, " + g[0],): {x: [abs(v - 1) for v in vs] for x, vs in pts.items()}
+                    for g, pts in s["grad_scale_ratio"].items()})
+        draw_bands(axes[2], err, lambda g: g[0], log=True)
+        axes[2].set_title("scale invariance, checked every step", fontsize=9)
+        for ax in axes:
+            ax.set_xlabel("step")
     else:
         sys.exit(f"plot.py: unknown study {kind}")
     fig.suptitle(heading, fontsize=9)

@@ -5,6 +5,7 @@
 //   landscape  Santurkar et al. 2018 section 3.2: loss and gradient along the gradient direction
 //   init       sensitivity to the scale of the initial weights
 //   init-gradient  Yang et al. 2019: gradient explosion at initialization in deep BN networks
+//   weight-decay   BN's scale invariance: weight norm, effective lr, w.g = 0, g(2w) = g(w)/2
 // Each writes DIR/study.json (every run, a summary), DIR/study.csv and DIR/study.png.
 #include <cmath>
 #include <cstdio>
@@ -33,6 +34,8 @@ struct StudyArgs {
   std::vector<float> scales{0.1f, 0.3f, 1.0f, 3.0f, 10.0f};
   std::vector<int64_t> depths{8, 16, 32};
   int64_t width = 100;
+  float decay = 5e-3f;
+  std::string layer = "conv2.weight";
 };
 
 struct Arm {
@@ -509,6 +512,110 @@ Command add_study_command(CLI::App& root) {
                               findings.push_back(line);
                             }
                             j["growth_per_layer"] = table;
+                            j["findings"] = findings;
+                          });
+                    }});
+  }
+
+  {  // weight-decay
+    auto a = std::make_shared<StudyArgs>();
+    a->flags.eval_every = "200";
+    a->flags.steps = 1500;
+    a->flags.model.act = "relu";
+    CLI::App* cmd = add_study(study, "weight-decay",
+                              "BN's scale invariance: a BN-normalized layer's weight norm and effective lr lr/||w||^2 over "
+                              "training with and without weight decay, and the identities w.g = 0 and g(2w) = g(w)/2 checked "
+                              "at every step",
+                              a);
+    cmd->add_option("--decay", a->decay, "The decay of the weight-decay arm (SGD's coupled L2, as PyTorch's weight_decay)")
+        ->capture_default_str();
+    cmd->add_option("--layer", a->layer, "The weight followed by BN to follow (a state-dict name)")->capture_default_str();
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("weight-decay", a);
+                      MINIDL_CHECK(a->decay > 0 && std::isfinite(a->decay), "--decay must be a positive number, got ", a->decay);
+                      MINIDL_CHECK(!a->flags.model.given(a->flags.model.bn_opt),
+                                   "study weight-decay runs its model with BN (the identities need it): drop --bn/--no-bn");
+                      ModelConfig m = a->flags.model.config();
+                      if (m.kind != ModelKind::Spec) m.batch_norm = true;
+                      Arm plain{"no_decay", m}, decayed{"decay", m};
+                      const std::string layer = a->layer;
+                      const float decay = a->decay;
+                      return s.run(
+                          {plain, decayed}, "arm,seed,step,lr,weight_norm,grad_norm,effective_lr,cos_w_g,grad_scale_ratio,loss_change",
+                          [layer, decay](const Arm& arm, uint64_t seed, float, TrainConfig& c, TrainCallbacks& cb,
+                                         std::ostream& csv, nlohmann::json& extra) {
+                            c.weight_decay = arm.name == "decay" ? decay : 0.0f;
+                            struct Worst {
+                              double cos = 0, ratio = 0, loss = 0;
+                              double first_norm = -1, last_norm = 0, first_eff = 0, last_eff = 0;
+                            };
+                            auto worst = std::make_shared<Worst>();
+                            cb.after_backward = [&csv, &arm, &extra, seed, layer, worst](
+                                                    int64_t step, Net& net, Optimizer& opt, const Tensor& images,
+                                                    const std::vector<int32_t>& labels, float loss) {
+                              Tensor w;
+                              for (const auto& p : net.named_parameters())
+                                if (p.name == layer) w = p.tensor;
+                              MINIDL_CHECK(w.defined(), "--layer: the model has no parameter '", layer, "'");
+                              // The loss gradient alone: weight decay is added by the optimizer, after this.
+                              const Tensor g = w.grad().clone();
+                              double wg = 0;
+                              for (int64_t i = 0; i < w.numel(); ++i) wg += double(w.data()[i]) * g.data()[i];
+                              const double wn = l2(w), gn = l2(g), lr = opt.lr();
+                              // The same batch with w doubled: BN makes the loss the same and the
+                              // gradient half. Everything the probe changes is put back.
+                              double g2n = 0, loss2 = 0;
+                              {
+                                TrainingSnapshot snapshot(net, opt);
+                                Tensor(w).copy_(mul(w.detach(), 2.0f));
+                                net.zero_grad();
+                                Tensor l2loss = cross_entropy(net.forward(images), labels);
+                                loss2 = l2loss.item();
+                                l2loss.backward();
+                                g2n = l2(w.grad());
+                                snapshot.restore();
+                              }
+                              const double cos = gn > 0 && wn > 0 ? wg / (wn * gn) : 0.0;
+                              const double ratio = gn > 0 ? 2.0 * g2n / gn : 1.0;
+                              const double dloss = std::abs(loss2 - double(loss)) / std::max(1e-12, std::abs(double(loss)));
+                              worst->cos = std::max(worst->cos, std::abs(cos));
+                              worst->ratio = std::max(worst->ratio, std::abs(ratio - 1.0));
+                              worst->loss = std::max(worst->loss, dloss);
+                              const double eff = lr / (wn * wn);
+                              if (worst->first_norm < 0) worst->first_norm = wn, worst->first_eff = eff;
+                              worst->last_norm = wn, worst->last_eff = eff;
+                              csv << arm.name << "," << seed << "," << step << "," << fmt(lr) << "," << fmt(wn) << "," << fmt(gn)
+                                  << "," << fmt(eff) << "," << fmt(cos) << "," << fmt(ratio) << "," << fmt(dloss) << "\n";
+                              extra["max_abs_cos_w_g"] = worst->cos;
+                              extra["max_grad_scale_error"] = worst->ratio;
+                              extra["max_loss_change"] = worst->loss;
+                              extra["weight_norm_first_last"] = {worst->first_norm, worst->last_norm};
+                              extra["effective_lr_first_last"] = {worst->first_eff, worst->last_eff};
+                            };
+                          },
+                          [](nlohmann::json& j) {
+                            nlohmann::json findings = nlohmann::json::array();
+                            for (const char* arm : {"no_decay", "decay"}) {
+                              std::vector<double> cos, ratio, growth, eff;
+                              for (const auto& r : j["runs"]) {
+                                if (r["arm"] != arm || !r.contains("max_abs_cos_w_g")) continue;
+                                cos.push_back(r["max_abs_cos_w_g"].get<double>());
+                                ratio.push_back(r["max_grad_scale_error"].get<double>());
+                                growth.push_back(r["weight_norm_first_last"][1].get<double>() / r["weight_norm_first_last"][0].get<double>());
+                                eff.push_back(r["effective_lr_first_last"][1].get<double>() / r["effective_lr_first_last"][0].get<double>());
+                              }
+                              if (cos.empty()) continue;
+                              auto range = [](std::vector<double> v) {
+                                std::sort(v.begin(), v.end());
+                                const double med = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+                                char b[96];
+                                std::snprintf(b, sizeof b, "%.4g [%.4g-%.4g]", med, v.front(), v.back());
+                                return std::string(b);
+                              };
+                              findings.push_back(std::string(arm) + ": ||w|| last/first " + range(growth) + ", lr/||w||^2 last/first " +
+                                                 range(eff) + "; over every step, max |cos(w, g)| " + range(cos) +
+                                                 ", max |2 ||g(2w)|| / ||g(w)|| - 1| " + range(ratio));
+                            }
                             j["findings"] = findings;
                           });
                     }});
