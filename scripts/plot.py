@@ -369,6 +369,52 @@ def study(kind, d):
         for ax in axes:
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=8)
+    elif kind == "depth":
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+        lrs = sorted({r["lr"] for r in summary["runs"]})
+        styles = ["-", "--", ":", "-."]
+        for i, arm in enumerate(("no_bn", "bn")):
+            for k, lr in enumerate(lrs):
+                acc, steps = {}, {}
+                for r in summary["runs"]:
+                    name, depth = r["arm"].split("@")
+                    if name != arm or r["lr"] != lr:
+                        continue
+                    acc.setdefault(int(depth), []).append(100 * (r["final_test_acc"] or 0))
+                    steps.setdefault(int(depth), []).append(r.get("steps_to_90"))
+                xs = sorted(acc)
+                med = [median(acc[x]) for x in xs]
+                axes[0].errorbar(xs, med, yerr=[[m - min(acc[x]) for m, x in zip(med, xs)], [max(acc[x]) - m for m, x in zip(med, xs)]],
+                                 marker="o", capsize=3, color=COLORS[arm], linestyle=styles[k % 4], label=f"{LABELS[arm]}, lr {lr:g}")
+                reached = [(x, median([v for v in steps[x] if v is not None])) for x in xs if any(v is not None for v in steps[x])]
+                if reached:
+                    axes[1].plot([x for x, _ in reached], [y for _, y in reached], marker="o", color=COLORS[arm],
+                                 linestyle=styles[k % 4], label=f"{LABELS[arm]}, lr {lr:g}")
+        axes[0].set_ylabel("final test accuracy (%)")
+        axes[1].set_ylabel("steps to 90 % (median of the seeds that got there)")
+        data = rows(os.path.join(d, "study.csv"))
+        deepest = max(int(r["depth"]) for r in data)
+        mid = lrs[len(lrs) // 2]
+        for i, arm in enumerate(("no_bn", "bn")):
+            last = {}
+            for r in data:
+                if r["arm"] == f"{arm}@{deepest}" and float(r["lr"]) == mid:
+                    last.setdefault(int(r["seed"]), {})[int(r["layer"])] = (int(r["step"]), float(r["saturated"]))
+            per_layer = {}
+            for seed, layers in last.items():
+                for layer, (s, f) in layers.items():
+                    per_layer.setdefault(layer, []).append(f)
+            xs = sorted(per_layer)
+            axes[2].plot(xs, [median(per_layer[x]) for x in xs], marker=".", color=COLORS[arm], label=LABELS[arm])
+        axes[2].set_xlabel("hidden layer")
+        axes[2].set_ylabel("fraction with |pre-activation| > 4")
+        axes[2].set_title(f"depth {deepest}, lr {mid:g}: saturated units at the last measurement", fontsize=9)
+        for ax in axes[:2]:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("hidden layers")
+        for ax in axes:
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
     elif kind == "weight-decay":
         fig, axes = plt.subplots(1, 3, figsize=(16, 4))
         s = study_series(d, ["weight_norm", "effective_lr", "cos_w_g", "grad_scale_ratio"], ["arm"])

@@ -133,3 +133,85 @@ TEST_CASE("study weight-decay: scale invariance at every step, and the weight no
   CHECK(rows["no_decay"].back()[1] > rows["no_decay"].front()[1]);
   CHECK(rows["decay"].back()[1] < rows["no_decay"].back()[1]);
 }
+
+TEST_CASE("study depth: saturation counted on the true pre-activations, and BN trains the deep sigmoid net", "[study][depth]") {
+  TempDir d;
+  testing::write_synthetic_mnist(d.path(), 256, 64);
+  {
+    // The instrument: at step 1, with the weights scaled by 20 so that many units saturate, the
+    // fractions equal a by-hand forward (doubles) of the no-BN net on the same 32 images.
+    const std::string out = d.path() + "/i";
+    auto r = testing::run_app("study depth --data " + d.path() + " --depths 3 --width 16 --lrs 0.1 --seeds 1 --steps 1 "
+                                  "--init-scale 20 --batch-size 32 --no-shuffle --eval-every 0 --threads 1 --quiet --out " + out,
+                              d.path());
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    ModelConfig c;
+    c.kind = ModelKind::Spec;
+    c.arch = "flatten linear(16) sigmoid linear(16) sigmoid linear(16) sigmoid linear(10)";
+    c.activation = Activation::Sigmoid;
+    c.input_shape = {1, 28, 28};
+    c.classes = 10;
+    c.seed = 0;
+    c.init_scale = 20.0f;
+    auto net = make_model(c);
+    Mnist data = load_mnist(d.path());
+    std::vector<std::vector<double>> h(32);
+    for (int n = 0; n < 32; ++n)
+      for (int p = 0; p < 784; ++p) h[n].push_back(normalize_pixel(data.train.pixels[static_cast<size_t>(n * 784 + p)]));
+    std::vector<double> expected;
+    const auto params = net->named_parameters();
+    for (size_t layer = 0; layer < 3; ++layer) {
+      const Tensor& W = params[2 * layer].tensor;
+      const Tensor& b = params[2 * layer + 1].tensor;
+      int64_t sat = 0;
+      for (auto& row : h) {
+        std::vector<double> z(16);
+        for (int o = 0; o < 16; ++o) {
+          double s = b.data()[o];
+          for (size_t i = 0; i < row.size(); ++i) s += double(W.data()[o * static_cast<int64_t>(row.size()) + static_cast<int64_t>(i)]) * row[i];
+          z[static_cast<size_t>(o)] = s;
+          sat += std::abs(s) > 4.0;
+        }
+        for (double& v : z) v = 1.0 / (1.0 + std::exp(-v));
+        row = z;
+      }
+      expected.push_back(static_cast<double>(sat) / (32.0 * 16.0));
+    }
+    std::ifstream in(out + "/study.csv");
+    std::string line;
+    std::getline(in, line);
+    REQUIRE(line == "arm,depth,lr,seed,step,layer,saturated");
+    std::vector<double> got;
+    while (std::getline(in, line))
+      if (line.rfind("no_bn@3,3,0.1,0,1,", 0) == 0) got.push_back(std::stod(line.substr(line.rfind(',') + 1)));
+    REQUIRE(got.size() == 3);
+    for (size_t l = 0; l < 3; ++l) {
+      INFO("layer " << l + 1);
+      CHECK(got[l] == Approx(expected[l]).margin(1e-9));
+    }
+    CHECK(expected[0] > 0.2);  // the case is not trivial
+  }
+  // The paper's claim in small: 6 sigmoid layers at lr 0.5 train with BN and stall without it,
+  // their last hidden layer saturated.
+  const std::string out = d.path() + "/o";
+  auto r = testing::run_app("study depth --data " + d.path() + " --depths 6 --lrs 0.5 --seeds 2 --steps 200 --eval-every 50 "
+                                "--batch-size 32 --threads 1 --quiet --out " + out,
+                            d.path());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = read_json(out + "/study.json");
+  std::map<std::string, std::map<uint64_t, json>> runs;
+  for (const json& run : j["runs"]) runs[run["arm"]][run["seed"].get<uint64_t>()] = run;
+  for (uint64_t seed : {0, 1}) {
+    INFO("seed " << seed);
+    const json& bn = runs["bn@6"][seed];
+    const json& plain = runs["no_bn@6"][seed];
+    CHECK(bn["final_test_acc"].get<double>() > 0.9);
+    CHECK(plain["final_test_acc"].get<double>() < 0.5);
+    CHECK(!bn["steps_to_90"].is_null());
+    CHECK(plain["steps_to_90"].is_null());
+    CHECK(plain["saturated_last"].back().get<double>() > 0.5);
+    CHECK(bn["saturated_last"].back().get<double>() < 0.2);
+  }
+}

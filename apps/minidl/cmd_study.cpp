@@ -4,6 +4,7 @@
 //   ics        Santurkar et al. 2018 Definition 2.1: internal covariate shift, per layer
 //   landscape  Santurkar et al. 2018 section 3.2: loss and gradient along the gradient direction
 //   init       sensitivity to the scale of the initial weights
+//   depth      BN paper section 3.3: saturating nonlinearities trainable with BN as depth grows
 //   init-gradient  Yang et al. 2019: gradient explosion at initialization in deep BN networks
 //   weight-decay   BN's scale invariance: weight norm, effective lr, w.g = 0, g(2w) = g(w)/2
 // Each writes DIR/study.json (every run, a summary), DIR/study.csv and DIR/study.png.
@@ -35,6 +36,7 @@ struct StudyArgs {
   std::vector<int64_t> depths{8, 16, 32};
   int64_t width = 100;
   float decay = 5e-3f;
+  std::string net = "mlp";
   std::string layer = "conv2.weight";
 };
 
@@ -417,6 +419,85 @@ Command add_study_command(CLI::App& root) {
                                        csv << arm.name << "," << seed << "," << fmt(p.test_acc) << "\n";
                                      });
                                    });
+                    }});
+  }
+
+  {  // depth
+    auto a = std::make_shared<StudyArgs>();
+    a->flags.eval_every = "100";
+    a->flags.steps = 1000;
+    a->lrs = {0.05f, 0.5f, 2.0f};
+    a->depths = {2, 4, 8, 16, 32};
+    CLI::App* cmd = add_study(study, "depth",
+                              "BN paper section 3.3: sigmoid networks of growing depth with and without BN over a learning-rate "
+                              "grid; accuracy, steps to 90 %, and the fraction of saturated units (|pre-activation| > 4) per layer",
+                              a);
+    cmd->add_option("--depths", a->depths, "Hidden layers (comma-separated)")->delimiter(',')->capture_default_str();
+    cmd->add_option("--width", a->width, "Units per hidden layer (mlp) or channels (cnn)")->capture_default_str();
+    cmd->add_option("--net", a->net, "mlp: linear layers; cnn: 3x3 convolutions, pooled after the first and the middle one")
+        ->check(CLI::IsMember({"mlp", "cnn"}))
+        ->capture_default_str();
+    cmd->add_option("--lrs", a->lrs, "Learning rates (comma-separated)")->delimiter(',')->capture_default_str();
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("depth", a);
+                      MINIDL_CHECK(!a->flags.model.given(a->flags.model.arch_opt) && !a->flags.model.given(a->flags.model.bn_opt),
+                                   "study depth builds its own networks: use --net, --depths, --width and --act, not --arch or --bn");
+                      MINIDL_CHECK(a->width >= 1 && a->width <= 1024, "--width must be 1 to 1024, got ", a->width);
+                      ModelConfig m = a->flags.model.config();
+                      const std::string act = to_string(m.activation), w = std::to_string(a->width);
+                      std::vector<Arm> arms;
+                      for (int64_t depth : a->depths) {
+                        MINIDL_CHECK(depth >= 1 && depth <= 64, "--depths: each depth must be 1 to 64, got ", depth);
+                        for (bool bn : {false, true}) {
+                          std::string spec = a->net == "mlp" ? "flatten" : "";
+                          for (int64_t l = 0; l < depth; ++l) {
+                            spec += a->net == "mlp" ? " linear(" + w + ")" : " conv(" + w + ",3,pad=1)";
+                            spec += (bn ? " bn " : " ") + act;
+                            if (a->net == "cnn" && (l == 0 || l == depth / 2)) spec += " maxpool(2)";
+                          }
+                          spec += a->net == "mlp" ? " linear(10)" : " flatten linear(10)";
+                          Arm arm{std::string(bn ? "bn" : "no_bn") + "@" + std::to_string(depth), m};
+                          arm.model.kind = ModelKind::Spec;
+                          arm.model.arch = spec;
+                          arm.model.batch_norm = bn;
+                          arms.push_back(arm);
+                        }
+                      }
+                      return s.run(
+                          arms, "arm,depth,lr,seed,step,layer,saturated",
+                          [](const Arm& arm, uint64_t seed, float lr, TrainConfig&, TrainCallbacks& cb, std::ostream& csv,
+                             nlohmann::json& extra) {
+                            const std::string depth = arm.name.substr(arm.name.find('@') + 1);
+                            auto reached = std::make_shared<int64_t>(-1);
+                            auto last = std::make_shared<std::vector<double>>();
+                            // The pre-activations of the step's forward: at step 1 and every 50 steps.
+                            cb.after_backward = [&csv, &arm, seed, lr, depth, last](int64_t step, Net& net, Optimizer&,
+                                                                                   const Tensor&, const std::vector<int32_t>&,
+                                                                                   float) {
+                              const bool measure = step == 1 || step % 50 == 0;
+                              if (measure && !net.hidden_inputs().empty()) {
+                                last->clear();
+                                const auto& hs = net.hidden_inputs();
+                                for (size_t l = 0; l < hs.size(); ++l) {
+                                  int64_t sat = 0;
+                                  const float* x = hs[l].data();
+                                  for (int64_t i = 0; i < hs[l].numel(); ++i) sat += std::abs(x[i]) > 4.0f;
+                                  const double f = static_cast<double>(sat) / static_cast<double>(hs[l].numel());
+                                  last->push_back(f);
+                                  csv << arm.name << "," << depth << "," << fmt(lr) << "," << seed << "," << step << "," << l + 1
+                                      << "," << fmt(f) << "\n";
+                                }
+                              }
+                              // Record the forward of step 1 and then of every 50th step only.
+                              net.record_hidden((step + 1) % 50 == 0);
+                            };
+                            cb.on_start = [](Net& net) { net.record_hidden(true); };
+                            on_eval_also(cb, [reached, last, &extra](const CurvePoint& p) {
+                              if (*reached < 0 && p.test_acc >= 0.9) *reached = p.step;
+                              extra["steps_to_90"] = *reached >= 0 ? nlohmann::json(*reached) : nlohmann::json(nullptr);
+                              extra["saturated_last"] = *last;
+                            });
+                          });
                     }});
   }
 

@@ -273,6 +273,7 @@ TrainResult train(Net& net, const Mnist& data, const TrainConfig& config, const 
 
   int64_t evaluated_epoch = pos.epoch;  // eval_each_epoch: the epochs whose end has been evaluated
   net.train();
+  if (callbacks.on_start) callbacks.on_start(net);
   while (pos.step < total) {
     const Clock::time_point t0 = Clock::now();
     if (!have_order) {

@@ -110,6 +110,8 @@ struct TrainResult {
 
 // Hooks for progress display and experiments; each may be empty.
 struct TrainCallbacks {
+  // Once, before the first step (after a resume has loaded its state).
+  std::function<void(Net&)> on_start;
   // After every step: step, total steps, epoch (fractional), loss of the step, images/s so far.
   std::function<void(int64_t, int64_t, double, double, double)> on_step;
   // After every evaluation point.
