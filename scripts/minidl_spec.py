@@ -29,6 +29,17 @@ class Residual(nn.Module):
         return self.body(x) + (x if self.proj is None else self.proj(x))
 
 
+class Gain(nn.Module):
+    """minidl's gain(init): y = weight * x, one learnable scalar (SkipInit with init 0)."""
+
+    def __init__(self, init):
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((1,), float(init)))
+
+    def forward(self, x):
+        return x * self.weight
+
+
 class SpecError(ValueError):
     pass
 
@@ -93,6 +104,7 @@ SIGNATURES = {
     "avgpool": [("kernel", None), ("stride", "0")],
     "dropout": [("p", "0.5")],
     "globalavgpool": [], "flatten": [], "sigmoid": [], "relu": [], "tanh": [], "res": [],
+    "gain": [("init", "1")],
 }
 
 
@@ -161,6 +173,8 @@ def build_sequence(tokens, shape):
             shape = (n,)
         elif name in ("sigmoid", "relu", "tanh"):
             layers.append({"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}[name]())
+        elif name == "gain":
+            layers.append(Gain(float(a["init"])))
         elif name == "dropout":
             layers.append(nn.Dropout(float(a["p"])))
         elif name == "res":

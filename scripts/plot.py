@@ -415,6 +415,45 @@ def study(kind, d):
         for ax in axes:
             ax.grid(alpha=0.3, which="both")
             ax.legend(fontsize=7)
+    elif kind == "skipinit":
+        fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+        kinds = ("bn", "none", "skipinit")
+        names = {"bn": "BN", "none": "no normalization", "skipinit": "SkipInit (no normalization)"}
+        table = summary.get("skipinit", {})
+        for i, k in enumerate(kinds):
+            for ax, key, scale in ((axes[0], "largest_stable_lr", 1), (axes[1], "best_test_acc", 1)):
+                pts = {int(arm.split("@")[1]): v[key] for arm, v in table.items() if arm.split("@")[0] == k}
+                xs = sorted(pts)
+                if not xs:
+                    continue
+                med = [median(pts[x]) for x in xs]
+                ax.errorbar(xs, med, yerr=[[m - min(pts[x]) for m, x in zip(med, xs)], [max(pts[x]) - m for m, x in zip(med, xs)]],
+                            marker="o", capsize=3, color=PALETTE[i], label=names[k])
+        axes[0].set_yscale("log")
+        axes[0].set_ylabel("largest stable lr of the grid (> 50 %, not diverged)")
+        axes[1].set_ylabel("best final test accuracy over the grid (%)")
+        data = rows(os.path.join(d, "study.csv"))
+        deepest = max(int(r["depth"]) for r in data)
+        first_lr = min(float(r["lr"]) for r in data)
+        s2 = {}
+        for r in data:
+            if int(r["depth"]) == deepest and float(r["lr"]) == first_lr:
+                s2.setdefault(r["arm"].split("@")[0], {}).setdefault(int(r["block"]), []).append(float(r["branch_var_ratio"]))
+        for i, k in enumerate(kinds):
+            pts = s2.get(k, {})
+            xs = [x for x in sorted(pts) if median(pts[x]) > 0]
+            if xs:
+                axes[2].plot(xs, [median(pts[x]) for x in xs], marker=".", color=PALETTE[i], label=names[k])
+        axes[2].set_yscale("log")
+        axes[2].set_xlabel("residual block")
+        axes[2].set_ylabel("Var(branch output) / Var(block input)")
+        axes[2].set_title(f"depth {deepest}, at initialization (SkipInit: exactly 0, not drawn)", fontsize=9)
+        for ax in axes[:2]:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("residual blocks")
+        for ax in axes:
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
     elif kind == "weight-decay":
         fig, axes = plt.subplots(1, 3, figsize=(16, 4))
         s = study_series(d, ["weight_norm", "effective_lr", "cos_w_g", "grad_scale_ratio"], ["arm"])

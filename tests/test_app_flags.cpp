@@ -50,7 +50,7 @@ TEST_CASE("app: every model command takes the same architecture flags with one s
   const std::vector<std::string> commands{"train",         "compare",     "sweep",          "paper-fig1",
                                           "bench",         "eval",        "predict",        "study detached",
                                           "study noisy",   "study ics",   "study landscape", "study init",
-                                          "study init-gradient", "study weight-decay"};
+                                          "study init-gradient", "study weight-decay", "study depth", "study skipinit"};
   std::map<std::string, std::string> first;
   for (const std::string& cmd : commands) {
     Run h = run(cmd + " --help", d.path());

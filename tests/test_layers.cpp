@@ -191,3 +191,28 @@ TEST_CASE("models: pooling before a monotonic activation equals pooling after it
     for (int64_t i = 0; i < z1.numel(); ++i) REQUIRE(z1.grad().data()[i] == Approx(z2.grad().data()[i]).margin(1e-7));
   }
 }
+
+TEST_CASE("layers: Gain scales by one learnable scalar; at init 0 a residual block is the identity", "[nn][gradcheck]") {
+  Generator gen(11);
+  Gain g(0.7f);
+  const Tensor x = minidl::testing::random_input({3, 2, 4, 4}, gen);
+  const Tensor y = g.forward(x);
+  for (int64_t i = 0; i < x.numel(); ++i) REQUIRE(y.data()[i] == 0.7f * x.data()[i]);
+  check_module(g, x);
+  check_module(g, minidl::testing::random_input({5, 6}, gen));
+  // SkipInit: res(linear relu gain(0)) returns its input exactly, and the gain still gets a gradient.
+  ModelConfig c;
+  c.kind = ModelKind::Spec;
+  c.arch = "flatten res(linear(784) relu gain(0)) linear(10)";
+  c.input_shape = {1, 28, 28};
+  c.classes = 10;
+  auto net = make_model(c);
+  const auto params = net->named_parameters();
+  REQUIRE(params[2].name == "1.body.2.weight");
+  REQUIRE(params[2].tensor.to_vector() == std::vector<float>{0.0f});
+  const Tensor img = minidl::testing::random_input({2, 1, 28, 28}, gen);
+  cross_entropy(net->forward(img), {3, 7}).backward();
+  REQUIRE(std::abs(params[2].tensor.grad().to_vector()[0]) > 0);
+  REQUIRE(params[0].tensor.grad().defined());
+  for (float v : params[0].tensor.grad().to_vector()) REQUIRE(v == 0.0f);  // the branch's weights: zero gradient at init
+}

@@ -215,3 +215,38 @@ TEST_CASE("study depth: saturation counted on the true pre-activations, and BN t
     CHECK(bn["saturated_last"].back().get<double>() < 0.2);
   }
 }
+
+TEST_CASE("study skipinit: a zero-initialized gain makes the unnormalized residual net trainable", "[study][depth]") {
+  TempDir d;
+  testing::write_synthetic_mnist(d.path(), 256, 64);
+  const std::string out = d.path() + "/o";
+  auto r = testing::run_app("study skipinit --data " + d.path() + " --depths 16 --width 32 --lrs 0.1,1 --seeds 2 --steps 100 "
+                                "--batch-size 32 --threads 1 --quiet --out " + out,
+                            d.path());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const json j = read_json(out + "/study.json");
+  std::map<std::string, json> run;  // "arm lr seed"
+  for (const json& x : j["runs"]) {
+    std::ostringstream key;
+    key << x["arm"].get<std::string>() << " " << x["lr"].get<double>() << " " << x["seed"].get<uint64_t>();
+    run[key.str()] = x;
+  }
+  for (int seed : {0, 1}) {
+    INFO("seed " << seed);
+    const std::string s = " " + std::to_string(seed);
+    // At init: SkipInit's branches output exactly 0; BN's branch variance relative to the block's
+    // input falls with depth (the skip path's variance grows, the normalized branch's does not).
+    for (double v : run["skipinit@16 0.1" + s]["branch_var_ratio"]) CHECK(v == 0.0);
+    const auto bn = run["bn@16 0.1" + s]["branch_var_ratio"].get<std::vector<double>>();
+    REQUIRE(bn.size() == 16);
+    CHECK(bn.back() < bn.front() / 4);
+    // Without normalization the 16 blocks diverge at lr 0.1; with SkipInit they train at 0.1 and 1.
+    CHECK(run["none@16 0.1" + s]["diverged"].get<bool>());
+    for (const char* lr : {"skipinit@16 0.1", "skipinit@16 1"}) {
+      CHECK_FALSE(run[lr + s]["diverged"].get<bool>());
+      CHECK(run[lr + s]["final_test_acc"].get<double>() > 0.9);
+    }
+  }
+  CHECK(j["skipinit"]["skipinit@16"]["largest_stable_lr"][0].get<double>() == 1.0);
+}

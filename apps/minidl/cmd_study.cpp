@@ -5,6 +5,7 @@
 //   landscape  Santurkar et al. 2018 section 3.2: loss and gradient along the gradient direction
 //   init       sensitivity to the scale of the initial weights
 //   depth      BN paper section 3.3: saturating nonlinearities trainable with BN as depth grows
+//   skipinit   De & Smith 2020: residual nets with BN, without normalization, and with SkipInit
 //   init-gradient  Yang et al. 2019: gradient explosion at initialization in deep BN networks
 //   weight-decay   BN's scale invariance: weight norm, effective lr, w.g = 0, g(2w) = g(w)/2
 // Each writes DIR/study.json (every run, a summary), DIR/study.csv and DIR/study.png.
@@ -18,6 +19,8 @@
 
 #include "cli.h"
 #include "experiment.h"
+#include "minidl/autograd.h"
+#include "minidl/nn/residual.h"
 #include "minidl/ops.h"
 #include "minidl/train/probes.h"
 
@@ -497,6 +500,127 @@ Command add_study_command(CLI::App& root) {
                               extra["steps_to_90"] = *reached >= 0 ? nlohmann::json(*reached) : nlohmann::json(nullptr);
                               extra["saturated_last"] = *last;
                             });
+                          });
+                    }});
+  }
+
+  {  // skipinit
+    auto a = std::make_shared<StudyArgs>();
+    a->flags.eval_every = "0";
+    a->flags.steps = 500;
+    a->flags.model.act = "relu";
+    a->lrs = {0.01f, 0.03f, 0.1f, 0.3f, 1.0f, 3.0f};
+    a->depths = {8, 16, 32};
+    a->width = 64;
+    CLI::App* cmd = add_study(study, "skipinit",
+                              "De & Smith 2020: residual MLPs with BN, without normalization, and without it but with a "
+                              "zero-initialized gain on each branch (SkipInit); the largest stable lr, accuracy, and each "
+                              "branch's output variance relative to its input at initialization",
+                              a);
+    cmd->add_option("--depths", a->depths, "Residual blocks (comma-separated)")->delimiter(',')->capture_default_str();
+    cmd->add_option("--width", a->width, "Units per layer")->capture_default_str();
+    cmd->add_option("--lrs", a->lrs, "Learning rates (comma-separated)")->delimiter(',')->capture_default_str();
+    subs.push_back({cmd, [a]() -> int {
+                      Study s("skipinit", a);
+                      MINIDL_CHECK(!a->flags.model.given(a->flags.model.arch_opt) && !a->flags.model.given(a->flags.model.bn_opt),
+                                   "study skipinit builds its own networks: use --depths, --width and --act, not --arch or --bn");
+                      MINIDL_CHECK(a->width >= 1 && a->width <= 1024, "--width must be 1 to 1024, got ", a->width);
+                      ModelConfig m = a->flags.model.config();
+                      const std::string act = to_string(m.activation), w = std::to_string(a->width);
+                      const std::string lin = "linear(" + w + ")";
+                      std::vector<Arm> arms;
+                      for (int64_t depth : a->depths) {
+                        MINIDL_CHECK(depth >= 1 && depth <= 128, "--depths: each depth must be 1 to 128, got ", depth);
+                        for (const char* kind : {"bn", "none", "skipinit"}) {
+                          const std::string k = kind;
+                          std::string spec = "flatten " + lin + (k == "bn" ? " bn " : " ") + act;
+                          for (int64_t b = 0; b < depth; ++b) {
+                            if (k == "bn") spec += " res(" + lin + " bn " + act + " " + lin + " bn) " + act;
+                            else if (k == "none") spec += " res(" + lin + " " + act + " " + lin + ") " + act;
+                            else spec += " res(" + lin + " " + act + " " + lin + " gain(0)) " + act;
+                          }
+                          spec += " linear(10)";
+                          Arm arm{k + "@" + std::to_string(depth), m};
+                          arm.model.kind = ModelKind::Spec;
+                          arm.model.arch = spec;
+                          arm.model.batch_norm = k == "bn";
+                          arms.push_back(arm);
+                        }
+                      }
+                      return s.run(
+                          arms, "arm,depth,lr,seed,block,branch_var_ratio",
+                          [](const Arm& arm, uint64_t seed, float lr, TrainConfig&, TrainCallbacks& cb, std::ostream& csv,
+                             nlohmann::json& extra) {
+                            const std::string depth = arm.name.substr(arm.name.find('@') + 1);
+                            // At step 1 (the initial weights), each block's Var(branch(h)) / Var(h)
+                            // on the step's batch; the forwards are undone (TrainingSnapshot).
+                            cb.after_backward = [&csv, &arm, &extra, seed, lr, depth](int64_t step, Net& net, Optimizer& opt,
+                                                                                    const Tensor& images,
+                                                                                    const std::vector<int32_t>&, float) {
+                              if (step != 1) return;
+                              auto variance = [](const Tensor& t) {
+                                double s = 0, q = 0;
+                                for (int64_t i = 0; i < t.numel(); ++i) s += t.data()[i], q += double(t.data()[i]) * t.data()[i];
+                                const double n = static_cast<double>(t.numel()), mu = s / n;
+                                return q / n - mu * mu;
+                              };
+                              TrainingSnapshot snapshot(net, opt);
+                              std::vector<double> ratios;
+                              {
+                                NoGradGuard no_grad;
+                                Tensor h = images;
+                                for (const auto& [name, layer] : net.children()) {
+                                  if (auto res = std::dynamic_pointer_cast<Residual>(layer)) {
+                                    const double vin = variance(h);
+                                    ratios.push_back(vin > 0 ? variance(res->body()->forward(h)) / vin : 0.0);
+                                  }
+                                  h = layer->forward(h);
+                                }
+                              }
+                              snapshot.restore();
+                              for (size_t b = 0; b < ratios.size(); ++b)
+                                csv << arm.name << "," << depth << "," << fmt(lr) << "," << seed << "," << b + 1 << ","
+                                    << fmt(ratios[b]) << "\n";
+                              extra["branch_var_ratio"] = ratios;
+                            };
+                          },
+                          [](nlohmann::json& j) {
+                            // Stable: not diverged and above 50 % (chance is 10 %). Per arm and seed,
+                            // the largest stable lr of the grid; the accuracy at each seed's best lr.
+                            std::map<std::string, std::map<uint64_t, std::pair<double, double>>> best;  // lr, acc
+                            std::map<std::string, std::map<uint64_t, double>> top;
+                            std::vector<std::string> order;
+                            for (const auto& r : j["runs"]) {
+                              const std::string arm = r["arm"];
+                              if (!best.count(arm)) order.push_back(arm);
+                              const uint64_t seed = r["seed"];
+                              auto& b = best[arm][seed];
+                              auto& t = top[arm][seed];
+                              const double lr = r["lr"].get<double>();
+                              const bool ok = !r["diverged"].get<bool>() && !r["final_test_acc"].is_null() &&
+                                              r["final_test_acc"].get<double>() >= 0.5;
+                              if (ok && lr > b.first) b.first = lr;
+                              if (!r["final_test_acc"].is_null()) t = std::max(t, r["final_test_acc"].get<double>());
+                            }
+                            nlohmann::json findings = nlohmann::json::array(), table = nlohmann::json::object();
+                            for (const std::string& arm : order) {
+                              std::vector<double> lrs, accs;
+                              for (const auto& [seed, b] : best[arm]) lrs.push_back(b.first);
+                              for (const auto& [seed, acc] : top[arm]) accs.push_back(100 * acc);
+                              std::sort(lrs.begin(), lrs.end());
+                              std::sort(accs.begin(), accs.end());
+                              auto med = [](const std::vector<double>& v) {
+                                return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+                              };
+                              table[arm] = {{"largest_stable_lr", lrs}, {"best_test_acc", accs}};
+                              char line[200];
+                              std::snprintf(line, sizeof line,
+                                            "%-12s largest stable lr %g [%g-%g], best accuracy over the grid %.2f [%.2f-%.2f] %%",
+                                            arm.c_str(), med(lrs), lrs.front(), lrs.back(), med(accs), accs.front(), accs.back());
+                              findings.push_back(line);
+                            }
+                            j["skipinit"] = table;
+                            j["findings"] = findings;
                           });
                     }});
   }

@@ -24,6 +24,15 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool with_bias, Genera
   if (with_bias) bias = register_parameter("bias", init_uniform({out_features}, in_features, gen));
 }
 
+Gain::Gain(float init) {
+  MINIDL_CHECK(std::isfinite(init), "gain: init must be a finite number, got ", init);
+  weight = register_parameter("weight", Tensor::full({1}, init));
+}
+
+Tensor Gain::forward(const Tensor& x) { return mul(x, weight); }
+
+std::string Gain::describe() const { return detail::concat("Gain(init=", weight.to_vector()[0], ")"); }
+
 Tensor Linear::forward(const Tensor& x) {
   MINIDL_CHECK(x.defined() && x.dim() == 2 && x.size(1) == in_features_, "Linear: expected input [N, ",
                in_features_, "], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
@@ -216,6 +225,11 @@ MINIDL_REGISTER_LAYER(flatten, {"flatten", "flatten", {},
       int64_t n = 1;
       for (int64_t d : ctx.input) n *= d;
       return {std::make_shared<Flatten>(), {n}};
+    }});
+
+MINIDL_REGISTER_LAYER(gain, {"gain", "gain(init=1)", {{"init", ParamType::Float, "1"}},
+    [](const LayerArgs& a, const LayerContext& ctx) {
+      return same_shape(std::make_shared<Gain>(static_cast<float>(a.get_float("init"))), ctx);
     }});
 
 MINIDL_REGISTER_LAYER(sigmoid, {"sigmoid", "sigmoid", {},

@@ -61,6 +61,17 @@ class Tanh : public Module {
   std::string describe() const override { return "Tanh()"; }
 };
 
+// y = weight * x with one learnable scalar, weight [1], initialised to `init`. With init 0 at the
+// end of a residual branch it is SkipInit (De & Smith 2020): every block starts as the identity.
+// Spec: gain(init=1).
+class Gain : public Module {
+ public:
+  explicit Gain(float init);
+  Tensor forward(const Tensor& x) override;
+  std::string describe() const override;
+  Tensor weight;
+};
+
 std::shared_ptr<Module> make_activation(Activation activation);
 
 // stride 0 means stride = kernel_size, PyTorch's default.
