@@ -3,7 +3,7 @@
 # peer over 5 seeds (lr sweep, steps to 95 % at lr 0.05), the BN paper's Figure 1 in two setups,
 # and BN vs GroupNorm vs LayerNorm. Results land in out/; plots are copied to docs/; the
 # tables are printed (and kept in out/tables.md).
-#   scripts/reproduce.sh [STAGE ...]   stages: sweep compare fig1 norms studies mpi fashion tables
+#   scripts/reproduce.sh [STAGE ...]   stages: sweep compare fig1 norms studies depth mpi fashion tables
 #                                      (default: all)
 # Running time on 2 cores: see docs/results.md "Reproducing the results". Every figure is
 # stamped with its stage, the commit and the CPU (scripts/plot.py).
@@ -15,7 +15,7 @@ command -v /usr/bin/python3 > /dev/null && /usr/bin/python3 -c 'import torch' 2>
 [ -x build/minidl ] || scripts/build.sh
 scripts/get_mnist.sh > /dev/null
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(sweep compare fig1 norms studies mpi fashion tables)
+[ ${#stages[@]} -eq 0 ] && stages=(sweep compare fig1 norms studies depth mpi fashion tables)
 minidl="${MINIDL:-./build/minidl}"  # MINIDL=path runs another binary (e.g. a copy while you rebuild)
 peer="/usr/bin/python3 scripts/pytorch_peer.py"
 seeds=5
@@ -64,6 +64,23 @@ for stage in "${stages[@]}"; do
         cp out/study-$study/study.png docs/study_$study.png
       done
       ;;
+    depth)
+      # Studies II (docs/studies.md): depth, init-gradient, skipinit, weight-decay at their
+      # defaults (3 seeds), with PyTorch beside them where the peer measures the same thing.
+      for study in depth init-gradient skipinit weight-decay; do
+        stamp "study $study, 3 seeds"
+        "$minidl" study $study --data data/mnist --quiet --out out/study-$study > out/study-$study.txt
+        cp out/study-$study/study.png "docs/study_${study//-/_}.png"
+      done
+      stamp "PyTorch: gradient norms at init of the same arms, seeds and batch"
+      $peer init-gradient --from out/study-init-gradient/study.json --quiet --out out/pytorch-init-gradient > out/pytorch-init-gradient.txt
+      stamp "PyTorch: the depth study's sigmoid MLPs, sweep per depth"
+      for depth in 2 4 8 16 32; do
+        spec="flatten$(for _ in $(seq "$depth"); do printf ' linear(100) bn sigmoid'; done) linear(10)"
+        $peer sweep --data data/mnist --arch "$spec" --lrs 0.05,0.5,2 --steps 1000 --eval-every 100 --seeds 3 --quiet \
+          --out out/pytorch-depth/d$depth > out/pytorch-depth-d$depth.txt
+      done
+      ;;
     mpi)
       stamp "BN with a small per-rank batch: local BN vs SyncBN, 3 seeds"
       MINIDL="$minidl" scripts/mpi_small_batch.sh 3 --mpi > out/mpi.txt
@@ -92,7 +109,7 @@ for stage in "${stages[@]}"; do
       /usr/bin/python3 scripts/plot.py compare out/fashion-res out/pytorch-fashion-res
       cp out/fashion-res/compare.png docs/fashion_res.png
       ;;
-    *) echo "reproduce.sh: unknown stage '$stage' (sweep compare fig1 norms studies mpi fashion tables)" >&2; exit 1 ;;
+    *) echo "reproduce.sh: unknown stage '$stage' (sweep compare fig1 norms studies depth mpi fashion tables)" >&2; exit 1 ;;
   esac
 done
 stamp "done"
