@@ -13,6 +13,7 @@
 
 #include "minidl/data/image.h"
 #include "minidl/io/file.h"
+#include "minidl/kernels/peak.h"
 #include "minidl/io/safetensors.h"
 #include "app_runner.h"
 #include "synthetic_mnist.h"
@@ -326,4 +327,19 @@ TEST_CASE("app: --eval-every epoch evaluates at each epoch's end, the best model
   Run bad = run_app("train --data " + d.path() + " --eval-every epochs --quiet", d.path());
   REQUIRE(bad.status == 1);
   REQUIRE_THAT(bad.err, Catch::Contains("--eval-every: expected a number of steps (0: only at the end) or 'epoch', got 'epochs'"));
+}
+
+TEST_CASE("app: bench --json reports the FMA peak it measured and the model's share of it", "[app][bench]") {
+  TempDir d;
+  Run r = run_app("bench --json --steps 2 --repeats 1 --warmup 0 --infer-batch-size 10 --threads 1", d.path());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* key : {"isa", "fma_peak_isa", "fma_peak_gflops", "train_pct_of_fma_peak", "infer_pct_of_fma_peak",
+                          "sgemm_gflops", "blas_core"})
+    REQUIRE(j.contains(key));
+  CHECK(j["fma_peak_isa"] == minidl::kernels::fma_peak_isa());
+  CHECK(j["fma_peak_gflops"].get<double>() > 0);
+  CHECK(j["train_pct_of_fma_peak"].get<double>() ==
+        Approx(100 * j["train_gflops"].get<double>() / j["fma_peak_gflops"].get<double>()));
 }

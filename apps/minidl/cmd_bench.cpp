@@ -13,6 +13,7 @@
 #include "minidl/autograd.h"
 #include "minidl/distributed.h"
 #include "minidl/kernels/gemm.h"
+#include "minidl/kernels/peak.h"
 #include "minidl/ops.h"
 #include "minidl/profiler.h"
 
@@ -116,6 +117,8 @@ Command add_bench_command(CLI::App& root) {
             sgemm_once();  // warm-up: OpenBLAS's buffers and threads
             for (int r = 0; r < a->repeats; ++r) sgemm_rates.push_back(sgemm_once());
             ga = gb = gc = Tensor();
+            // The machine's own ceiling on the same threads: register-resident FMAs.
+            const double fma_peak = kernels::fma_peak_gflops(kernels::blas_info().threads);
 
             // Inference: eval mode, no tape.
             net->eval();
@@ -165,6 +168,11 @@ Command add_bench_command(CLI::App& root) {
                              {"train_gflops", train_gflops},
                              {"sgemm_gflops", sgemm_gflops},
                              {"efficiency", train_gflops / sgemm_gflops},
+                             {"isa", kernels::model_kernels_isa()},
+                             {"fma_peak_isa", kernels::fma_peak_isa()},
+                             {"fma_peak_gflops", fma_peak},
+                             {"train_pct_of_fma_peak", 100 * train_gflops / fma_peak},
+                             {"infer_pct_of_fma_peak", 100 * infer_ips * flops.forward / 1e9 / fma_peak},
                              {"infer_to_train", infer_ips / train_ips},
                              {"infer_gflops", infer_ips * flops.forward / 1e9},
                              {"train_mflop_per_image", flops.training / 1e6},
@@ -193,8 +201,11 @@ Command add_bench_command(CLI::App& root) {
                       << ", batch " << a->batch_size << "\n"
                       << "training   " << train_ips << " images/s (median of " << a->repeats << " x " << a->steps
                       << " steps), " << train_gflops << " GFLOP/s\n"
-                      << "sgemm      2048^3 on the same threads: " << sgemm_gflops << " GFLOP/s; training reaches "
-                      << 100 * train_gflops / sgemm_gflops << " % of it\n";
+                      << "FMA peak   " << fma_peak << " GFLOP/s (" << kernels::fma_peak_isa()
+                      << " register-resident FMAs on the same threads); training reaches " << 100 * train_gflops / fma_peak
+                      << " %, inference " << 100 * infer_ips * flops.forward / 1e9 / fma_peak << " % of it\n"
+                      << "sgemm      2048^3 on the same threads (OpenBLAS " << blas.core << " kernels): " << sgemm_gflops
+                      << " GFLOP/s; training reaches " << 100 * train_gflops / sgemm_gflops << " % of it\n";
             if (world > 1)
               std::cout << "ranks      " << world << " x batch " << a->batch_size << " (" << (a->sync_bn ? "SyncBN" : "local BN")
                         << "): " << train_ips / world << " images/s per rank, " << 100 * median(comm_fractions)
