@@ -251,6 +251,7 @@ def train_run(a, data, bn, lr, seed, eval_every):
     loss_since, correct_since, seen_since, images, seconds = 0.0, 0, 0, 0, 0.0
     diverged, diverged_step, reason = False, None, None
     used_lr = lr
+    tracked = [] if getattr(a, "track_norm", "") else None
 
     def point():
         nonlocal loss_since, correct_since, seen_since
@@ -284,6 +285,8 @@ def train_run(a, data, bn, lr, seed, eval_every):
             diverged, diverged_step, reason = True, step + 1, f"loss is {lv} at step {step + 1}"
             break
         loss.backward()
+        if tracked is not None:  # --track-norm: before the update, as minidl's study weight-decay
+            tracked.append(dict(net.named_parameters())[a.track_norm].detach().norm().item())
         used_lr = opt.param_groups[0]["lr"]  # the curve's lr: the last step's, as minidl's
         opt.step()
         if sched:
@@ -310,7 +313,8 @@ def train_run(a, data, bn, lr, seed, eval_every):
     final = None if diverged else point()
     return curve, {"diverged": diverged, "diverged_step": diverged_step, "diverged_reason": reason, "steps": step,
                    "final_test_acc": final[1] if final else None, "final_test_loss": final[0] if final else None,
-                   "images_per_s": images / seconds if seconds else 0.0, "train_seconds": seconds}
+                   "images_per_s": images / seconds if seconds else 0.0, "train_seconds": seconds,
+                   **({"tracked_norms": tracked} if tracked is not None else {})}
 
 
 # --- records and summaries: the schema of apps/minidl/experiment.h --------------------------------
@@ -532,6 +536,8 @@ def init_gradient(a):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("command", choices=["compare", "sweep", "bench", "init-gradient"])
+    p.add_argument("--arms", default="no_bn,bn", help="compare, sweep: the arms to run (no_bn, bn or both)")
+    p.add_argument("--track-norm", default="", help="compare: record this parameter's norm at every step (before the update)")
     p.add_argument("--from", dest="from_", default="", help="init-gradient: the study.json of minidl's run")
     p.add_argument("--bn", action="store_true", help="bench: the model with BN")
     p.add_argument("--infer-batch-size", type=int, default=1000)
@@ -593,7 +599,7 @@ def main():
                    "images_per_s"]]
     for lr in lrs:
         for seed in seeds:
-            for arm in ("no_bn", "bn"):
+            for arm in [x for x in ("no_bn", "bn") if x in a.arms.split(",")]:
                 curve, r = train_run(a, data, arm == "bn", lr, seed, a.eval_every)
                 rec = run_record(arm, lr, seed, curve, r)
                 runs.append(rec)
