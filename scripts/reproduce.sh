@@ -80,6 +80,19 @@ for stage in "${stages[@]}"; do
         $peer sweep --data data/mnist --arch "$spec" --lrs 0.05,0.5,2 --steps 1000 --eval-every 100 --seeds 3 --quiet \
           --out out/pytorch-depth/d$depth > out/pytorch-depth-d$depth.txt
       done
+      stamp "PyTorch: the skipinit study at 16 blocks (BN and none; SkipInit)"
+      lin="linear(64)"
+      bn_spec="flatten $lin bn relu$(for _ in $(seq 16); do printf ' res(%s bn relu %s bn) relu' "$lin" "$lin"; done) linear(10)"
+      si_spec="flatten $lin relu$(for _ in $(seq 16); do printf ' res(%s relu %s gain(0)) relu' "$lin" "$lin"; done) linear(10)"
+      $peer sweep --data data/mnist --arch "$bn_spec" --act relu --lrs 0.01,0.03,0.1,0.3,1,3 --steps 500 --seeds 3 --quiet \
+        --out out/pytorch-skipinit/bn_none > out/pytorch-skipinit-bn_none.txt
+      $peer sweep --data data/mnist --arch "$si_spec" --act relu --arms bn --lrs 0.01,0.03,0.1,0.3,1,3 --steps 500 --seeds 3 \
+        --quiet --out out/pytorch-skipinit/skipinit > out/pytorch-skipinit-skipinit.txt
+      stamp "PyTorch: the weight-decay study's BN CNN, conv2's norm with and without decay"
+      for wd in 0 0.005; do
+        $peer compare --data data/mnist --model cnn --act relu --steps 1500 --eval-every 200 --seeds 3 --arms bn \
+          --weight-decay $wd --track-norm conv2.weight --quiet --out out/pytorch-weight-decay/wd$wd > out/pytorch-weight-decay-wd$wd.txt
+      done
       ;;
     mpi)
       stamp "BN with a small per-rank batch: local BN vs SyncBN, 3 seeds"
