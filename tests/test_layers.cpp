@@ -192,7 +192,7 @@ TEST_CASE("models: pooling before a monotonic activation equals pooling after it
   }
 }
 
-TEST_CASE("layers: Gain scales by one learnable scalar; at init 0 a residual block is the identity", "[nn][gradcheck]") {
+TEST_CASE("layers: Gain scales by one learnable scalar, and at init 0 a residual block is the identity", "[nn][gradcheck]") {
   Generator gen(11);
   Gain g(0.7f);
   const Tensor x = minidl::testing::random_input({3, 2, 4, 4}, gen);
