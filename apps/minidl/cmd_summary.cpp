@@ -33,16 +33,6 @@ int64_t parameter_count(const Module& m) {
   return n;
 }
 
-// What runs fused, for the presets (nn/fused.h); a spec runs layer by layer.
-std::string fusion_note(const ModelConfig& c) {
-  if (c.kind == ModelKind::Spec) return "none: a model from a spec runs layer by layer";
-  if (!c.fuse) return "none (--no-fuse)";
-  if (c.kind == ModelKind::Cnn)
-    return std::string("training: conv1") + (c.batch_norm ? "+bn1" : "") + "+act+pool and conv2" +
-           (c.batch_norm ? "+bn2" : "") + "+act+pool as one op each; inference: BN folded into the layer before it, "
-                                         "conv+pool+act per sample";
-  return c.batch_norm ? "inference: BN folded into the linear layer before it (batches of 32 or more)" : "none";
-}
 }  // namespace
 
 Command add_summary_command(CLI::App& root) {
@@ -116,7 +106,7 @@ Command add_summary_command(CLI::App& root) {
                             shape_to_string(out).c_str(), static_cast<long long>(params), macs);
               (void)in;
             }
-            const std::string fused = fusion_note(config);
+            const std::string fused = config.kind == ModelKind::Spec ? net->fusion_note() : make_model(config)->fusion_note();
             if (a->json) {
               nlohmann::json j{{"model", describe_model(config)}, {"spec", layered.arch}, {"input_shape", config.input_shape},
                                {"classes", config.classes}, {"layers", layers}, {"total_parameters", total_params},

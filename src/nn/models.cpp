@@ -227,6 +227,18 @@ Tensor MlpNet::forward(const Tensor& x) {
   return run_layer("fc4", *fc4_, act(h));
 }
 
+std::string CnnNet::fusion_note() const {
+  if (!config().fuse) return "none (--no-fuse)";
+  const std::string bn = config().batch_norm ? "+bn" : "";
+  return "conv1" + bn + "1+act+pool; conv2" + bn + "2+act+pool (one op each; inference: BN folded, conv+pool+act per sample)" +
+         (config().batch_norm ? "; fc1+bn3 (inference: BN folded)" : "");
+}
+
+std::string MlpNet::fusion_note() const {
+  if (!config().fuse) return "none (--no-fuse)";
+  return config().batch_norm ? "fc1+bn1; fc2+bn2; fc3+bn3 (inference: BN folded)" : "none";
+}
+
 std::vector<double> CnnNet::weight_layer_macs() const {
   return {16.0 * 28 * 28 * 25, 32.0 * 14 * 14 * 16 * 25, 1568.0 * 128, 128.0 * 10};
 }

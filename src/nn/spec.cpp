@@ -371,7 +371,14 @@ SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
     register_module(std::to_string(i), e.built.module);
     layer_names_.push_back(detail::concat(i, ":", e.token->layer->name));
   }
+  std::vector<Module*> layers;
+  for (const auto& [name, child] : children()) layers.push_back(child.get());
+  plan_ = plan_fusion(layers, layer_names_);
+  group_at_.assign(layers.size(), -1);
+  for (size_t g = 0; g < plan_.size(); ++g) group_at_[plan_[g].begin] = static_cast<int>(g);
 }
+
+std::string SpecNet::fusion_note() const { return config().fuse ? describe_plan(plan_) : "none (--no-fuse)"; }
 
 Tensor SpecNet::forward(const Tensor& x) {
   const Shape& in = config().input_shape;
@@ -381,10 +388,28 @@ Tensor SpecNet::forward(const Tensor& x) {
   begin_forward(x);
   Tensor h = x;
   const auto& layers = children();
-  for (size_t i = 0; i < layers.size(); ++i) {
+  const bool fuse = fusing();
+  for (size_t i = 0; i < layers.size();) {
+    if (fuse && group_at_[i] >= 0) {
+      const FusedGroup& g = plan_[static_cast<size_t>(group_at_[i])];
+      Tensor out;
+      bool ran;
+      {
+        LayerScope scope(g.name.c_str());
+        ran = run_fused(g, h, out);
+      }
+      if (ran) {
+        // An activation inside the group leaves no separate input to keep.
+        if (g.begin <= last_activation_ && last_activation_ < g.end) last_hidden_input_ = Tensor();
+        h = out;
+        i = g.end;
+        continue;
+      }
+    }
     if (i == last_activation_) last_hidden_input_ = h.detach();
     if (activation_[i]) keep_hidden(h);
     h = run_layer(layer_names_[i].c_str(), *layers[i].second, h);
+    ++i;
   }
   return h;
 }

@@ -80,6 +80,8 @@ class MaxPool2d : public Module {
   explicit MaxPool2d(int64_t kernel_size, int64_t stride = 0);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  int64_t kernel_size() const { return kernel_size_; }
+  int64_t stride() const { return stride_; }
 
  private:
   int64_t kernel_size_, stride_;

@@ -84,6 +84,8 @@ class Net : public Module {
   void set_fuse(bool fuse) { config_.fuse = fuse; }
   // Whether the next forward folds BatchNorm into the layer before it (fused, evaluation, no grad).
   bool folds_batch_norm() const { return folding() && has_batch_norm(); }
+  // What runs fused, in words (nn/fusion.h), for `summary` and `bench --profile`.
+  virtual std::string fusion_note() const = 0;
   // Whether some layer normalizes over the batch (training then needs batches of 2 or more).
   bool has_batch_norm() const;
   // Multiply-adds per example of each conv/linear layer's forward, first layer first.
@@ -139,6 +141,7 @@ class CnnNet : public Net {
   explicit CnnNet(const ModelConfig& config);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  std::string fusion_note() const override;
   std::vector<double> weight_layer_macs() const override;
 
  private:
@@ -152,6 +155,7 @@ class MlpNet : public Net {
   explicit MlpNet(const ModelConfig& config);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  std::string fusion_note() const override;
   std::vector<double> weight_layer_macs() const override;
 
  private:

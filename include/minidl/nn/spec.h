@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "minidl/nn/fusion.h"
 #include "minidl/nn/models.h"
 #include "minidl/nn/registry.h"
 
@@ -51,12 +52,18 @@ class SpecNet : public Net {
   std::vector<double> weight_layer_macs() const override { return macs_; }
   // Multiply-adds per example of each top-level layer (a res block: everything inside it).
   const std::vector<double>& layer_macs() const { return layer_macs_; }
+  // The fusion pass's groups over the top-level layers (nn/fusion.h); they run fused whenever
+  // fusing is on and the mode allows.
+  const std::vector<FusedGroup>& fusion_plan() const { return plan_; }
+  std::string fusion_note() const override;
 
  private:
   std::vector<std::string> layer_names_;  // "0:conv", for the profiler
   std::vector<double> macs_, layer_macs_;
   size_t last_activation_ = static_cast<size_t>(-1);
   std::vector<bool> activation_;
+  std::vector<FusedGroup> plan_;
+  std::vector<int> group_at_;  // per layer: the index in plan_ of the group it begins, or -1
 };
 
 }  // namespace minidl

@@ -1,0 +1,137 @@
+#include "minidl/nn/fusion.h"
+
+#include "minidl/autograd.h"
+#include "minidl/nn/fused.h"
+#include "minidl/ops.h"
+
+namespace minidl {
+
+const std::vector<FusionPattern>& fusion_patterns() {
+  using R = FusionRole;
+  // The activations are monotonic, so act(max_pool(z)) == max_pool(act(z)): both orders of
+  // pooling and activation are the same fused op.
+  static const std::vector<FusionPattern> table = {
+      {"conv+bn+act+pool", FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}, {R::MaxPool2}}},
+      {"conv+bn+pool+act", FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::MaxPool2}, {R::Activation}}},
+      {"conv+bn", FusedOp::FoldBatchNorm, {{R::Conv}, {R::BatchNorm2d}}},
+      {"linear+bn", FusedOp::FoldBatchNorm, {{R::Linear}, {R::BatchNorm1d}}},
+  };
+  return table;
+}
+
+namespace {
+bool activation_of(Module* m, Activation& act) {
+  if (dynamic_cast<ReLU*>(m)) return act = Activation::ReLU, true;
+  if (dynamic_cast<Sigmoid*>(m)) return act = Activation::Sigmoid, true;
+  if (dynamic_cast<Tanh*>(m)) return act = Activation::Tanh, true;
+  return false;
+}
+
+// Whether m fills the role; if so, records it in the group.
+bool take(FusionRole role, Module* m, FusedGroup& g) {
+  switch (role) {
+    case FusionRole::Conv: {
+      auto* conv = dynamic_cast<Conv2d*>(m);
+      if (!conv || conv->groups() != 1) return false;
+      g.conv = conv;
+      return true;
+    }
+    case FusionRole::Linear:
+      g.linear = dynamic_cast<Linear*>(m);
+      return g.linear != nullptr;
+    case FusionRole::BatchNorm2d:
+      if (!dynamic_cast<BatchNorm2d*>(m)) return false;
+      g.bn = static_cast<BatchNorm*>(m);
+      return true;
+    case FusionRole::BatchNorm1d:
+      if (!dynamic_cast<BatchNorm1d*>(m)) return false;
+      g.bn = static_cast<BatchNorm*>(m);
+      return true;
+    case FusionRole::Activation: return activation_of(m, g.act);
+    case FusionRole::MaxPool2: {
+      auto* pool = dynamic_cast<MaxPool2d*>(m);
+      return pool && pool->kernel_size() == 2 && pool->stride() == 2;
+    }
+  }
+  return false;
+}
+}  // namespace
+
+std::vector<FusedGroup> plan_fusion(const std::vector<Module*>& layers, const std::vector<std::string>& names) {
+  MINIDL_CHECK(layers.size() == names.size(), "plan_fusion: ", layers.size(), " layers and ", names.size(), " names");
+  std::vector<FusedGroup> plan;
+  for (size_t i = 0; i < layers.size();) {
+    bool matched = false;
+    for (const FusionPattern& p : fusion_patterns()) {
+      FusedGroup g;
+      g.begin = i;
+      g.pattern = &p;
+      size_t j = i;
+      bool ok = true;
+      for (const FusionStep& s : p.steps) {
+        if (j < layers.size() && take(s.role, layers[j], g)) {
+          g.name += (g.name.empty() ? "" : "+") + names[j];
+          ++j;
+        } else if (!s.optional) {
+          ok = false;
+          break;
+        }
+      }
+      if (!ok) continue;
+      g.end = j;
+      plan.push_back(g);
+      i = j;
+      matched = true;
+      break;
+    }
+    if (!matched) ++i;
+  }
+  return plan;
+}
+
+bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
+  if (g.bn && !can_fuse_batch_norm(g.bn)) return false;
+  Module& first = g.conv ? static_cast<Module&>(*g.conv) : static_cast<Module&>(*g.linear);
+  const bool inference = !first.is_training() && !grad_enabled();
+  if (g.pattern->op == FusedOp::ConvBnPoolAct) {
+    Conv2d& conv = *g.conv;
+    if (inference) {
+      if (!g.bn) {
+        out = conv_pool_act(x, conv.weight, conv.bias, conv.stride(), conv.padding(), g.act);
+      } else {
+        auto [w, b] = fold_batch_norm(conv.weight, conv.bias, *g.bn);
+        out = conv_pool_act(x, w, b, conv.stride(), conv.padding(), g.act);
+      }
+    } else if (!g.bn || g.bn->is_training()) {
+      out = conv_bn_pool_act(x, conv, g.bn, g.act);
+    } else {
+      out = bn_pool_act(conv.forward(x), g.bn, g.act);
+    }
+    return true;
+  }
+  // FoldBatchNorm: inference with the running statistics only.
+  if (!inference || g.bn->is_training()) return false;
+  if (g.conv) {
+    auto [w, b] = fold_batch_norm(g.conv->weight, g.conv->bias, *g.bn);
+    out = conv2d(x, w, b, g.conv->stride(), g.conv->padding());
+    return true;
+  }
+  // Folding rescales the whole weight matrix: worth it for a batch, not for a few examples
+  // (predict), which normalize their few outputs instead.
+  if (x.dim() != 2 || x.size(0) < 32) return false;
+  auto [w, b] = fold_batch_norm(g.linear->weight, g.linear->bias, *g.bn);
+  out = linear(x, w, b);
+  return true;
+}
+
+std::string describe_plan(const std::vector<FusedGroup>& plan) {
+  if (plan.empty()) return "none";
+  std::string s;
+  for (const FusedGroup& g : plan) {
+    if (!s.empty()) s += "; ";
+    s += g.name + (g.pattern->op == FusedOp::FoldBatchNorm ? " (inference: BN folded)" : " (one op)");
+  }
+  return s;
+}
+
+}  // namespace minidl

@@ -1,0 +1,233 @@
+// The fusion pass over spec models (nn/fusion.h): what it matches, and that a fused model trains
+// and predicts as the same model run layer by layer (--no-fuse), and as the preset it spells.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "minidl/autograd.h"
+#include "minidl/nn/fusion.h"
+#include "minidl/nn/spec.h"
+#include "minidl/ops.h"
+#include "minidl/optim.h"
+#include "minidl/profiler.h"
+
+using namespace minidl;
+
+namespace {
+
+std::shared_ptr<Net> spec_model(const std::string& spec, const Shape& input, bool fuse, uint64_t seed = 3) {
+  ModelConfig c;
+  c.kind = ModelKind::Spec;
+  c.arch = spec;
+  c.input_shape = input;
+  c.input_mean.assign(static_cast<size_t>(input[0]), 0.0f);
+  c.input_std.assign(static_cast<size_t>(input[0]), 1.0f);
+  c.fuse = fuse;
+  c.seed = seed;
+  return make_model(c);
+}
+
+std::vector<std::pair<size_t, size_t>> ranges(const Net& net) {
+  std::vector<std::pair<size_t, size_t>> out;
+  for (const FusedGroup& g : dynamic_cast<const SpecNet&>(net).fusion_plan()) out.push_back({g.begin, g.end});
+  return out;
+}
+
+double rel_diff(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.shape() == b.shape());
+  double diff = 0, scale = 1e-30;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    diff = std::max(diff, std::abs(double(a.data()[i]) - b.data()[i]));
+    scale = std::max(scale, std::abs(double(b.data()[i])));
+  }
+  return diff / scale;
+}
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
+}
+
+std::vector<int64_t> row_argmax(const Tensor& t) {
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < t.size(0); ++i) {
+    const float* row = t.data() + i * t.size(1);
+    out.push_back(std::max_element(row, row + t.size(1)) - row);
+  }
+  return out;
+}
+
+// Trains `steps` SGD steps (momentum 0.9) on one fixed batch; the loss of each step.
+std::vector<float> train(Net& net, const Tensor& x, const std::vector<int32_t>& labels, int steps, float lr = 0.05f) {
+  SGDOptions o;
+  o.lr = lr;
+  o.momentum = 0.9f;
+  SGD opt(net.parameters(), o);
+  std::vector<float> losses;
+  net.train();
+  for (int s = 0; s < steps; ++s) {
+    opt.zero_grad();
+    Tensor loss = cross_entropy(net.forward(x), labels);
+    losses.push_back(loss.item());
+    loss.backward();
+    opt.step();
+  }
+  return losses;
+}
+
+std::vector<int32_t> labels_for(int64_t n, int64_t classes) {
+  std::vector<int32_t> y;
+  for (int64_t i = 0; i < n; ++i) y.push_back(static_cast<int32_t>((i * 7) % classes));
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("fusion: the pass matches the pattern table and nothing else", "[fusion]") {
+  const Shape mnist{1, 28, 28};
+  // The reference CNN as a spec: both conv blocks, and fc1+bn for inference.
+  auto cnn = spec_model("conv(16,5,pad=2) bn relu maxpool(2) conv(32,5,pad=2) bn relu maxpool(2) flatten linear(128) bn relu linear(10)",
+                        mnist, true);
+  CHECK(ranges(*cnn) == std::vector<std::pair<size_t, size_t>>{{0, 4}, {4, 8}, {9, 11}});
+  // Pooling before the activation, no BN, and a conv + bn without pooling (inference fold).
+  auto mixed = spec_model("conv(4,3,pad=1) maxpool(2) tanh conv(4,3,pad=1) bn sigmoid conv(4,3) bn maxpool(2) relu flatten linear(10)",
+                          mnist, true);
+  CHECK(ranges(*mixed) == std::vector<std::pair<size_t, size_t>>{{0, 3}, {3, 5}, {6, 10}});
+  // What does not fit stays layer by layer: grouped convs, 3x3 pooling, stride-1 pooling,
+  // GroupNorm, avg pooling, a dropout between the layers.
+  auto none = spec_model("conv(4,3,pad=1,groups=1) relu maxpool(3) conv(4,3,pad=1,groups=2) bn relu maxpool(2) "
+                         "conv(4,3,pad=1) groupnorm(2) relu maxpool(2) conv(4,1) relu avgpool(2) flatten linear(16) dropout(0.1) bn relu linear(10)",
+                         mnist, true);
+  CHECK(ranges(*none).empty());
+  CHECK(none->fusion_note() == "none");
+  CHECK(cnn->fusion_note() == "0:conv+1:bn+2:relu+3:maxpool (one op); 4:conv+5:bn+6:relu+7:maxpool (one op); "
+                              "9:linear+10:bn (inference: BN folded)");
+  CHECK(spec_model("conv(4,3) relu maxpool(2) flatten linear(10)", mnist, false)->fusion_note() == "none (--no-fuse)");
+}
+
+TEST_CASE("fusion: fused spec models train as the same model layer by layer (1e-6 per step), and predict alike",
+          "[fusion][models]") {
+  struct Case {
+    std::string spec;
+    Shape input;
+  };
+  const std::vector<Case> cases = {
+      {"conv(16,5,pad=2) bn relu maxpool(2) conv(32,5,pad=2) bn relu maxpool(2) flatten linear(128) bn relu linear(10)", {1, 28, 28}},
+      {"conv(6,5) tanh maxpool(2) conv(16,5) tanh maxpool(2) flatten linear(84) tanh linear(10)", {1, 28, 28}},
+      // Odd planes (15 -> 7 -> 3), pooling before the activation, 3 input channels, a strided conv.
+      {"conv(8,3,pad=1) bn maxpool(2) sigmoid conv(12,3,stride=2,pad=1) bn relu maxpool(2) flatten linear(10)", {3, 15, 15}},
+      // A conv + bn without pooling, and a residual block between fused blocks.
+      {"conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn relu maxpool(2) res(conv(8,3,pad=1) bn relu) flatten linear(32) bn tanh linear(10)",
+       {2, 12, 12}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.spec);
+    auto fused = spec_model(c.spec, c.input, true), plain = spec_model(c.spec, c.input, false);
+    REQUIRE_FALSE(ranges(*fused).empty());
+    Generator g(11);
+    const int64_t n = 40;
+    Tensor x = Tensor::normal({n, c.input[0], c.input[1], c.input[2]}, 0, 1, g);
+    const std::vector<int32_t> y = labels_for(n, 10);
+    const std::vector<float> lf = train(*fused, x, y, 4), lp = train(*plain, x, y, 4);
+    for (size_t s = 0; s < lf.size(); ++s) {
+      INFO("step " << s + 1 << ": fused " << lf[s] << " layered " << lp[s]);
+      CHECK(std::abs(lf[s] - lp[s]) <= 1e-6 * std::max(1.0f, std::abs(lp[s])));
+    }
+    const auto pf = fused->named_parameters(), pp = plain->named_parameters();
+    REQUIRE(pf.size() == pp.size());
+    for (size_t i = 0; i < pf.size(); ++i) {
+      INFO(pf[i].name);
+      CHECK(rel_diff(pf[i].tensor, pp[i].tensor) < 1e-5);
+    }
+    // Inference (BN folded, conv + pool + act per sample) and evaluation with grad (BN with its
+    // running statistics fused into pooling) on the trained weights, against the layers.
+    Tensor xt = Tensor::normal({50, c.input[0], c.input[1], c.input[2]}, 0, 1, g);
+    fused->eval();
+    plain->eval();
+    Tensor inf_f, inf_p;
+    {
+      NoGradGuard no_grad;
+      inf_f = fused->forward(xt);
+      inf_p = plain->forward(xt);
+    }
+    CHECK(rel_diff(inf_f, inf_p) < 1e-5);
+    CHECK(row_argmax(inf_f) == row_argmax(inf_p));
+    Tensor ev_f = fused->forward(xt), ev_p = plain->forward(xt);
+    CHECK(rel_diff(ev_f, ev_p) < 1e-5);
+  }
+}
+
+TEST_CASE("fusion: the reference CNN as a spec trains bit for bit as the preset", "[fusion][models]") {
+  for (bool bn : {true, false}) {
+    INFO("bn " << bn);
+    ModelConfig preset;
+    preset.kind = ModelKind::Cnn;
+    preset.batch_norm = bn;
+    preset.activation = Activation::ReLU;
+    preset.seed = 4;
+    auto p = make_model(preset);
+    const std::string b = bn ? " bn" : "";
+    auto s = spec_model("conv(16,5,pad=2)" + b + " relu maxpool(2) conv(32,5,pad=2)" + b + " relu maxpool(2) flatten linear(128)" +
+                            b + " relu linear(10)",
+                        {1, 28, 28}, true, 4);
+    Generator g(12);
+    Tensor x = Tensor::normal({32, 1, 28, 28}, 0, 1, g);
+    const std::vector<int32_t> y = labels_for(32, 10);
+    const std::vector<float> lp = train(*p, x, y, 3), ls = train(*s, x, y, 3);
+    CHECK(lp == ls);
+    const auto pp = p->parameters(), ps = s->parameters();
+    REQUIRE(pp.size() == ps.size());
+    for (size_t i = 0; i < pp.size(); ++i) CHECK(same_bits(pp[i], ps[i]));
+  }
+}
+
+TEST_CASE("fusion: the groups run fused in training, evaluation and inference, and --no-fuse or a watch runs none",
+          "[fusion][models]") {
+  const std::string spec = "conv(8,5,pad=2) bn relu maxpool(2) flatten linear(40) bn relu linear(10)";
+  const std::string block = "0:conv+1:bn+2:relu+3:maxpool", fold = "5:linear+6:bn";
+  Generator g(13);
+  Tensor x = Tensor::normal({36, 1, 28, 28}, 0, 1, g);
+  const std::vector<int32_t> y = labels_for(36, 10);
+  // The profiler files each op under the layer scope it ran in: the group's name, or a layer's.
+  auto keys = [&](Net& net, bool training, bool grad) {
+    Profiler::reset();
+    Profiler::enable(true);
+    if (training) net.train();
+    else net.eval();
+    if (grad) {
+      Tensor loss = cross_entropy(net.forward(x), y);
+      loss.backward();
+    } else {
+      NoGradGuard no_grad;
+      net.forward(x);
+    }
+    Profiler::enable(false);
+    std::map<std::string, OpTiming> t = Profiler::table();
+    Profiler::reset();
+    return t;
+  };
+  auto fused = spec_model(spec, {1, 28, 28}, true);
+  auto train_t = keys(*fused, true, true);
+  REQUIRE(train_t.count(block));
+  CHECK(train_t[block].backward_calls >= 1);
+  CHECK_FALSE(train_t.count("0:conv"));
+  CHECK_FALSE(train_t.count(fold));  // the fold is for inference only
+  CHECK(train_t.count("6:bn"));
+  auto eval_t = keys(*fused, false, true);
+  CHECK(eval_t.count(block));
+  CHECK_FALSE(eval_t.count("1:bn"));
+  auto infer_t = keys(*fused, false, false);
+  CHECK(infer_t.count(block));
+  CHECK(infer_t.count(fold));
+  CHECK_FALSE(infer_t.count("6:bn"));
+  auto plain = spec_model(spec, {1, 28, 28}, false);
+  for (bool training : {true, false}) {
+    auto t = keys(*plain, training, training);
+    CHECK_FALSE(t.count(block));
+    CHECK(t.count("0:conv"));
+  }
+  fused->watch_outputs(true);
+  auto watched = keys(*fused, true, true);
+  CHECK_FALSE(watched.count(block));
+  CHECK(watched.count("1:bn"));
+}
