@@ -459,10 +459,14 @@ def bench(a):
     libc.mallopt(-3, 64 << 20)   # M_MMAP_THRESHOLD
     libc.mallopt(-1, 128 << 20)  # M_TRIM_THRESHOLD
     torch.manual_seed(0)
-    net = (Cnn if a.model == "cnn" else Mlp)(a.bn, a.act)
+    shape = tuple(int(v) for v in a.input_shape.split(","))
+    if a.arch:
+        net = minidl_spec.build(a.arch, shape, classes=a.classes)
+    else:
+        net = (Cnn if a.model == "cnn" else Mlp)(a.bn, a.act)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(a.batch_size, 1, 28, 28)
-    y = torch.randint(0, 10, (a.batch_size,))
+    x = torch.randn(a.batch_size, *shape)
+    y = torch.randint(0, a.classes, (a.batch_size,))
 
     def step():
         opt.zero_grad()
@@ -476,7 +480,7 @@ def bench(a):
         step()
     train = a.steps * a.batch_size / (time.perf_counter() - t0)
     net.eval()
-    xi = torch.randn(a.infer_batch_size, 1, 28, 28)
+    xi = torch.randn(a.infer_batch_size, *shape)
     batches = max(1, 20000 // a.infer_batch_size)
     with torch.no_grad():
         net(xi)
@@ -484,7 +488,8 @@ def bench(a):
         for _ in range(batches):
             net(xi)
         infer = batches * a.infer_batch_size / (time.perf_counter() - t0)
-    print(json.dumps({"framework": f"pytorch {torch.__version__}", "model": a.model, "act": a.act, "bn": a.bn,
+    print(json.dumps({"framework": f"pytorch {torch.__version__}", "model": a.arch or a.model, "act": a.act, "bn": a.bn,
+                      "input_shape": list(shape),
                       "batch_size": a.batch_size, "threads": a.threads, "steps": a.steps,
                       "train_images_per_s": train, "infer_images_per_s": infer,
                       "infer_batch_size": a.infer_batch_size}))
@@ -541,6 +546,8 @@ def main():
     p.add_argument("--from", dest="from_", default="", help="init-gradient: the study.json of minidl's run")
     p.add_argument("--bn", action="store_true", help="bench: the model with BN")
     p.add_argument("--infer-batch-size", type=int, default=1000)
+    p.add_argument("--input-shape", default="1,28,28", help="bench: C,H,W of the random images (with --arch)")
+    p.add_argument("--classes", type=int, default=10, help="bench: classes of the random labels (with --arch)")
     p.add_argument("--data", default="data/mnist")
     p.add_argument("--model", default="cnn", choices=["cnn", "mlp"])
     p.add_argument("--act", default="sigmoid", choices=list(ACTS))

@@ -343,3 +343,24 @@ TEST_CASE("app: bench --json reports the FMA peak it measured and the model's sh
   CHECK(j["train_pct_of_fma_peak"].get<double>() ==
         Approx(100 * j["train_gflops"].get<double>() / j["fma_peak_gflops"].get<double>()));
 }
+
+TEST_CASE("app: bench --input-shape times a spec on images of that shape, and the presets refuse it", "[app][bench]") {
+  TempDir d;
+  // conv(4,3,pad=1) on 3x12x12: 4*3*9*144 = 15,552 MACs; linear on 4*6*6: 144*5 = 720. Training
+  // counts 2 FLOPs per MAC, twice for the first layer (no input gradient), three times after.
+  Run r = run_app("bench --json --arch \"conv(4,3,pad=1) relu maxpool(2) flatten linear(5)\" --input-shape 3,12,12 --classes 5 "
+                  "--steps 2 --repeats 1 --warmup 0 --infer-batch-size 10 --threads 1",
+                  d.path());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["train_mflop_per_image"].get<double>() == Approx((2.0 * 15552 * 2 + 2.0 * 720 * 3) / 1e6));
+  CHECK(j["train_images_per_s"].get<double>() > 0);
+  CHECK(j["fused"] == "0:conv+1:relu+2:maxpool (one op)");
+  Run preset = run_app("bench --model cnn --input-shape 3,32,32 --steps 1 --repeats 1", d.path());
+  CHECK(preset.status == 1);  // bad usage (docs/cli.md "Exit status")
+  CHECK(preset.err.find("--input-shape") != std::string::npos);
+  Run bad = run_app("bench --arch \"flatten linear(10)\" --input-shape 3,x,4 --steps 1", d.path());
+  CHECK(bad.status == 1);
+  CHECK(bad.err.find("expected C,H,W") != std::string::npos);
+}

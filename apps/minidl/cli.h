@@ -63,6 +63,8 @@ struct ModelFlags {
 };
 
 void add_model_flags(CLI::App* cmd, ModelFlags& flags);
+// "C,H,W" of one example, each 1 to 65536 (--input-shape); throws Error naming the flag.
+std::vector<int64_t> parse_input_shape(const std::string& text);
 
 // An arm of a with/without-BN experiment: a preset with batch_norm set, or for a spec its BN
 // arm (the spec itself, which must have bn) or its no-BN arm (the spec without its bn layers).

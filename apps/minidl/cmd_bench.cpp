@@ -26,6 +26,8 @@ struct BenchArgs {
   bool json = false, profile = false, sync_bn = false;
   int64_t batch_size = 64, infer_batch_size = 1000, steps = 200, warmup = 10;
   int threads = 0, repeats = 3;
+  std::string input_shape;
+  int64_t classes = 10;
 };
 
 // Multiply-adds per image of one forward pass, from the model's conv and linear layers.
@@ -62,6 +64,10 @@ Command add_bench_command(CLI::App& root) {
   cmd->add_option("--warmup", a->warmup, "Untimed steps first")->check(CLI::Range(int64_t{0}, int64_t{1} << 20))->capture_default_str();
   cmd->add_option("--repeats", a->repeats, "Timed repeats; figures are their median")->check(CLI::Range(1, 1000))->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  cmd->add_option("--input-shape", a->input_shape, "C,H,W of the synthetic images, for a spec (default 1,28,28)");
+  cmd->add_option("--classes", a->classes, "Classes of the synthetic labels, for a spec")
+      ->check(CLI::Range(int64_t{2}, int64_t{1} << 20))
+      ->capture_default_str();
   cmd->add_flag("--json", a->json, "Print one JSON object");
   cmd->add_flag("--profile", a->profile, "Add a per-layer forward/backward time table (ops outside layers by op)");
   cmd->add_flag("--sync-bn", a->sync_bn,
@@ -69,16 +75,24 @@ Command add_bench_command(CLI::App& root) {
   return {cmd, [a]() -> int {
             using Clock = std::chrono::steady_clock;
             if (a->threads) set_threads(a->threads);
-            const ModelConfig mc = a->model.config();
+            ModelConfig mc = a->model.config();
+            if (!a->input_shape.empty() || a->classes != 10) {
+              MINIDL_CHECK(mc.kind == ModelKind::Spec, "--input-shape and --classes describe the data of a spec (--arch); the presets take 1x28x28 and 10 classes");
+              if (!a->input_shape.empty()) mc.input_shape = parse_input_shape(a->input_shape);
+              mc.classes = a->classes;
+              mc.input_mean.assign(static_cast<size_t>(mc.input_shape[0]), 0.0f);
+              mc.input_std.assign(static_cast<size_t>(mc.input_shape[0]), 1.0f);
+            }
             auto net = make_model(mc);
+            const std::vector<int64_t> in = mc.input_shape;
             Generator gen(1);
             // Under mpirun: --batch-size per rank, gradients averaged over ranks as train does (each
             // rank its own synthetic batch).
             const int world = dist::size();
             for (int r = 0; r < dist::rank(); ++r) gen.next_u32();
-            Tensor x = Tensor::normal({a->batch_size, 1, 28, 28}, 0, 1, gen);
+            Tensor x = Tensor::normal({a->batch_size, in[0], in[1], in[2]}, 0, 1, gen);
             std::vector<int32_t> labels(static_cast<size_t>(a->batch_size));
-            for (auto& l : labels) l = static_cast<int32_t>(gen.below(10));
+            for (auto& l : labels) l = static_cast<int32_t>(gen.below(static_cast<uint32_t>(mc.classes)));
             SGD opt(net->parameters(), {0.01f, 0.9f});
             dist::DataParallel parallel(*net, a->sync_bn);
             auto step = [&] {
@@ -122,7 +136,7 @@ Command add_bench_command(CLI::App& root) {
 
             // Inference: eval mode, no tape.
             net->eval();
-            Tensor xi = Tensor::normal({a->infer_batch_size, 1, 28, 28}, 0, 1, gen);
+            Tensor xi = Tensor::normal({a->infer_batch_size, in[0], in[1], in[2]}, 0, 1, gen);
             std::vector<double> infer_rates;
             {
               NoGradGuard no_grad;
@@ -151,6 +165,9 @@ Command add_bench_command(CLI::App& root) {
             const char* env_core = std::getenv("OPENBLAS_CORETYPE");
             nlohmann::json j{{"model", mc.kind == ModelKind::Spec ? mc.arch : std::string(to_string(mc.kind))},
                              {"bn", net->has_batch_norm()},
+                             {"input_shape", in},
+                             {"classes", mc.classes},
+                             {"fused", net->fusion_note()},
                              {"bn_impl", to_string(mc.batch_norm_impl)},
                              {"act", mc.kind == ModelKind::Spec ? std::string() : std::string(to_string(mc.activation))},
                              {"batch_size", a->batch_size},
@@ -199,6 +216,7 @@ Command add_bench_command(CLI::App& root) {
             std::cout << "model      " << describe_model(mc)
                       << (net->has_batch_norm() ? std::string(" (BN ") + to_string(mc.batch_norm_impl) + ")" : "")
                       << ", batch " << a->batch_size << "\n"
+                      << "fused      " << net->fusion_note() << "\n"
                       << "training   " << train_ips << " images/s (median of " << a->repeats << " x " << a->steps
                       << " steps), " << train_gflops << " GFLOP/s\n"
                       << "FMA peak   " << fma_peak << " GFLOP/s (" << kernels::fma_peak_isa()

@@ -46,27 +46,7 @@ Command add_summary_command(CLI::App& root) {
   return {cmd, [a]() -> int {
             ModelConfig config = a->checkpoint.empty() ? a->model.config() : load_checkpoint_model(a->checkpoint, a->model)->config();
             if (!a->input_shape.empty()) {
-              std::vector<int64_t> shape;
-              std::vector<std::string> parts;
-              for (size_t start = 0;;) {
-                const size_t comma = a->input_shape.find(',', start);
-                parts.push_back(a->input_shape.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-                if (comma == std::string::npos) break;
-                start = comma + 1;
-              }
-              for (const std::string& s : parts) {
-                size_t used = 0;
-                long long v = 0;
-                try {
-                  v = std::stoll(s, &used);
-                } catch (const std::exception&) {
-                  used = 0;
-                }
-                MINIDL_CHECK(used == s.size() && used > 0 && v >= 1 && v <= 65536, "--input-shape: expected C,H,W, got '",
-                             a->input_shape, "'");
-                shape.push_back(v);
-              }
-              MINIDL_CHECK(shape.size() == 3, "--input-shape: expected C,H,W, got '", a->input_shape, "'");
+              const std::vector<int64_t> shape = parse_input_shape(a->input_shape);
               config.input_shape = shape;
               config.input_mean.assign(static_cast<size_t>(shape[0]), 0.0f);
               config.input_std.assign(static_cast<size_t>(shape[0]), 1.0f);

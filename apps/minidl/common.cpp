@@ -23,6 +23,27 @@ namespace minidl::app {
 
 nlohmann::json config_json_one_process(const TrainConfig& c);
 
+std::vector<int64_t> parse_input_shape(const std::string& text) {
+  std::vector<int64_t> shape;
+  for (size_t start = 0;;) {
+    const size_t comma = text.find(',', start);
+    const std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    MINIDL_CHECK(used == part.size() && used > 0 && v >= 1 && v <= 65536, "--input-shape: expected C,H,W, got '", text, "'");
+    shape.push_back(v);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  MINIDL_CHECK(shape.size() == 3, "--input-shape: expected C,H,W, got '", text, "'");
+  return shape;
+}
+
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   f.model_opt = cmd->add_option("--model", f.model, "Preset architecture: cnn or mlp (docs/cli.md)")
                     ->check(CLI::IsMember({"cnn", "mlp"}))
