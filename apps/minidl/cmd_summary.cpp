@@ -18,15 +18,6 @@ struct SummaryArgs {
   bool json = false;
 };
 
-// The presets as the specs that build the same layers (and the same initial weights).
-std::string preset_spec(const ModelConfig& c) {
-  const std::string act = to_string(c.activation), bn = c.batch_norm ? " bn " : " ";
-  if (c.kind == ModelKind::Cnn)
-    return "conv(16,5,pad=2)" + bn + act + " maxpool(2) conv(32,5,pad=2)" + bn + act + " maxpool(2) flatten linear(128)" +
-           bn + act + " linear(10)";
-  return "flatten linear(100)" + bn + act + " linear(100)" + bn + act + " linear(100)" + bn + act + " linear(10)";
-}
-
 int64_t parameter_count(const Module& m) {
   int64_t n = 0;
   for (const auto& p : m.named_parameters()) n += p.tensor.numel();
@@ -55,7 +46,7 @@ Command add_summary_command(CLI::App& root) {
             ModelConfig layered = config;
             if (config.kind != ModelKind::Spec) {
               layered.kind = ModelKind::Spec;
-              layered.arch = canonical_spec(preset_spec(config));
+              layered.arch = canonical_spec(preset_spec(config).spec);
             }
             auto net = make_model(layered);
             net->eval();

@@ -346,8 +346,11 @@ class SequenceBuilder {
 
 void check_spec(const std::string& spec) { resolve_all(parse_spec(spec)); }
 
-SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
-  const std::vector<SpecToken> tokens = parse_spec(config.arch);
+SpecNet::SpecNet(const ModelConfig& config) : SpecNet(config, config.arch, {}) {}
+
+SpecNet::SpecNet(const ModelConfig& config, const std::string& spec, const std::vector<std::string>& names)
+    : Net(config), spec_(spec) {
+  const std::vector<SpecToken> tokens = parse_spec(spec);
   const std::vector<ResolvedToken> resolved = resolve_all(tokens);
   MINIDL_CHECK(config.input_shape.size() == 3 && config.input_shape[0] > 0 && config.input_shape[1] > 0 &&
                    config.input_shape[2] > 0,
@@ -368,8 +371,23 @@ SpecNet::SpecNet(const ModelConfig& config) : Net(config) {
     for (double m : e.built.weight_macs) layer_macs_.back() += m;
     if (e.token->layer->activation) last_activation_ = i;
     activation_.push_back(e.token->layer->activation);
-    register_module(std::to_string(i), e.built.module);
-    layer_names_.push_back(detail::concat(i, ":", e.token->layer->name));
+    if (names.empty()) {
+      register_module(std::to_string(i), e.built.module);
+      layer_names_.push_back(detail::concat(i, ":", e.token->layer->name));
+    } else {
+      MINIDL_CHECK(names.size() == built.size(), "spec model: ", names.size(), " layer names for ", built.size(), " layers");
+      register_module(names[i], e.built.module);
+      layer_names_.push_back(names[i]);
+    }
+  }
+  // Covariate noise (nn/noise.h) goes after each normalization layer, or where one would be:
+  // after a conv or linear layer that no normalization follows, except the output layer.
+  noise_at_.assign(built.size(), -1);
+  int positions = 0;
+  for (size_t i = 0; i + 1 < built.size(); ++i) {
+    const bool norm = built[i].token->layer->normalization;
+    const bool weights = std::dynamic_pointer_cast<Conv2d>(built[i].built.module) || std::dynamic_pointer_cast<Linear>(built[i].built.module);
+    if (norm || (weights && !built[i + 1].token->layer->normalization)) noise_at_[i] = positions++;
   }
   std::vector<Module*> layers;
   for (const auto& [name, child] : children()) layers.push_back(child.get());
@@ -382,9 +400,16 @@ std::string SpecNet::fusion_note() const { return config().fuse ? describe_plan(
 
 Tensor SpecNet::forward(const Tensor& x) {
   const Shape& in = config().input_shape;
-  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == in[0] && x.size(2) == in[1] && x.size(3) == in[2],
-               "spec model: expected input [N, ", in[0], ", ", in[1], ", ", in[2], "], got ",
-               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  const bool image = x.defined() && x.dim() == 4 && x.size(1) == in[0] && x.size(2) == in[1] && x.size(3) == in[2];
+  // A model that starts by flattening also takes its input flat, [N, C*H*W].
+  const bool flat = x.defined() && x.dim() == 2 && x.size(1) == in[0] * in[1] * in[2] && !children().empty() &&
+                    std::dynamic_pointer_cast<Flatten>(children().front().second);
+  if (config().kind != ModelKind::Spec) {
+    check_input(x);
+  } else {
+    MINIDL_CHECK(image || flat, "spec model: expected input [N, ", in[0], ", ", in[1], ", ", in[2], "], got ",
+                 x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  }
   begin_forward(x);
   Tensor h = x;
   const auto& layers = children();
@@ -409,11 +434,15 @@ Tensor SpecNet::forward(const Tensor& x) {
     if (i == last_activation_) last_hidden_input_ = h.detach();
     if (activation_[i]) keep_hidden(h);
     h = run_layer(layer_names_[i].c_str(), *layers[i].second, h);
+    if (noise_at_[i] >= 0) h = maybe_noise(static_cast<size_t>(noise_at_[i]), h);
     ++i;
   }
   return h;
 }
 
-std::string SpecNet::describe() const { return "SpecNet(" + config().arch + ")"; }
+std::string SpecNet::describe() const {
+  if (config().kind == ModelKind::Spec) return "SpecNet(" + spec_ + ")";
+  return detail::concat("SpecNet(", to_string(config().kind), " preset: ", spec_, ")");
+}
 
 }  // namespace minidl

@@ -109,7 +109,6 @@ class Net : public Module {
  protected:
   explicit Net(const ModelConfig& config) : config_(config) {}
   void check_input(const Tensor& x) const;
-  Tensor act(const Tensor& x) { return activate(keep_hidden(x), config_.activation); }
   Tensor keep_hidden(const Tensor& x) {
     if (record_hidden_) hidden_inputs_.push_back(x.detach());
     return x;
@@ -120,8 +119,6 @@ class Net : public Module {
   bool record_hidden_ = false;
   std::vector<Tensor> hidden_inputs_;
   std::vector<Generator> noise_gens_;
-  std::shared_ptr<BatchNorm> maybe_bn1d(const std::string& name, int64_t features);
-  std::shared_ptr<BatchNorm> maybe_bn2d(const std::string& name, int64_t channels);
   Tensor last_hidden_input_;
   // Whether this forward may run the fused blocks: fuse on, and nothing that needs the layers'
   // separate outputs (recorded activations, covariate noise).
@@ -136,33 +133,16 @@ class Net : public Module {
   ModelConfig config_;
 };
 
-class CnnNet : public Net {
- public:
-  explicit CnnNet(const ModelConfig& config);
-  Tensor forward(const Tensor& x) override;
-  std::string describe() const override;
-  std::string fusion_note() const override;
-  std::vector<double> weight_layer_macs() const override;
-
- private:
-  std::shared_ptr<Conv2d> conv1_, conv2_;
-  std::shared_ptr<Linear> fc1_, fc2_;
-  std::shared_ptr<BatchNorm> bn1_, bn2_, bn3_;
+// The spec a preset is (`--model cnn --bn` is "conv(16,5,pad=2) bn maxpool(2) sigmoid ..."), and
+// its layers' names (conv1, bn1, pool1, act1, ..., fc2): the reference CNN's state-dict names.
+struct PresetSpec {
+  std::string spec;
+  std::vector<std::string> names;
 };
+PresetSpec preset_spec(const ModelConfig& config);
 
-class MlpNet : public Net {
- public:
-  explicit MlpNet(const ModelConfig& config);
-  Tensor forward(const Tensor& x) override;
-  std::string describe() const override;
-  std::string fusion_note() const override;
-  std::vector<double> weight_layer_macs() const override;
-
- private:
-  std::shared_ptr<Linear> fc1_, fc2_, fc3_, fc4_;
-  std::shared_ptr<BatchNorm> bn1_, bn2_, bn3_;
-};
-
+// The model a config describes: a SpecNet (nn/spec.h), a preset's spec with its names or the
+// config's own spec; initialized as config says (init_std, init_scale).
 std::shared_ptr<Net> make_model(const ModelConfig& config);
 
 }  // namespace minidl

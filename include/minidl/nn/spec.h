@@ -47,6 +47,11 @@ bool spec_has(const std::string& spec, const std::string& layer);
 class SpecNet : public Net {
  public:
   explicit SpecNet(const ModelConfig& config);
+  // A model of `spec` whose top-level layers are registered under `names` (one per layer, e.g.
+  // "conv1", "bn1", "act1"), not "0", "1", ...: the presets, whose state-dict names are
+  // PyTorch's reference CNN's (conv1.weight, bn1.running_mean, ...). config.kind stays the preset.
+  SpecNet(const ModelConfig& config, const std::string& spec, const std::vector<std::string>& names);
+  const std::string& spec() const { return spec_; }
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
   std::vector<double> weight_layer_macs() const override { return macs_; }
@@ -62,6 +67,8 @@ class SpecNet : public Net {
   std::vector<double> macs_, layer_macs_;
   size_t last_activation_ = static_cast<size_t>(-1);
   std::vector<bool> activation_;
+  std::string spec_;
+  std::vector<int> noise_at_;  // per layer: the covariate-noise position after its output, or -1
   std::vector<FusedGroup> plan_;
   std::vector<int> group_at_;  // per layer: the index in plan_ of the group it begins, or -1
 };
