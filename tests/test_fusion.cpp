@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "minidl/autograd.h"
+#include "minidl/nn/batch_norm.h"
 #include "minidl/nn/fusion.h"
 #include "minidl/nn/spec.h"
 #include "minidl/ops.h"
@@ -230,4 +231,39 @@ TEST_CASE("fusion: the groups run fused in training, evaluation and inference, a
   auto watched = keys(*fused, true, true);
   CHECK_FALSE(watched.count(block));
   CHECK(watched.count("1:bn"));
+}
+
+TEST_CASE("fusion: a Sequential built in C++ fuses its layers, and a FusionGuard turns it off", "[fusion]") {
+  Generator gen(14);
+  Sequential seq;
+  seq.add(std::make_shared<Conv2d>(2, 4, 3, 1, 1, false, gen)).add(std::make_shared<BatchNorm2d>(4)).add(std::make_shared<ReLU>());
+  seq.add(std::make_shared<MaxPool2d>(2));
+  REQUIRE(seq.fusion_plan().groups.size() == 1);
+  CHECK(seq.fusion_plan().groups[0].end == 4);
+  Tensor x = Tensor::normal({8, 2, 6, 6}, 0, 1, gen);
+  seq.train();
+  seq.forward(x);  // running statistics away from their initial values
+  seq.eval();
+  // Outside any layer scope the profiler files each op under its own name.
+  auto ops = [&](bool fuse) {
+    FusionGuard guard(fuse);
+    NoGradGuard no_grad;
+    Profiler::reset();
+    Profiler::enable(true);
+    Tensor y = seq.forward(x);
+    Profiler::enable(false);
+    auto t = Profiler::table();
+    Profiler::reset();
+    return std::make_pair(t, y);
+  };
+  auto [fused_ops, fused] = ops(true);
+  auto [plain_ops, plain] = ops(false);
+  CHECK(fused_ops.count("conv_pool_act"));
+  CHECK_FALSE(fused_ops.count("conv2d"));
+  CHECK(plain_ops.count("conv2d"));
+  CHECK_FALSE(plain_ops.count("conv_pool_act"));
+  CHECK(rel_diff(fused, plain) < 1e-5);
+  // A res block's body is a Sequential: its plan shows in the model's note.
+  auto net = spec_model("conv(4,3,pad=1) bn relu res(conv(4,3,pad=1) bn relu conv(4,3,pad=1) bn) flatten linear(10)", {1, 8, 8}, true);
+  CHECK(net->fusion_note() == "0:conv+1:bn (inference: BN folded); 3:res.body: 0+1 (inference: BN folded); 3+4 (inference: BN folded)");
 }

@@ -89,6 +89,22 @@ std::vector<FusedGroup> plan_fusion(const std::vector<Module*>& layers, const st
   return plan;
 }
 
+FusionPlan make_fusion_plan(const std::vector<Module*>& layers, const std::vector<std::string>& names) {
+  FusionPlan p;
+  p.groups = plan_fusion(layers, names);
+  p.group_at.assign(layers.size(), -1);
+  for (size_t g = 0; g < p.groups.size(); ++g) p.group_at[p.groups[g].begin] = static_cast<int>(g);
+  return p;
+}
+
+namespace {
+thread_local bool fusion_enabled = true;
+}
+
+FusionGuard::FusionGuard(bool enabled) : previous_(fusion_enabled) { fusion_enabled = enabled; }
+FusionGuard::~FusionGuard() { fusion_enabled = previous_; }
+bool FusionGuard::enabled() { return fusion_enabled; }
+
 bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
   if (g.bn && !can_fuse_batch_norm(g.bn)) return false;
   Module& first = g.conv ? static_cast<Module&>(*g.conv) : static_cast<Module&>(*g.linear);

@@ -1,5 +1,7 @@
 #include "minidl/nn/module.h"
 
+#include "minidl/nn/fusion.h"
+
 #include <set>
 
 namespace minidl {
@@ -84,12 +86,40 @@ Sequential& Sequential::add(std::shared_ptr<Module> module) {
 
 Sequential& Sequential::add(const std::string& name, std::shared_ptr<Module> module) {
   register_module(name, std::move(module));
+  plan_.reset();
   return *this;
 }
 
+const FusionPlan& Sequential::fusion_plan() {
+  if (!plan_) {
+    std::vector<Module*> layers;
+    std::vector<std::string> names;
+    for (const auto& [name, child] : children()) {
+      layers.push_back(child.get());
+      names.push_back(name);
+    }
+    plan_ = std::make_shared<FusionPlan>(make_fusion_plan(layers, names));
+  }
+  return *plan_;
+}
+
 Tensor Sequential::forward(const Tensor& x) {
+  const auto& layers = children();
+  const FusionPlan* plan = FusionGuard::enabled() ? &fusion_plan() : nullptr;
   Tensor h = x;
-  for (const auto& child : children()) h = child.second->forward(h);
+  for (size_t i = 0; i < layers.size();) {
+    if (plan && plan->group_at[i] >= 0) {
+      const FusedGroup& g = plan->groups[static_cast<size_t>(plan->group_at[i])];
+      Tensor out;
+      if (run_fused(g, h, out)) {
+        h = out;
+        i = g.end;
+        continue;
+      }
+    }
+    h = layers[i].second->forward(h);
+    ++i;
+  }
   return h;
 }
 

@@ -3,6 +3,7 @@
 #include <cctype>
 
 #include "minidl/nn/layers.h"
+#include "minidl/nn/residual.h"
 #include "minidl/profiler.h"
 
 namespace minidl {
@@ -396,7 +397,17 @@ SpecNet::SpecNet(const ModelConfig& config, const std::string& spec, const std::
   for (size_t g = 0; g < plan_.size(); ++g) group_at_[plan_[g].begin] = static_cast<int>(g);
 }
 
-std::string SpecNet::fusion_note() const { return config().fuse ? describe_plan(plan_) : "none (--no-fuse)"; }
+std::string SpecNet::fusion_note() const {
+  if (!config().fuse) return "none (--no-fuse)";
+  std::string note = plan_.empty() ? "" : describe_plan(plan_);
+  for (size_t i = 0; i < children().size(); ++i)
+    if (auto res = std::dynamic_pointer_cast<Residual>(children()[i].second))
+      if (auto body = std::dynamic_pointer_cast<Sequential>(res->body())) {
+        const FusionPlan& p = body->fusion_plan();
+        if (!p.groups.empty()) note += (note.empty() ? "" : "; ") + layer_names_[i] + ".body: " + describe_plan(p.groups);
+      }
+  return note.empty() ? "none" : note;
+}
 
 Tensor SpecNet::forward(const Tensor& x) {
   const Shape& in = config().input_shape;
@@ -414,6 +425,7 @@ Tensor SpecNet::forward(const Tensor& x) {
   Tensor h = x;
   const auto& layers = children();
   const bool fuse = fusing();
+  FusionGuard guard(fuse);  // a res block's body follows the model
   for (size_t i = 0; i < layers.size();) {
     if (fuse && group_at_[i] >= 0) {
       const FusedGroup& g = plan_[static_cast<size_t>(group_at_[i])];

@@ -58,6 +58,29 @@ struct FusedGroup {
   std::string name;  // the layers' names joined by '+', e.g. "0:conv+1:bn+2:relu+3:maxpool" (profiler)
 };
 
+// A plan for a sequence: its groups, and per layer the index of the group it begins (-1: none).
+struct FusionPlan {
+  std::vector<FusedGroup> groups;
+  std::vector<int> group_at;
+};
+FusionPlan make_fusion_plan(const std::vector<Module*>& layers, const std::vector<std::string>& names);
+
+// Whether fused groups may run in this thread's forwards: a model turns it off for the length
+// of its forward when it must run layer by layer (--no-fuse, a NaN watch, recorded
+// activations, covariate noise), so containers inside it (a res block's body) follow. On by
+// default.
+class FusionGuard {
+ public:
+  explicit FusionGuard(bool enabled);
+  ~FusionGuard();
+  FusionGuard(const FusionGuard&) = delete;
+  FusionGuard& operator=(const FusionGuard&) = delete;
+  static bool enabled();
+
+ private:
+  bool previous_;
+};
+
 // Matches the table over a sequence of layers, given with their display names.
 std::vector<FusedGroup> plan_fusion(const std::vector<Module*>& layers, const std::vector<std::string>& names);
 

@@ -80,6 +80,10 @@ class Module {
 
 // Runs its children in order. add(module) names it by position ("0", "1", ...) as PyTorch does;
 // add(name, module) gives it a name of your choice.
+struct FusionPlan;  // nn/fusion.h
+
+// Layers in order. Its forward runs the fusion pass's groups (nn/fusion.h) where they match
+// and the current FusionGuard allows, else each layer.
 class Sequential : public Module {
  public:
   Sequential() = default;
@@ -88,6 +92,11 @@ class Sequential : public Module {
   Tensor forward(const Tensor& x) override;
   std::string describe() const override { return "Sequential"; }
   size_t size() const { return children().size(); }
+  // The fusion pass over the layers (made on first use, again after add).
+  const FusionPlan& fusion_plan();
+
+ private:
+  std::shared_ptr<FusionPlan> plan_;
 };
 
 // A stable seed for one named layer: layers draw their initial values from their own stream,
