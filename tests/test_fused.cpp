@@ -7,6 +7,7 @@
 #include <cstring>
 #include <limits>
 
+#include "compare.h"
 #include "gradcheck.h"
 #include "minidl/kernels/elementwise.h"
 #include "minidl/kernels/max_pool2d.h"
@@ -16,6 +17,9 @@
 
 using namespace minidl;
 using minidl::testing::gradcheck;
+using minidl::testing::rel_diff;
+using minidl::testing::row_argmax;
+using minidl::testing::same_bits;
 
 namespace {
 
@@ -27,30 +31,7 @@ int64_t ulps(float a, float b) {
   return std::abs(static_cast<int64_t>(ia) - static_cast<int64_t>(ib));
 }
 
-double rel_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  double diff = 0, scale = 1e-30;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    diff = std::max(diff, std::abs(double(a.data()[i]) - b.data()[i]));
-    scale = std::max(scale, std::abs(double(b.data()[i])));
-  }
-  return diff / scale;
-}
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
-}
-
 Tensor apply_act(const Tensor& x, Activation a) { return activate(x, a); }
-
-std::vector<int64_t> row_argmax(const Tensor& t) {
-  std::vector<int64_t> out;
-  for (int64_t i = 0; i < t.size(0); ++i) {
-    const float* row = t.data() + i * t.size(1);
-    out.push_back(std::max_element(row, row + t.size(1)) - row);
-  }
-  return out;
-}
 
 }  // namespace
 

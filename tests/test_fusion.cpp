@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "compare.h"
 #include "minidl/autograd.h"
 #include "minidl/nn/batch_norm.h"
 #include "minidl/nn/fusion.h"
@@ -14,6 +15,9 @@
 #include "minidl/profiler.h"
 
 using namespace minidl;
+using minidl::testing::rel_diff;
+using minidl::testing::row_argmax;
+using minidl::testing::same_bits;
 
 namespace {
 
@@ -32,29 +36,6 @@ std::shared_ptr<Net> spec_model(const std::string& spec, const Shape& input, boo
 std::vector<std::pair<size_t, size_t>> ranges(const Net& net) {
   std::vector<std::pair<size_t, size_t>> out;
   for (const FusedGroup& g : dynamic_cast<const SpecNet&>(net).fusion_plan()) out.push_back({g.begin, g.end});
-  return out;
-}
-
-double rel_diff(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  double diff = 0, scale = 1e-30;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    diff = std::max(diff, std::abs(double(a.data()[i]) - b.data()[i]));
-    scale = std::max(scale, std::abs(double(b.data()[i])));
-  }
-  return diff / scale;
-}
-
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
-}
-
-std::vector<int64_t> row_argmax(const Tensor& t) {
-  std::vector<int64_t> out;
-  for (int64_t i = 0; i < t.size(0); ++i) {
-    const float* row = t.data() + i * t.size(1);
-    out.push_back(std::max_element(row, row + t.size(1)) - row);
-  }
   return out;
 }
 

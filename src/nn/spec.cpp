@@ -392,14 +392,12 @@ SpecNet::SpecNet(const ModelConfig& config, const std::string& spec, const std::
   }
   std::vector<Module*> layers;
   for (const auto& [name, child] : children()) layers.push_back(child.get());
-  plan_ = plan_fusion(layers, layer_names_);
-  group_at_.assign(layers.size(), -1);
-  for (size_t g = 0; g < plan_.size(); ++g) group_at_[plan_[g].begin] = static_cast<int>(g);
+  plan_ = make_fusion_plan(layers, layer_names_);
 }
 
 std::string SpecNet::fusion_note() const {
   if (!config().fuse) return "none (--no-fuse)";
-  std::string note = plan_.empty() ? "" : describe_plan(plan_);
+  std::string note = plan_.groups.empty() ? "" : describe_plan(plan_.groups);
   for (size_t i = 0; i < children().size(); ++i)
     if (auto res = std::dynamic_pointer_cast<Residual>(children()[i].second))
       if (auto body = std::dynamic_pointer_cast<Sequential>(res->body())) {
@@ -427,8 +425,8 @@ Tensor SpecNet::forward(const Tensor& x) {
   const bool fuse = fusing();
   FusionGuard guard(fuse);  // a res block's body follows the model
   for (size_t i = 0; i < layers.size();) {
-    if (fuse && group_at_[i] >= 0) {
-      const FusedGroup& g = plan_[static_cast<size_t>(group_at_[i])];
+    if (fuse && plan_.group_at[i] >= 0) {
+      const FusedGroup& g = plan_.groups[static_cast<size_t>(plan_.group_at[i])];
       Tensor out;
       bool ran;
       {

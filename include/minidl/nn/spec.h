@@ -59,7 +59,7 @@ class SpecNet : public Net {
   const std::vector<double>& layer_macs() const { return layer_macs_; }
   // The fusion pass's groups over the top-level layers (nn/fusion.h); they run fused whenever
   // fusing is on and the mode allows.
-  const std::vector<FusedGroup>& fusion_plan() const { return plan_; }
+  const std::vector<FusedGroup>& fusion_plan() const { return plan_.groups; }
   std::string fusion_note() const override;
 
  private:
@@ -69,8 +69,7 @@ class SpecNet : public Net {
   std::vector<bool> activation_;
   std::string spec_;
   std::vector<int> noise_at_;  // per layer: the covariate-noise position after its output, or -1
-  std::vector<FusedGroup> plan_;
-  std::vector<int> group_at_;  // per layer: the index in plan_ of the group it begins, or -1
+  FusionPlan plan_;
 };
 
 }  // namespace minidl
