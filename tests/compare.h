@@ -11,10 +11,10 @@
 
 namespace minidl::testing {
 
-// max |a - b| relative to the largest |b|
-inline double rel_diff(const Tensor& a, const Tensor& b) {
+// max |a - b| relative to the largest |b| (or to `floor` when every |b| is below it)
+inline double rel_diff(const Tensor& a, const Tensor& b, double floor = 1e-30) {
   REQUIRE(a.shape() == b.shape());
-  double diff = 0, scale = 1e-30;
+  double diff = 0, scale = floor;
   for (int64_t i = 0; i < a.numel(); ++i) {
     diff = std::max(diff, std::abs(double(a.data()[i]) - b.data()[i]));
     scale = std::max(scale, std::abs(double(b.data()[i])));

@@ -11,10 +11,10 @@ const std::vector<FusionPattern>& fusion_patterns() {
   // The activations are monotonic, so act(max_pool(z)) == max_pool(act(z)): both orders of
   // pooling and activation are the same fused op.
   static const std::vector<FusionPattern> table = {
-      {"conv+bn+act+pool", FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}, {R::MaxPool2}}},
-      {"conv+bn+pool+act", FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::MaxPool2}, {R::Activation}}},
-      {"conv+bn", FusedOp::FoldBatchNorm, {{R::Conv}, {R::BatchNorm2d}}},
-      {"linear+bn", FusedOp::FoldBatchNorm, {{R::Linear}, {R::BatchNorm1d}}},
+      {FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}, {R::MaxPool2}}},
+      {FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::MaxPool2}, {R::Activation}}},
+      {FusedOp::FoldBatchNorm, {{R::Conv}, {R::BatchNorm2d}}},
+      {FusedOp::FoldBatchNorm, {{R::Linear}, {R::BatchNorm1d}}},
   };
   return table;
 }

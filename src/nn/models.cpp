@@ -2,7 +2,6 @@
 
 #include "minidl/autograd.h"
 #include "minidl/kernels/elementwise.h"
-#include "minidl/nn/fused.h"
 #include "minidl/nn/init.h"
 #include "minidl/nn/noise.h"
 #include "minidl/nn/spec.h"

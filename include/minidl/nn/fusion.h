@@ -39,7 +39,6 @@ struct FusionStep {
 };
 
 struct FusionPattern {
-  std::string name;  // for the plan's printout, e.g. "conv+bn+act+pool"
   FusedOp op;
   std::vector<FusionStep> steps;
 };
