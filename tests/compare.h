@@ -22,6 +22,12 @@ inline double rel_diff(const Tensor& a, const Tensor& b, double floor = 1e-30) {
   return diff / scale;
 }
 
+inline double max_abs(const Tensor& t) {
+  double m = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(double(t.data()[i])));
+  return m;
+}
+
 inline bool same_bits(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())) == 0;
 }

@@ -13,6 +13,7 @@
 
 #include "minidl/data/image.h"
 #include "minidl/io/file.h"
+#include "minidl/kernels/dispatch.h"
 #include "minidl/kernels/peak.h"
 #include "minidl/io/safetensors.h"
 #include "app_runner.h"
@@ -342,6 +343,27 @@ TEST_CASE("app: bench --json reports the FMA peak it measured and the model's sh
   CHECK(j["fma_peak_gflops"].get<double>() > 0);
   CHECK(j["train_pct_of_fma_peak"].get<double>() ==
         Approx(100 * j["train_gflops"].get<double>() / j["fma_peak_gflops"].get<double>()));
+}
+
+TEST_CASE("app: MINIDL_ISA picks the kernel variant bench reports, and a variant the CPU lacks exits 1",
+          "[app][bench][dispatch]") {
+  TempDir d;
+  const std::string bench = "bench --json --steps 1 --repeats 1 --warmup 0 --infer-batch-size 10 --threads 1";
+  for (minidl::kernels::Isa isa : minidl::kernels::supported_isas()) {
+    const std::string name = minidl::kernels::isa_name(isa);
+    Run r = run_app(bench, d.path(), {{"MINIDL_ISA", name}});
+    INFO(name << ": " << r.err);
+    REQUIRE(r.status == 0);
+    CHECK(nlohmann::json::parse(r.out)["isa"] == name);
+  }
+  Run unknown = run_app(bench, d.path(), {{"MINIDL_ISA", "sse4"}});
+  CHECK(unknown.status == 1);
+  CHECK_THAT(unknown.err, Catch::Contains("MINIDL_ISA: unknown kernel variant 'sse4' (ref, avx2 or avx512)"));
+  if (!minidl::kernels::cpu_supports(minidl::kernels::Isa::Avx512)) {
+    Run missing = run_app(bench, d.path(), {{"MINIDL_ISA", "avx512"}});
+    CHECK(missing.status == 1);
+    CHECK_THAT(missing.err, Catch::Contains("MINIDL_ISA=avx512: this CPU does not run the avx512 kernels"));
+  }
 }
 
 TEST_CASE("app: bench --input-shape times a spec on images of that shape, and the presets refuse it", "[app][bench]") {

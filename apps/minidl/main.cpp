@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "minidl/distributed.h"
 #include "minidl/error.h"
+#include "minidl/kernels/dispatch.h"
 
 namespace {
 // Under mpirun, ranks other than 0 print nothing (their stdout and stderr go to /dev/null); an
@@ -87,6 +88,8 @@ int run(int argc, char** argv) {
     return status;
   };
   try {
+    // A bad MINIDL_ISA (unknown, or a variant this CPU lacks) fails here, before any work.
+    (void)minidl::kernels::active_isa();
     for (const Command& c : commands)
       if (c.app->parsed()) return c.run();
   } catch (const minidl::DivergedError& e) {

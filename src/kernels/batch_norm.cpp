@@ -3,15 +3,17 @@
 #include <cmath>
 #include <vector>
 
+// The variant's own code: after every other include (isa.h).
+#include "isa.h"
 #include "internal.h"
 #include "simd.h"
 
-namespace minidl::kernels {
+namespace minidl::kernels::MINIDL_ISA_NS {
 
 namespace {
 using detail::SplitMean;
 
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
 // Sum of in[0, S) and sum of (in[s] - mu)^2, each in double: 16 floats per step, widened to two
 // vectors of 8 doubles, into two accumulators each (two independent chains of additions; the
 // compiler's `omp simd` loop keeps one and converts lane by lane).
@@ -291,4 +293,6 @@ void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma,
     }
 }
 
-}  // namespace minidl::kernels
+}  // namespace minidl::kernels::MINIDL_ISA_NS
+
+#include "isa_end.h"

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <vector>
 
-#include "internal.h"
 #include "minidl/kernels/elementwise.h"
 
-namespace minidl::kernels {
+// The variant's own code: after every other include (isa.h).
+#include "isa.h"
+#include "internal.h"
+
+namespace minidl::kernels::MINIDL_ISA_NS {
 
 namespace {
 
@@ -25,7 +28,7 @@ void activate_inplace(Act a, float* out, int64_t n) {
   switch (a) {
     case Act::Sigmoid: sigmoid(out, out, n); break;
     case Act::ReLU: activate_row<Act::ReLU>(out, n); break;
-    case Act::Tanh: kernels::tanh(out, out, n); break;
+    case Act::Tanh: MINIDL_ISA_NS::tanh(out, out, n); break;
     case Act::Identity: break;
   }
 }
@@ -62,7 +65,7 @@ void forward_plane(const float* in, const ChannelNorm& norm, int64_t c, Act act,
     detail::pool2x2_plane_t<false>(in, H, W, detail::RowNorm{}, o, arg, nullptr);
   }
   // The whole pooled plane at once: a vectorised exp is latency-bound on one short row.
-  activate_inplace(act, o, OH * OW);
+  MINIDL_ISA_NS::activate_inplace(act, o, OH * OW);
 }
 
 }  // namespace
@@ -192,4 +195,6 @@ void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, cons
   }
 }
 
-}  // namespace minidl::kernels
+}  // namespace minidl::kernels::MINIDL_ISA_NS
+
+#include "isa_end.h"

@@ -7,14 +7,17 @@
 #include <limits>
 #include <vector>
 
-#include "internal.h"
-#include "simd.h"
-#include "tiles.h"
 #include "minidl/kernels/bn_pool_act.h"
 #include "minidl/kernels/elementwise.h"
 #include "minidl/kernels/gemm.h"
 
-namespace minidl::kernels {
+// The variant's own code: after every other include (isa.h).
+#include "isa.h"
+#include "internal.h"
+#include "simd.h"
+#include "tiles.h"
+
+namespace minidl::kernels::MINIDL_ISA_NS {
 
 namespace {
 
@@ -22,7 +25,7 @@ namespace {
 // floats for the reference CNN). With AVX-512 a row is one or two masked vector moves; the
 // compiler's loops spend most of their time in scalar remainders at these lengths.
 inline void row_copy(float* __restrict dst, const float* __restrict src, int64_t n) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
   if (i < n) {
@@ -35,7 +38,7 @@ inline void row_copy(float* __restrict dst, const float* __restrict src, int64_t
 }
 
 inline void row_add(float* __restrict dst, const float* __restrict src, int64_t n) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_add_ps(_mm512_loadu_ps(dst + i), _mm512_loadu_ps(src + i)));
   if (i < n) {
@@ -54,7 +57,7 @@ inline void row_add(float* __restrict dst, const float* __restrict src, int64_t 
 // apart, so that vector j of the product reads 16*j further (see implicit_forward), with one
 // more row of zeros at the end for the last vector's unused lanes.
 bool wide_rows(const Conv2dGeometry& g) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   return g.stride == 1 && g.out_w() > 16 && g.out_w() <= 32 && g.W + 2 * g.padding <= 32;
 #else
   (void)g;
@@ -95,7 +98,7 @@ std::vector<int64_t> sample_groups(int64_t N, int threads) {
 }
 int64_t group_count(int64_t N, int threads) { return static_cast<int64_t>(sample_groups(N, threads).size()) - 1; }
 
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
 // dst (n, ld) = the transpose of the 16 x n block at src (row stride ls), n <= 16: 16 loads,
 // 64 shuffles (pairs of floats, of doubles, then of 128-bit lanes twice), n stores.
 void transpose16(const float* src, int64_t ls, float* dst, int64_t ld, int n) {
@@ -133,7 +136,7 @@ void transpose16(const float* src, int64_t ls, float* dst, int64_t ld, int n) {
 // dst (cols, rows) = src (rows, cols)^T. With AVX-512 and rows a multiple of 16, in-register
 // 16 x 16 blocks; else 16 x 16 blocks of scalar copies, so both sides stay in a few cache lines.
 void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* __restrict dst) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   if (rows % 16 == 0) {
     for (int64_t r0 = 0; r0 < rows; r0 += 16)
       for (int64_t c0 = 0; c0 < cols; c0 += 16)
@@ -199,7 +202,7 @@ void col2im_stride1(const float* col, float* dx, float* padded, int64_t n, const
 // col for sample n: the padded stride-1 unfold when it applies, else the general one.
 void unfold(const float* x, float* col, float* padded, int64_t n, const Conv2dGeometry& g) {
   if (g.stride == 1) im2col_stride1(x, col, padded, n, g);
-  else im2col(x, col, n, g);
+  else MINIDL_ISA_NS::im2col(x, col, n, g);
 }
 
 // The forward product's B for sample n: the sample itself for a pointwise convolution (1x1,
@@ -218,9 +221,8 @@ void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeo
     return;
   }
   std::fill(dx + n * g.C * g.H * g.W, dx + (n + 1) * g.C * g.H * g.W, 0.0f);
-  col2im_add(col, dx, n, g);
+  MINIDL_ISA_NS::col2im_add(col, dx, n, g);
 }
-
 
 // The implicit forward product (stride 1, output rows of at most 16 floats): no unfold. Each
 // vector of B is one output row (OW lanes), so row (c, kh, kw) of col is the padded sample read
@@ -245,7 +247,7 @@ struct ImplicitOffsets {
 }
 ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   if (g.stride != 1 || (g.out_w() > 16 && !wide_rows(g))) return t;
   t.koff = patch_offsets(g.C, g.KH, g.KW, g.H + 2 * g.padding, padded_width(g));
 #else
@@ -263,7 +265,7 @@ ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
 // Empty where it does not apply.
 ImplicitOffsets implicit_dx_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   if (g.stride != 1 || g.W > 16 || g.padding > g.KH - 1 || g.padding > g.KW - 1) return t;
   t.koff = patch_offsets(g.O, g.KH, g.KW, g.H + g.KH - 1, g.W + g.KW - 1);
 #else
@@ -283,7 +285,7 @@ void flip_weight(const float* weight, float* flipped, const Conv2dGeometry& g) {
               weight[(o * g.C + c) * KK + (g.KH - 1 - kh) * g.KW + (g.KW - 1 - kw)];
 }
 
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
 // B = col read from the padded sample: row k at base + koff[k], vector v (output row v) Wp
 // further.
 struct PaddedB {
@@ -323,7 +325,7 @@ struct WideRowsC {
 // `padded`), when the implicit product applies; false (nothing done) when it does not.
 bool implicit_forward(const float* x, const float* weight, float* padded, float* out, int64_t n,
                       const ImplicitOffsets& t, const Conv2dGeometry& g) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   if (!t.applies()) return false;
   pad_sample(x, padded, n, g);
   const int K = static_cast<int>(g.patch()), O = static_cast<int>(g.O), OH = static_cast<int>(g.out_h());
@@ -352,7 +354,7 @@ bool implicit_forward(const float* x, const float* weight, float* padded, float*
 // zeroed; flipped is W'.
 void implicit_dx(const float* dyn, const float* flipped, float* padded_dy, float* dx, int64_t n,
                  const ImplicitOffsets& t, const Conv2dGeometry& g) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   const int64_t OH = g.out_h(), OW = g.out_w(), Hq = g.H + g.KH - 1, Wq = g.W + g.KW - 1;
   const int64_t ph = g.KH - 1 - g.padding, pw = g.KW - 1 - g.padding;
   for (int64_t o = 0; o < g.O; ++o)
@@ -512,7 +514,7 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
             bias_sums[static_cast<size_t>(group * g.O + o)] += s;
           }
         if (dweight && dw_offsets.applies()) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
           pad_sample(x, padded, n, g);
           transpose(dyn, O, Pi, dy_t);
           const int vectors = (O + 15) / 16;
@@ -569,7 +571,7 @@ namespace {
 // out[o] = max of the four rows at o (a NaN wins, as in max_pool2d), plus bias[o] when given.
 void pool4_rows(const float* a, const float* b, const float* c, const float* d, const float* bias, float* out,
                 int64_t n) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = simd::tail_mask(n - i);
     const __m512 va = _mm512_maskz_loadu_ps(m, a + i), vb = _mm512_maskz_loadu_ps(m, b + i),
@@ -628,13 +630,13 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
           for (int64_t o = 0; o < g.O; ++o) {
             float* out = y + (n * g.O + o) * QH * QW;
             for (int64_t q = 0; q < QH * QW; ++q) out[q] = pooled[q * g.O + o];
-            activate_inplace(act, out, QH * QW);
+            MINIDL_ISA_NS::activate_inplace(act, out, QH * QW);
           }
           continue;
         }
         gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, z, Pi);
       }
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
       // Pool, bias and activation in registers, one store per pooled vector. Meanwhile the next
       // sample's input is asked for, a slice per plane, so that the padding copy of the next
       // sample does not wait on memory.
@@ -664,11 +666,13 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
           for (int64_t p = 0; p < P; ++p) zo[p] += bias[o];
         float* out = y + (n * g.O + o) * QH * QW;
         detail::pool2x2_plane_t<false>(zo, OH, OW, detail::RowNorm{}, out, arg, nullptr);
-        activate_inplace(act, out, QH * QW);
+        MINIDL_ISA_NS::activate_inplace(act, out, QH * QW);
       }
 #endif
     }
   }
 }
 
-}  // namespace minidl::kernels
+}  // namespace minidl::kernels::MINIDL_ISA_NS
+
+#include "isa_end.h"

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstring>
 
+// The variant's own code: after every other include (isa.h).
+#include "isa.h"
 #include "simd.h"
 
-namespace minidl::kernels {
+namespace minidl::kernels::MINIDL_ISA_NS {
 
 void add(const float* a, const float* b, float* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
@@ -40,7 +42,7 @@ namespace {
 // depend on where it sits); otherwise the scalar f.
 template <class F16, class F>
 void map16(const float* x, float* y, int64_t n, F16 f16, F f) {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   (void)f;
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = simd::tail_mask(n - i);
@@ -53,7 +55,7 @@ void map16(const float* x, float* y, int64_t n, F16 f16, F f) {
 }
 }  // namespace
 
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
 #define MINIDL_SIMD(fn) [](__m512 v) { return simd::fn(v); }
 #else
 #define MINIDL_SIMD(fn) [](float v) { return v; }
@@ -73,4 +75,6 @@ void exp_vectorised(const float* x, float* y, int64_t n) {
 
 #undef MINIDL_SIMD
 
-}  // namespace minidl::kernels
+}  // namespace minidl::kernels::MINIDL_ISA_NS
+
+#include "isa_end.h"

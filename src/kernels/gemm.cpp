@@ -5,10 +5,12 @@
 
 #include <algorithm>
 
+// The variant's own code: after every other include (isa.h).
+#include "isa.h"
 #include "simd.h"
 #include "tiles.h"
 
-namespace minidl::kernels {
+namespace minidl::kernels::MINIDL_ISA_NS {
 
 namespace {
 
@@ -28,7 +30,12 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
 // Below this many multiply-adds a product runs on one thread.
 constexpr double kParallelWork = 1 << 18;
 
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
+// Products with a short inner dimension and B not transposed (a linear layer's backward: fc1's
+// input gradient 64 x 1568 x 128 and weight gradient 128 x 1568 x 64) run in the register
+// tiles: OpenBLAS would pack both operands for a sum of only 64-128 terms.
+constexpr int kTilesMaxK = 256;
+
 // C (M, N) = op(A) . B (+ C when accumulate) in gemm_tiles' register tiles, columns [n0, n1):
 // one 3-vector column of tiles at a time down all row blocks, so its slice of B (K x 48 floats)
 // stays in L1 while A's rows go past.
@@ -47,10 +54,6 @@ void tiled_columns(int M, int n0, int n1, int K, APolicy a_at, const float* B, i
 }
 #endif
 
-// Products with a short inner dimension and B not transposed (a linear layer's backward: fc1's
-// input gradient 64 x 1568 x 128 and weight gradient 128 x 1568 x 64) run in the register
-// tiles: OpenBLAS would pack both operands for a sum of only 64-128 terms.
-constexpr int kTilesMaxK = 256;
 
 }  // namespace
 
@@ -60,7 +63,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
   if (M == 0 || N == 0) return;
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const double work = static_cast<double>(M) * N * K;
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   if (!tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && K > 0 && K <= kTilesMaxK && M >= 16 && N >= 64) {
     const bool accumulate = beta == 1.0f;
     // Column blocks of whole 3-vector tiles, as many as threads (one when the product is small).
@@ -108,7 +111,7 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
 void gemm_tiles(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                 bool accumulate) {
   if (M <= 0 || N <= 0) return;
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   // Tiles of 8 rows by 3 vectors (24 accumulators); the last tile of a row block takes the
   // remaining 1-3 vectors, its last one masked.
   const int vectors = (N + 15) / 16;
@@ -123,21 +126,13 @@ void gemm_tiles(int M, int N, int K, const float* A, int lda, const float* B, in
 }
 
 bool gemm_tiles_native() {
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   return true;
 #else
   return false;
 #endif
 }
 
-BlasInfo blas_info() {
-  BlasInfo info;
-  const char* config = openblas_get_config();
-  const char* core = openblas_get_corename();
-  info.library = config ? config : "unknown";
-  info.core = core ? core : "unknown";
-  info.threads = omp_get_max_threads();
-  return info;
-}
+}  // namespace minidl::kernels::MINIDL_ISA_NS
 
-}  // namespace minidl::kernels
+#include "isa_end.h"

@@ -8,7 +8,10 @@
 
 #include "minidl/kernels/conv2d.h"
 
-namespace minidl::kernels {
+// The variant's own code: after every other include (isa.h).
+#include "isa.h"
+
+namespace minidl::kernels::MINIDL_ISA_NS {
 
 namespace {
 // The output columns [lo, hi) whose input column ow*stride - pad + kw lies inside [0, W).
@@ -124,4 +127,6 @@ void grouped_conv2d_backward(const float* x, const float* weight, const float* d
   }
 }
 
-}  // namespace minidl::kernels
+}  // namespace minidl::kernels::MINIDL_ISA_NS
+
+#include "isa_end.h"

@@ -1,14 +1,9 @@
 // Helpers shared by the kernels in this directory (not installed).
 #pragma once
 
-#include <algorithm>
-#include <cstdint>
-#include <limits>
-#include <vector>
-
 #include "simd.h"
 
-namespace minidl::kernels::detail {
+namespace minidl::kernels::MINIDL_ISA_NS::detail {
 
 // Asks for the cache lines of [p, p + n floats) ahead of use: to read, or to write (then the line
 // comes in owned, so the stores that follow do not each wait for it). The per-plane passes write
@@ -90,7 +85,7 @@ inline void pool2x2_row_norm(const float* r0, const float* r1, int64_t OW, int32
   }
 }
 
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
 // The lanes of a 16-window pooling step over a plane (H, W) (see pool2x2_plane_t): lane i pools
 // the window whose top-left is float idx[i] of the step's top run (its right neighbour idx[i] +
 // 1, the bottom run below them), at plane offset base + pos[i]. With pairs (rows of at most 16
@@ -171,7 +166,7 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
                             float* xhat) {
   const int64_t OH = H / 2, OW = W / 2;
   if (OH <= 0 || OW <= 0) return;
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
   const PoolLanes lanes(H, W);
   const int32_t* idx_s = lanes.idx;
   const int32_t* pos_s = lanes.pos;
@@ -240,7 +235,7 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
 #endif
 }
 
-#if defined(__AVX512F__)
+#if MINIDL_AVX512
 // Inference's pooling, without argmax: out = f16(the max of each 2x2 window, plus *bias when
 // bias is given), a NaN in the window winning, the activation applied in registers before the
 // one store. The same values as pool2x2_plane_t on the plane with the bias added to every
@@ -266,4 +261,4 @@ inline void pool2x2_bias_act_plane(const float* in, int64_t H, int64_t W, const 
 }
 #endif
 
-}  // namespace minidl::kernels::detail
+}  // namespace minidl::kernels::MINIDL_ISA_NS::detail

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <limits>
 
+// The variant's own code: after every other include (isa.h).
+#include "isa.h"
 #include "internal.h"
 
-namespace minidl::kernels {
+namespace minidl::kernels::MINIDL_ISA_NS {
 
 void max_pool2d_forward(const float* x, float* y, int32_t* argmax, int64_t planes, int64_t H, int64_t W,
                         int64_t kernel, int64_t stride) {
@@ -51,4 +53,6 @@ void max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, int6
   }
 }
 
-}  // namespace minidl::kernels
+}  // namespace minidl::kernels::MINIDL_ISA_NS
+
+#include "isa_end.h"

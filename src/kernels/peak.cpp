@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "minidl/error.h"
+#include "minidl/kernels/dispatch.h"
 
 namespace minidl::kernels {
 
@@ -73,13 +74,7 @@ double run(const std::string& isa, int64_t n, float a0, float b, float c) {
 
 }  // namespace
 
-const char* model_kernels_isa() {
-#if defined(__AVX512F__)
-  return "avx512";
-#else
-  return "portable";
-#endif
-}
+const char* model_kernels_isa() { return isa_name(active_isa()); }
 
 int fma_peak_lanes(const std::string& isa) { return isa == "avx512" ? kZmm * 16 : isa == "avx2" ? kYmm * 8 : kScalar; }
 

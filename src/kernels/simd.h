@@ -1,18 +1,11 @@
 // AVX-512 helpers shared by the kernels in this directory (not installed).
 #pragma once
 
-#if defined(__AVX512F__)
-// GCC 12 warns that the internal undefined vector of _mm512_min_ps, _mm512_max_ps and the
-// unpack and 128-bit shuffle intrinsics "may be" or "is used uninitialized" when they are inlined
-// (a false positive in its own header); the state at the header's location is what counts, so it
-// is set around the include.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
+#include "isa.h"
 
-namespace minidl::kernels::simd {
+#if MINIDL_AVX512
+
+namespace minidl::kernels::MINIDL_ISA_NS::simd {
 
 // exp(x), 16 lanes: x = n*ln2 + r with |r| <= ln2/2 (ln2 split in two for an exact product),
 // exp(r) by Cephes' degree-6 polynomial, times 2^n by vscalefps (which gives inf above the float
@@ -65,5 +58,5 @@ inline __m512 tanh16(__m512 x) {
 
 inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n) - 1); }
 
-}  // namespace minidl::kernels::simd
+}  // namespace minidl::kernels::MINIDL_ISA_NS::simd
 #endif

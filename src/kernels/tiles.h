@@ -7,13 +7,10 @@
 // so a result does not depend on its tile.
 #pragma once
 
-#include <cstddef>
-#include <cstdint>
-
 #include "simd.h"
 
-#if defined(__AVX512F__)
-namespace minidl::kernels::tiles {
+#if MINIDL_AVX512
+namespace minidl::kernels::MINIDL_ISA_NS::tiles {
 
 // A row-major [M, K] (lda): element (r, k) of the tile's rows.
 struct MatrixA {
@@ -118,5 +115,5 @@ void rows_of_tiles(int rows, int K, int vectors, const A& a, const B& b, const C
   }
 }
 
-}  // namespace minidl::kernels::tiles
+}  // namespace minidl::kernels::MINIDL_ISA_NS::tiles
 #endif

@@ -22,8 +22,7 @@ double fma_peak_gflops(int threads, double seconds = 0.1, int repeats = 3, const
 double fma_peak_checksum(int64_t iterations, float a0, float b, float c, const std::string& isa);
 int fma_peak_lanes(const std::string& isa);  // floats summed by fma_peak_checksum
 
-// The instruction set the model kernels were compiled for ("avx512" when the library was built
-// with AVX-512, else "portable"): today a build-time choice (MINIDL_NATIVE), not a run-time one.
+// The kernel variant the model runs on: isa_name(active_isa()) (kernels/dispatch.h).
 const char* model_kernels_isa();
 
 }  // namespace minidl::kernels

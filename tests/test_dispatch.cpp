@@ -1,0 +1,343 @@
+// Run-time kernel dispatch (kernels/dispatch.h): every variant this CPU runs, against the plain
+// C++ reference, kernel by kernel over general shapes and then as a whole model trained for a
+// few steps. Variants may sum in another order, so values agree to a few float roundings of
+// the largest term; choices (max-pool argmax, all_finite) agree exactly.
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "compare.h"
+#include "minidl/autograd.h"
+#include "minidl/error.h"
+#include "minidl/kernels/batch_norm.h"
+#include "minidl/kernels/bn_pool_act.h"
+#include "minidl/kernels/conv2d.h"
+#include "minidl/kernels/dispatch.h"
+#include "minidl/kernels/elementwise.h"
+#include "minidl/kernels/gemm.h"
+#include "minidl/kernels/max_pool2d.h"
+#include "minidl/nn/spec.h"
+#include "minidl/ops.h"
+#include "minidl/optim.h"
+
+using namespace minidl;
+using kernels::Isa;
+using Floats = std::vector<float>;
+
+namespace {
+
+// Restores the variant that was active (the suite's other tests run on the default).
+struct IsaScope {
+  Isa saved = kernels::active_isa();
+  explicit IsaScope(Isa isa) { kernels::set_active_isa(isa); }
+  ~IsaScope() { kernels::set_active_isa(saved); }
+};
+
+// The variants to test against the reference: every one this CPU runs but ref.
+std::vector<Isa> wide_variants() {
+  std::vector<Isa> out;
+  for (Isa isa : kernels::supported_isas())
+    if (isa != Isa::Ref) out.push_back(isa);
+  if (out.empty()) WARN("this CPU runs only the reference kernels: nothing to compare");
+  return out;
+}
+
+Floats random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  Floats v(n);
+  for (float& x : v) x = u(rng);
+  return v;
+}
+
+// max |a - b| over max |b| (floor 1e-30), over several outputs at once.
+double worst(const std::vector<Floats>& a, const std::vector<Floats>& b) {
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    REQUIRE(a[i].size() == b[i].size());
+    double diff = 0, scale = 1e-30;
+    for (size_t j = 0; j < a[i].size(); ++j) {
+      diff = std::max(diff, std::abs(double(a[i][j]) - b[i][j]));
+      scale = std::max(scale, std::abs(double(b[i][j])));
+    }
+    d = std::max(d, diff / scale);
+  }
+  return d;
+}
+
+// Runs f under the reference and under each wide variant; f returns its outputs.
+void against_reference(const std::function<std::vector<Floats>()>& f, double tolerance, const std::string& what) {
+  std::vector<Floats> ref;
+  {
+    IsaScope s(Isa::Ref);
+    ref = f();
+  }
+  for (Isa isa : wide_variants()) {
+    IsaScope s(isa);
+    const std::vector<Floats> got = f();
+    INFO(what << " on " << kernels::isa_name(isa));
+    CHECK(worst(got, ref) <= tolerance);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("dispatch: the CPU's widest variant runs by default, and an unknown or missing one is refused",
+          "[dispatch]") {
+  const std::vector<Isa> isas = kernels::supported_isas();
+  REQUIRE(isas.front() == Isa::Ref);
+  CHECK(kernels::cpu_supports(Isa::Ref));
+  if (!std::getenv("MINIDL_ISA")) CHECK(kernels::active_isa() == isas.back());
+  CHECK(kernels::parse_isa("avx2") == Isa::Avx2);
+  CHECK_THROWS_WITH(kernels::parse_isa("sse"), Catch::Contains("unknown kernel variant 'sse'") &&
+                                                   Catch::Contains("ref, avx2 or avx512"));
+  for (Isa isa : {Isa::Avx2, Isa::Avx512})
+    if (!kernels::cpu_supports(isa)) {
+      const Isa before = kernels::active_isa();
+      CHECK_THROWS_WITH(kernels::set_active_isa(isa), Catch::Contains(std::string("does not run the ") +
+                                                                      kernels::isa_name(isa) + " kernels"));
+      CHECK(kernels::active_isa() == before);
+    }
+  {
+    IsaScope s(Isa::Ref);
+    CHECK(kernels::active_isa() == Isa::Ref);
+    CHECK_FALSE(kernels::gemm_tiles_native());  // the tiles are the AVX-512 variant's
+  }
+}
+
+TEST_CASE("dispatch: gemm and gemm_tiles of every variant equal the reference", "[dispatch]") {
+  struct Case {
+    int M, N, K;
+  };
+  // Tiled shapes (short K, wide N), OpenBLAS shapes, and edges of the tiles (1 row, 17 columns).
+  for (Case c : std::vector<Case>{{64, 128, 100}, {16, 64, 256}, {1, 17, 3}, {33, 200, 257}, {128, 1568, 64}, {7, 5, 900}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (float beta : {0.0f, 1.0f}) {
+          const Floats A = random(size_t(c.M) * c.K, 1), B = random(size_t(c.K) * c.N, 2), C0 = random(size_t(c.M) * c.N, 3);
+          against_reference(
+              [&] {
+                Floats C = C0;
+                kernels::gemm(ta, tb, c.M, c.N, c.K, 1.0f, A.data(), ta ? c.M : c.K, B.data(), tb ? c.K : c.N, beta,
+                              C.data(), c.N);
+                return std::vector<Floats>{C};
+              },
+              1e-5, "gemm " + std::to_string(c.M) + "x" + std::to_string(c.N) + "x" + std::to_string(c.K));
+        }
+  for (Case c : std::vector<Case>{{8, 48, 25}, {13, 100, 7}, {1, 1, 1}, {40, 784, 400}})
+    for (bool accumulate : {false, true}) {
+      const Floats A = random(size_t(c.M) * c.K, 4), B = random(size_t(c.K) * c.N, 5), C0 = random(size_t(c.M) * c.N, 6);
+      against_reference(
+          [&] {
+            Floats C = C0;
+            kernels::gemm_tiles(c.M, c.N, c.K, A.data(), c.K, B.data(), c.N, C.data(), c.N, accumulate);
+            return std::vector<Floats>{C};
+          },
+          1e-5, "gemm_tiles");
+    }
+}
+
+TEST_CASE("dispatch: convolutions of general shapes equal the reference in every variant, forward and backward",
+          "[dispatch]") {
+  struct Case {
+    int64_t N, C, H, W, O, K, stride, padding;
+  };
+  // 1x1, 3x3, 5x5; stride 1 and 2; padding 0-2; 1-64 channels; planes 5x5 to 33x33; the
+  // reference CNN's two layers; rows of <= 16, 17-32 and > 32 floats.
+  const std::vector<Case> cases = {
+      {4, 1, 28, 28, 16, 5, 1, 2}, {4, 16, 14, 14, 32, 5, 1, 2}, {3, 3, 32, 32, 32, 3, 1, 1}, {3, 32, 16, 16, 64, 3, 1, 1},
+      {2, 8, 33, 33, 8, 3, 2, 1},  {2, 16, 12, 12, 24, 1, 1, 0}, {2, 5, 9, 11, 7, 5, 1, 0},  {2, 4, 20, 20, 40, 3, 2, 0},
+      {2, 64, 8, 8, 64, 1, 2, 0},  {3, 2, 5, 5, 3, 3, 1, 2},     {2, 3, 40, 40, 16, 5, 1, 2}, {2, 16, 7, 7, 36, 3, 1, 1},
+  };
+  for (const Case& c : cases) {
+    const kernels::Conv2dGeometry g{c.N, c.C, c.H, c.W, c.O, c.K, c.K, c.stride, c.padding};
+    const int64_t P = g.out_h() * g.out_w();
+    const Floats x = random(size_t(c.N * c.C * c.H * c.W), 7), w = random(size_t(c.O * g.patch()), 8, -0.3f, 0.3f),
+                 b = random(size_t(c.O), 9), dy = random(size_t(c.N * c.O * P), 10);
+    const std::string what = "conv N" + std::to_string(c.N) + " C" + std::to_string(c.C) + " " + std::to_string(c.H) +
+                             "x" + std::to_string(c.W) + " O" + std::to_string(c.O) + " k" + std::to_string(c.K) +
+                             " s" + std::to_string(c.stride) + " p" + std::to_string(c.padding);
+    for (int threads : {1, 2})
+      against_reference(
+          [&] {
+            Floats y(size_t(c.N * c.O * P)), dx(x.size()), dw(w.size(), 0.0f), db(b.size(), 0.0f);
+            Floats ws(size_t(kernels::conv2d_workspace_size(g, threads)));
+            kernels::conv2d_forward(x.data(), w.data(), b.data(), y.data(), ws.data(), g, threads);
+            kernels::conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), ws.data(), g, threads);
+            return std::vector<Floats>{y, dx, dw, db};
+          },
+          2e-5, what);
+    if (g.out_h() >= 2 && g.out_w() >= 2)
+      for (kernels::Act act : {kernels::Act::ReLU, kernels::Act::Sigmoid, kernels::Act::Tanh})
+        against_reference(
+            [&] {
+              Floats y(size_t(c.N * c.O * (g.out_h() / 2) * (g.out_w() / 2)));
+              Floats ws(size_t(kernels::conv2d_pool_act_workspace_size(g, 2)));
+              kernels::conv2d_pool_act_forward(x.data(), w.data(), b.data(), y.data(), ws.data(), g, act, 2);
+              return std::vector<Floats>{y};
+            },
+            2e-5, what + " pool+act");
+  }
+  // Grouped (2 and 4 groups; depthwise).
+  for (int64_t groups : {2, 4, 8}) {
+    const kernels::Conv2dGeometry g{2, 8, 10, 10, 8, 3, 3, 1, 1};
+    const Floats x = random(200 * 8, 11), w = random(size_t(8 * 8 / groups * 9), 12), b = random(8, 13),
+                 dy = random(200 * 8, 14);
+    against_reference(
+        [&] {
+          Floats y(dy.size()), dx(x.size()), dw(w.size(), 0.0f), db(8, 0.0f);
+          kernels::grouped_conv2d_forward(x.data(), w.data(), b.data(), y.data(), g, groups, 2);
+          kernels::grouped_conv2d_backward(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), g, groups, 2);
+          return std::vector<Floats>{y, dx, dw, db};
+        },
+        2e-5, "grouped conv, groups " + std::to_string(groups));
+  }
+}
+
+TEST_CASE("dispatch: batch norm, pooling and activation kernels equal the reference in every variant", "[dispatch]") {
+  for (auto [N, C, H, W] : std::vector<std::array<int64_t, 4>>{{8, 4, 14, 14}, {5, 3, 7, 9}, {16, 32, 28, 28}, {3, 2, 1, 1}}) {
+    const int64_t S = H * W, n = N * C * S;
+    const Floats x = random(size_t(n), 21, -2.0f, 3.0f), gamma = random(size_t(C), 22), beta = random(size_t(C), 23),
+                 dy = random(size_t(n), 24);
+    const std::string what = "BN " + std::to_string(N) + "x" + std::to_string(C) + "x" + std::to_string(S);
+    against_reference(
+        [&] {
+          Floats y(x.size()), var(static_cast<size_t>(C)), inv_std(static_cast<size_t>(C)), dx(x.size()), dg(size_t(C), 0.0f), dbeta(size_t(C), 0.0f),
+              y2(x.size());
+          std::vector<double> mean(static_cast<size_t>(C));
+          kernels::batch_norm_forward_train(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), var.data(),
+                                            inv_std.data(), N, C, S, 1e-5f);
+          kernels::batch_norm_backward(dy.data(), x.data(), gamma.data(), mean.data(), inv_std.data(), dx.data(), dg.data(),
+                                       dbeta.data(), N, C, S, true);
+          kernels::batch_norm_normalize(x.data(), gamma.data(), beta.data(), mean.data(), inv_std.data(), y2.data(), N, C, S);
+          std::vector<double> m(static_cast<size_t>(C)), m2(static_cast<size_t>(C));
+          kernels::batch_norm_moments(x.data(), m.data(), m2.data(), N, C, S);
+          Floats moments;
+          for (int64_t c = 0; c < C; ++c) moments.push_back(float(m[size_t(c)])), moments.push_back(float(m2[size_t(c)]));
+          return std::vector<Floats>{y, var, inv_std, dx, dg, dbeta, y2, moments};
+        },
+        1e-5, what);
+    if (H < 2 || W < 2) continue;
+    // BN + 2x2 max pool + activation, forward and backward (kernels/bn_pool_act.h).
+    for (kernels::Act act : {kernels::Act::ReLU, kernels::Act::Sigmoid, kernels::Act::Tanh}) {
+      const int64_t Q = (H / 2) * (W / 2);
+      const Floats dout = random(size_t(N * C * Q), 25);
+      std::vector<int32_t> arg_ref;
+      against_reference(
+          [&] {
+            std::vector<double> mean(static_cast<size_t>(C));
+            Floats var(static_cast<size_t>(C)), inv_std(static_cast<size_t>(C)), y(x.size());
+            kernels::batch_norm_forward_train(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), var.data(),
+                                              inv_std.data(), N, C, S, 1e-5f);
+            const kernels::ChannelNorm norm{mean.data(), inv_std.data(), gamma.data(), beta.data()};
+            Floats out(size_t(N * C * Q)), xhat(out.size()), dp(out.size()), dz(x.size());
+            std::vector<int32_t> arg(out.size());
+            std::vector<double> sums(size_t(2 * C), 0.0);
+            kernels::bn_pool_act_forward(x.data(), norm, act, out.data(), arg.data(), xhat.data(), N, C, H, W);
+            kernels::bn_pool_act_backward_sums(dout.data(), out.data(), xhat.data(), act, dp.data(), sums.data(), N, C, Q);
+            kernels::bn_pool_act_backward_dz(dp.data(), arg.data(), xhat.data(), x.data(), norm, sums.data(),
+                                             double(N * S), true, dz.data(), N, C, H, W);
+            if (arg_ref.empty()) arg_ref = arg;
+            else CHECK(arg == arg_ref);  // the same window winners
+            return std::vector<Floats>{out, xhat, dp, dz};
+          },
+          2e-5, what + " bn+pool+act");
+    }
+    // Max pooling, 2x2 and 3x3 stride 2: values and winners exactly.
+    for (int64_t k : {2, 3}) {
+      if (H < k || W < k) continue;
+      const int64_t OH = (H - k) / 2 + 1, OW = (W - k) / 2 + 1;
+      Floats y_ref;
+      std::vector<int32_t> arg_ref;
+      against_reference(
+          [&] {
+            Floats y(size_t(N * C * OH * OW)), dx(x.size(), 0.0f);
+            std::vector<int32_t> arg(y.size());
+            kernels::max_pool2d_forward(x.data(), y.data(), arg.data(), N * C, H, W, k, 2);
+            kernels::max_pool2d_backward(y.data(), arg.data(), dx.data(), N * C, H, W, OH, OW);
+            if (arg_ref.empty()) y_ref = y, arg_ref = arg;
+            else CHECK((y == y_ref && arg == arg_ref));
+            return std::vector<Floats>{y, dx};
+          },
+          0.0, what + " max pool " + std::to_string(k));
+    }
+  }
+}
+
+TEST_CASE("dispatch: elementwise kernels of every variant equal the reference, and all_finite finds the same values",
+          "[dispatch]") {
+  for (int64_t n : {1, 15, 16, 17, 1000, 4097}) {
+    Floats x = random(size_t(n), 31, -30.0f, 30.0f);
+    x[0] = 0.0f;
+    if (n > 3) x[3] = -0.0f;
+    const Floats y = random(size_t(n), 32);
+    against_reference(
+        [&] {
+          Floats s(x.size()), t(x.size()), e(x.size()), a(x.size()), r = x, ai = x;
+          kernels::sigmoid(x.data(), s.data(), n);
+          kernels::tanh(x.data(), t.data(), n);
+          Floats small(x.size());
+          for (size_t i = 0; i < x.size(); ++i) small[i] = x[i] / 3;  // exp in range
+          kernels::exp_vectorised(small.data(), e.data(), n);
+          kernels::add(x.data(), y.data(), a.data(), n);
+          kernels::add_inplace(ai.data(), y.data(), n);
+          kernels::activate_inplace(kernels::Act::ReLU, r.data(), n);
+          return std::vector<Floats>{s, t, e, a, ai, r};
+        },
+        4e-6, "elementwise, n " + std::to_string(n));
+    // One NaN or infinity at each position in turn, the same answer in every variant.
+    for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()})
+      for (int64_t at : {int64_t(0), n / 2, n - 1}) {
+        Floats z = y;
+        z[size_t(at)] = bad;
+        for (Isa isa : kernels::supported_isas()) {
+          IsaScope s(isa);
+          CHECK_FALSE(kernels::all_finite(z.data(), n));
+          CHECK(kernels::all_finite(y.data(), n));
+        }
+      }
+  }
+}
+
+TEST_CASE("dispatch: a spec model trains alike under every variant and the reference (3 steps)", "[dispatch][models]") {
+  const std::string spec =
+      "conv(8,5,pad=2) bn relu maxpool(2) conv(16,3,pad=1) bn tanh maxpool(2) flatten linear(32) bn sigmoid linear(10)";
+  auto run = [&] {
+    ModelConfig c;
+    c.kind = ModelKind::Spec;
+    c.arch = spec;
+    c.input_shape = {1, 28, 28};
+    c.input_mean = {0.0f};
+    c.input_std = {1.0f};
+    c.seed = 5;
+    auto net = make_model(c);
+    Generator g(17);
+    Tensor x = Tensor::normal({32, 1, 28, 28}, 0, 1, g);
+    std::vector<int32_t> labels;
+    for (int i = 0; i < 32; ++i) labels.push_back(i % 10);
+    SGDOptions o;
+    o.lr = 0.05f;
+    o.momentum = 0.9f;
+    SGD opt(net->parameters(), o);
+    Floats losses;
+    for (int s = 0; s < 3; ++s) {
+      opt.zero_grad();
+      Tensor loss = cross_entropy(net->forward(x), labels);
+      losses.push_back(loss.item());
+      loss.backward();
+      opt.step();
+    }
+    std::vector<Floats> out{losses};
+    for (const auto& p : net->named_parameters()) out.push_back(p.tensor.to_vector());
+    net->eval();
+    NoGradGuard no_grad;
+    out.push_back(net->forward(x).to_vector());
+    return out;
+  };
+  against_reference(run, 1e-4, "spec CNN, 3 SGD steps");
+}
