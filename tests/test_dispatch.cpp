@@ -341,3 +341,75 @@ TEST_CASE("dispatch: a spec model trains alike under every variant and the refer
   };
   against_reference(run, 1e-4, "spec CNN, 3 SGD steps");
 }
+
+TEST_CASE("dispatch: exp, sigmoid and tanh of every variant follow the C library, element by element and at the edges",
+          "[dispatch]") {
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  Floats x = {0.0f, -0.0f, 1e-30f, -1e-30f, 0.3f, -0.624f, 0.626f, 1.0f, -5.0f, 9.0f, 20.0f, -20.0f, 87.0f, 88.7f, 88.8f,
+              89.0f, 100.0f, -87.0f, -90.0f, -100.0f, -103.0f, -104.0f, -110.0f, inf, -inf, nan};
+  for (float v : random(500, 41, -110.0f, 90.0f)) x.push_back(v);
+  const int64_t n = static_cast<int64_t>(x.size());
+  for (Isa isa : kernels::supported_isas()) {
+    IsaScope s(isa);
+    Floats e(x.size()), sg(x.size()), th(x.size());
+    kernels::exp_vectorised(x.data(), e.data(), n);
+    kernels::sigmoid(x.data(), sg.data(), n);
+    kernels::tanh(x.data(), th.data(), n);
+    for (size_t i = 0; i < x.size(); ++i) {
+      INFO(kernels::isa_name(isa) << ": x = " << x[i]);
+      const double want_e = std::exp(double(x[i])), want_s = 1.0 / (1.0 + std::exp(-double(x[i]))),
+                   want_t = std::tanh(double(x[i]));
+      if (std::isnan(x[i])) {
+        CHECK((std::isnan(e[i]) && std::isnan(sg[i]) && std::isnan(th[i])));
+        continue;
+      }
+      // 2 ulp relative where the result is a normal float; within the smallest normal below it
+      // (a subnormal result keeps fewer bits), and inf beyond the float range.
+      auto close = [](double got, double want) {
+        if (std::isinf(want) || want > std::numeric_limits<float>::max()) return std::isinf(got) && got > 0;
+        return std::abs(got - want) <= 2.5e-7 * std::abs(want) + 1.2e-38;
+      };
+      CHECK(close(e[i], want_e));
+      CHECK(close(sg[i], want_s));
+      CHECK(close(th[i], want_t));
+      CHECK(std::signbit(th[i]) == std::signbit(x[i]));  // tanh(-0) = -0
+    }
+  }
+}
+
+TEST_CASE("dispatch: pooling picks the same winner in every variant on ties, signed zeros and NaNs", "[dispatch]") {
+  const int64_t N = 3, C = 2, H = 14, W = 30, S = H * W, Q = (H / 2) * (W / 2);
+  Floats z = random(size_t(N * C * S), 51, -2.0f, 2.0f);
+  for (float& v : z) v = std::round(v * 2) / 2;  // many equal values in a window
+  z[5] = -0.0f, z[6] = 0.0f, z[7] = 0.0f;
+  z[100] = std::numeric_limits<float>::quiet_NaN();
+  z[S + 31] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<double> mean = {0.25, -0.5};
+  const Floats inv_std = {1.5f, 0.75f}, gamma = {1.0f, -2.0f}, beta = {0.1f, 0.0f};
+  for (bool normalized : {false, true}) {
+    kernels::ChannelNorm norm;
+    if (normalized) norm = {mean.data(), inv_std.data(), gamma.data(), beta.data()};
+    std::vector<Floats> ref_out;
+    std::vector<int32_t> ref_arg;
+    for (Isa isa : kernels::supported_isas()) {
+      IsaScope s(isa);
+      Floats out(size_t(N * C * Q)), xhat(out.size());
+      std::vector<int32_t> arg(out.size());
+      kernels::bn_pool_act_forward(z.data(), norm, kernels::Act::Identity, out.data(), arg.data(),
+                                   normalized ? xhat.data() : nullptr, N, C, H, W);
+      INFO(kernels::isa_name(isa) << (normalized ? ", normalized" : ""));
+      if (isa == Isa::Ref) {
+        ref_out = {out, xhat}, ref_arg = arg;
+        continue;
+      }
+      CHECK(arg == ref_arg);
+      // NaN where the reference has NaN; elsewhere within a rounding (normalization may fuse).
+      for (size_t i = 0; i < out.size(); ++i) {
+        INFO("output " << i);
+        CHECK(std::isnan(out[i]) == std::isnan(ref_out[0][i]));
+        if (!std::isnan(out[i])) CHECK(std::abs(out[i] - ref_out[0][i]) <= 1e-6f * (1 + std::abs(ref_out[0][i])));
+        if (normalized && !std::isnan(xhat[i])) CHECK(std::abs(xhat[i] - ref_out[1][i]) <= 1e-6f * (1 + std::abs(ref_out[1][i])));
+      }
+    }
+  }
+}

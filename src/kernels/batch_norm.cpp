@@ -40,6 +40,50 @@ double plane_squares(const float* in, int64_t S, double mu) {
   }
   return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
+#elif MINIDL_AVX2
+// The same sums on 8 floats per step (two vectors of 4 doubles), in four accumulators: with one,
+// the compiler's loop waits on each vaddpd's latency. The tail is added in order after the
+// vectors.
+double plane_sum(const float* in, int64_t S) {
+  __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  int64_t s = 0;
+  for (; s + 16 <= S; s += 16) {
+    const __m256 v = _mm256_loadu_ps(in + s), w = _mm256_loadu_ps(in + s + 8);
+    a[0] = _mm256_add_pd(a[0], _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    a[1] = _mm256_add_pd(a[1], _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    a[2] = _mm256_add_pd(a[2], _mm256_cvtps_pd(_mm256_castps256_ps128(w)));
+    a[3] = _mm256_add_pd(a[3], _mm256_cvtps_pd(_mm256_extractf128_ps(w, 1)));
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(_mm256_add_pd(a[0], a[1]), _mm256_add_pd(a[2], a[3])));
+  double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; s < S; ++s) sum += in[s];
+  return sum;
+}
+double plane_squares(const float* in, int64_t S, double mu) {
+  __m256d a[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+  const __m256d m = _mm256_set1_pd(mu);
+  int64_t s = 0;
+  for (; s + 16 <= S; s += 16) {
+    const __m256 v = _mm256_loadu_ps(in + s), w = _mm256_loadu_ps(in + s + 8);
+    const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m);
+    const __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m);
+    const __m256d d2 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(w)), m);
+    const __m256d d3 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(w, 1)), m);
+    a[0] = _mm256_fmadd_pd(d0, d0, a[0]);
+    a[1] = _mm256_fmadd_pd(d1, d1, a[1]);
+    a[2] = _mm256_fmadd_pd(d2, d2, a[2]);
+    a[3] = _mm256_fmadd_pd(d3, d3, a[3]);
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(_mm256_add_pd(a[0], a[1]), _mm256_add_pd(a[2], a[3])));
+  double q = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  for (; s < S; ++s) {
+    const double d = in[s] - mu;
+    q += d * d;
+  }
+  return q;
+}
 #else
 double plane_sum(const float* in, int64_t S) {
   double sum = 0.0;

@@ -30,26 +30,28 @@ void sgemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, i
 // Below this many multiply-adds a product runs on one thread.
 constexpr double kParallelWork = 1 << 18;
 
-#if MINIDL_AVX512
+#if MINIDL_AVX2
+using tiles::Lanes;
 // Products with a short inner dimension and B not transposed (a linear layer's backward: fc1's
 // input gradient 64 x 1568 x 128 and weight gradient 128 x 1568 x 64) run in the register
 // tiles: OpenBLAS would pack both operands for a sum of only 64-128 terms.
 constexpr int kTilesMaxK = 256;
 
 // C (M, N) = op(A) . B (+ C when accumulate) in gemm_tiles' register tiles, columns [n0, n1):
-// one 3-vector column of tiles at a time down all row blocks, so its slice of B (K x 48 floats)
-// stays in L1 while A's rows go past.
+// one column of tiles at a time (kVectors vectors) down all row blocks, so its slice of B stays
+// in L1 while A's rows go past.
 template <class APolicy>
 void tiled_columns(int M, int n0, int n1, int K, APolicy a_at, const float* B, int ldb, float* C, int ldc,
                    bool accumulate) {
-  const int width = tiles::kVectors * 16;
+  constexpr int W = Lanes::kWidth;
+  const int width = tiles::kVectors * W;
   for (int n = n0; n < n1; n += width) {
-    const int cols = std::min(width, n1 - n), vectors = (cols + 15) / 16;
-    const __mmask16 last = simd::tail_mask(cols - 16 * (vectors - 1));
+    const int cols = std::min(width, n1 - n), vectors = (cols + W - 1) / W;
+    const tiles::Mask last = Lanes::tail(cols - W * (vectors - 1));
     for (int m = 0; m < M; m += tiles::kRows)
-      tiles::rows_of_tiles(std::min(tiles::kRows, M - m), K, vectors, a_at(m), tiles::MatrixB{B + n, ldb, 16},
-                           tiles::MatrixC{C + static_cast<int64_t>(m) * ldc + n, ldc, 16, accumulate},
-                           static_cast<__mmask16>(0xffff), last);
+      tiles::rows_of_tiles(std::min(tiles::kRows, M - m), K, vectors, a_at(m), tiles::MatrixB{B + n, ldb, W},
+                           tiles::MatrixC{C + static_cast<int64_t>(m) * ldc + n, ldc, W, accumulate}, Lanes::full(),
+                           last);
   }
 }
 #endif
@@ -63,12 +65,12 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
   if (M == 0 || N == 0) return;
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const double work = static_cast<double>(M) * N * K;
-#if MINIDL_AVX512
+#if MINIDL_AVX2
   if (!tb && alpha == 1.0f && (beta == 0.0f || beta == 1.0f) && K > 0 && K <= kTilesMaxK && M >= 16 && N >= 64) {
     const bool accumulate = beta == 1.0f;
-    // Column blocks of whole 3-vector tiles, as many as threads (one when the product is small).
+    // Column blocks of whole tiles, as many as threads (one when the product is small).
     const int team = work < kParallelWork ? 1 : threads;
-    const int width = tiles::kVectors * 16, tiles_n = (N + width - 1) / width;
+    const int width = tiles::kVectors * Lanes::kWidth, tiles_n = (N + width - 1) / width;
     const int per = (tiles_n + team - 1) / team;
 #pragma omp parallel for schedule(static) num_threads(team) if (team > 1)
     for (int t = 0; t < team; ++t) {
@@ -111,22 +113,23 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
 void gemm_tiles(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
                 bool accumulate) {
   if (M <= 0 || N <= 0) return;
-#if MINIDL_AVX512
-  // Tiles of 8 rows by 3 vectors (24 accumulators); the last tile of a row block takes the
-  // remaining 1-3 vectors, its last one masked.
-  const int vectors = (N + 15) / 16;
+#if MINIDL_AVX2
+  // Tiles of kRows rows by kVectors vectors; the last tile of a row block takes the remaining
+  // vectors, its last one masked.
+  constexpr int W = Lanes::kWidth;
+  const int vectors = (N + W - 1) / W;
   for (int m = 0; m < M; m += tiles::kRows)
     tiles::rows_of_tiles(std::min(tiles::kRows, M - m), K, vectors,
-                         tiles::MatrixA{A + static_cast<int64_t>(m) * lda, lda}, tiles::MatrixB{B, ldb, 16},
-                         tiles::MatrixC{C + static_cast<int64_t>(m) * ldc, ldc, 16, accumulate},
-                         static_cast<__mmask16>(0xffff), simd::tail_mask(N - 16 * (vectors - 1)));
+                         tiles::MatrixA{A + static_cast<int64_t>(m) * lda, lda}, tiles::MatrixB{B, ldb, W},
+                         tiles::MatrixC{C + static_cast<int64_t>(m) * ldc, ldc, W, accumulate}, Lanes::full(),
+                         Lanes::tail(N - W * (vectors - 1)));
 #else
   gemm(false, false, M, N, K, 1.0f, A, lda, B, ldb, accumulate ? 1.0f : 0.0f, C, ldc);
 #endif
 }
 
 bool gemm_tiles_native() {
-#if MINIDL_AVX512
+#if MINIDL_AVX2
   return true;
 #else
   return false;

@@ -72,16 +72,13 @@ inline void pool2x2_row_norm(const float* r0, const float* r1, int64_t OW, int32
     pool2x2_row(r0, r1, OW, base, W, out, arg);
     return;
   }
-  std::vector<float> rows(static_cast<size_t>(4 * OW));
-  for (int64_t i = 0; i < 2 * OW; ++i) {
-    rows[static_cast<size_t>(i)] = nm.apply(r0[i]);
-    rows[static_cast<size_t>(2 * OW + i)] = nm.apply(r1[i]);
-  }
-  pool2x2_row(rows.data(), rows.data() + 2 * OW, OW, 0, static_cast<int32_t>(2 * OW), out, arg);
-  for (int64_t i = 0; i < OW; ++i) {
-    const int32_t l = arg[i], row = l / static_cast<int32_t>(2 * OW), col = l % static_cast<int32_t>(2 * OW);
-    arg[i] = base + col + row * W;
-    if (xhat) xhat[i] = nm.m.center((row ? r1 : r0)[col]) * nm.inv_std;
+  for (int64_t ow = 0; ow < OW; ++ow) {
+    const float raw[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+    const float v[4] = {nm.apply(raw[0]), nm.apply(raw[1]), nm.apply(raw[2]), nm.apply(raw[3])};
+    int32_t pick = 0;  // 0..3: the window's position of the winner
+    pool2x2_row(v, v + 2, 1, 0, 2, out + ow, &pick);
+    arg[ow] = base + static_cast<int32_t>(2 * ow) + (pick & 1) + (pick >> 1) * W;
+    if (xhat) xhat[ow] = nm.m.center(raw[pick]) * nm.inv_std;
   }
 }
 
@@ -228,6 +225,86 @@ inline void pool2x2_plane_t(const float* in, int64_t H, int64_t W, const RowNorm
                     int32_t base, int64_t cnt, int64_t q) __attribute__((always_inline)) {
                   step(pa, pb, pc, pd, ma, mb, base, cnt, out + q, arg + q, xhat ? xhat + q : nullptr);
                 });
+#elif MINIDL_AVX2
+  // 8 windows per step along a row pair: 16 floats of each row (two masked loads), split into
+  // the windows' left and right columns by a shuffle and a 64-bit permute; the same vmaxps chain
+  // and first-maximum choice as above. A step with a NaN in its windows takes the scalar rules.
+  const __m256 hi_v = _mm256_set1_ps(nm.m.hi), lo_v = _mm256_set1_ps(nm.m.lo), scale_v = _mm256_set1_ps(nm.scale),
+               beta_v = _mm256_set1_ps(nm.beta), is_v = _mm256_set1_ps(nm.inv_std);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), pos2 = _mm256_slli_epi32(lane, 1);
+  const __m256i off1 = _mm256_set1_epi32(1), off2 = _mm256_set1_epi32(static_cast<int32_t>(W)),
+                off3 = _mm256_set1_epi32(static_cast<int32_t>(W) + 1);
+  auto center = [&](__m256 v) { return _mm256_sub_ps(_mm256_sub_ps(v, hi_v), lo_v); };
+  auto norm = [&](__m256 v) { return kNorm ? _mm256_fmadd_ps(center(v), scale_v, beta_v) : v; };
+  auto load = [&](const float* p, int n) {  // the first n (0-8) floats at p, zeros after
+    return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), lane));
+  };
+  auto evens = [](__m256 a, __m256 b) {  // a0 a2 a4 a6 b0 b2 b4 b6
+    return _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))), _MM_SHUFFLE(3, 1, 2, 0)));
+  };
+  auto odds = [](__m256 a, __m256 b) {  // a1 a3 a5 a7 b1 b3 b5 b7
+    return _mm256_castpd_ps(
+        _mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))), _MM_SHUFFLE(3, 1, 2, 0)));
+  };
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* r0 = in + 2 * oh * W;
+    const float* r1 = r0 + W;
+    for (int64_t ow = 0; ow < OW; ow += 8) {
+      const int cnt = static_cast<int>(std::min<int64_t>(8, OW - ow));
+      const int na = std::min(8, 2 * cnt), nb = std::max(0, 2 * cnt - 8);
+      const __m256 a0 = load(r0 + 2 * ow, na), b0 = load(r0 + 2 * ow + 8, nb);
+      const __m256 a1 = load(r1 + 2 * ow, na), b1 = load(r1 + 2 * ow + 8, nb);
+      const __m256 na0 = norm(a0), nb0 = norm(b0), na1 = norm(a1), nb1 = norm(b1);
+      const __m256 v0 = evens(na0, nb0), v1 = odds(na0, nb0), v2 = evens(na1, nb1), v3 = odds(na1, nb1);
+      const __m256 best = _mm256_max_ps(_mm256_max_ps(v3, v2), _mm256_max_ps(v1, v0));
+      const __m256 unordered = _mm256_or_ps(_mm256_or_ps(_mm256_cmp_ps(v0, v0, _CMP_UNORD_Q), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q)),
+                                            _mm256_or_ps(_mm256_cmp_ps(v2, v2, _CMP_UNORD_Q), _mm256_cmp_ps(v3, v3, _CMP_UNORD_Q)));
+      const int32_t base = static_cast<int32_t>(2 * oh * W + 2 * ow);
+      const int64_t q = oh * OW + ow;
+      if (_mm256_movemask_ps(unordered) & ((1 << cnt) - 1)) {
+        // rare: the scalar rules on this step's (normalized) values, window by window
+        alignas(32) float top[16], bottom[16], raw_top[16], raw_bottom[16];
+        _mm256_store_ps(top, na0), _mm256_store_ps(top + 8, nb0);
+        _mm256_store_ps(bottom, na1), _mm256_store_ps(bottom + 8, nb1);
+        _mm256_store_ps(raw_top, a0), _mm256_store_ps(raw_top + 8, b0);
+        _mm256_store_ps(raw_bottom, a1), _mm256_store_ps(raw_bottom + 8, b1);
+        for (int i = 0; i < cnt; ++i) {
+          const float v[4] = {top[2 * i], top[2 * i + 1], bottom[2 * i], bottom[2 * i + 1]};
+          const float raw[4] = {raw_top[2 * i], raw_top[2 * i + 1], raw_bottom[2 * i], raw_bottom[2 * i + 1]};
+          int32_t pick = 0;
+          pool2x2_row(v, v + 2, 1, 0, 2, out + q + i, &pick);
+          arg[q + i] = base + 2 * i + (pick & 1) + (pick >> 1) * static_cast<int32_t>(W);
+          if (kNorm && xhat) xhat[q + i] = nm.m.center(raw[pick]) * nm.inv_std;
+        }
+        continue;
+      }
+      const __m256 e0 = _mm256_cmp_ps(v0, best, _CMP_EQ_OQ), e1 = _mm256_cmp_ps(v1, best, _CMP_EQ_OQ),
+                   e2 = _mm256_cmp_ps(v2, best, _CMP_EQ_OQ);
+      auto pick_int = [](__m256i a, __m256i b, __m256 m) {  // b where m, else a
+        return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(a), _mm256_castsi256_ps(b), m));
+      };
+      __m256i k = pick_int(off3, off2, e2);
+      k = pick_int(k, off1, e1);
+      k = pick_int(k, _mm256_setzero_si256(), e0);
+      const __m256i where = _mm256_add_epi32(_mm256_add_epi32(_mm256_set1_epi32(base), pos2), k);
+      alignas(32) float o8[8], x8[8];
+      alignas(32) int32_t a8[8];
+      _mm256_store_ps(o8, best);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(a8), where);
+      if (kNorm && xhat) {
+        // the winner's raw value, chosen by the same masks, centred and scaled as the backward does
+        __m256 w = odds(a1, b1);
+        w = _mm256_blendv_ps(w, evens(a1, b1), e2);
+        w = _mm256_blendv_ps(w, odds(a0, b0), e1);
+        w = _mm256_blendv_ps(w, evens(a0, b0), e0);
+        _mm256_store_ps(x8, _mm256_mul_ps(center(w), is_v));
+      }
+      std::copy(o8, o8 + cnt, out + q);
+      std::copy(a8, a8 + cnt, arg + q);
+      if (kNorm && xhat) std::copy(x8, x8 + cnt, xhat + q);
+    }
+  }
 #else
   for (int64_t oh = 0; oh < OH; ++oh)
     pool2x2_row_norm<kNorm>(in + 2 * oh * W, in + (2 * oh + 1) * W, OW, static_cast<int32_t>(2 * oh * W),
