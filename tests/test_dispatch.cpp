@@ -222,6 +222,21 @@ TEST_CASE("dispatch: batch norm, pooling and activation kernels equal the refere
           return std::vector<Floats>{y, var, inv_std, dx, dg, dbeta, y2, moments};
         },
         1e-5, what);
+    for (int64_t G : {int64_t(1), C}) {
+      // (A group of 1 or 2 values normalizes to 0 or +-1 whatever x is: its dx is 0 in closed
+      // form, and any two roundings of it differ wholly.)
+      if ((C / G) * S < 3) continue;
+      against_reference(
+          [&] {
+            Floats y(x.size()), rstd(size_t(N * G)), dx(x.size()), dg(static_cast<size_t>(C), 0.0f), db(static_cast<size_t>(C), 0.0f);
+            std::vector<double> mean(size_t(N * G));
+            kernels::group_norm_forward(x.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data(), N, C, S, G, 1e-5f);
+            kernels::group_norm_backward(dy.data(), x.data(), gamma.data(), mean.data(), rstd.data(), dx.data(), dg.data(),
+                                         db.data(), N, C, S, G);
+            return std::vector<Floats>{y, rstd, dx, dg, db};
+          },
+          1e-5, what + " group norm, " + std::to_string(G) + " groups");
+    }
     if (H < 2 || W < 2) continue;
     // BN + 2x2 max pool + activation, forward and backward (kernels/bn_pool_act.h).
     for (kernels::Act act : {kernels::Act::ReLU, kernels::Act::Sigmoid, kernels::Act::Tanh}) {

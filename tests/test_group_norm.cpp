@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "compare.h"
 #include "gradcheck.h"
 #include "minidl/nn/group_norm.h"
 #include "minidl/ops.h"
@@ -13,14 +14,7 @@
 
 using namespace minidl;
 using namespace minidl::testing;
-using namespace minidl::testing;
 using nlohmann::json;
-
-namespace {
-
-
-
-}  // namespace
 
 TEST_CASE("group_norm and layer_norm: gradients match finite differences", "[norm][gradcheck]") {
   Generator gen(11);
@@ -43,6 +37,41 @@ TEST_CASE("group_norm and layer_norm: gradients match finite differences", "[nor
   auto r4 = gradcheck([&](const std::vector<Tensor>& in) { return layer_norm(in[0], {4}, in[1], in[2]); }, {x3, w4, b4});
   INFO(r4.report);
   REQUIRE(r4.ok);
+}
+
+TEST_CASE("group_norm: the fused op equals the composed one, values and every gradient", "[norm]") {
+  struct Case {
+    Shape shape;
+    int64_t groups;
+    bool affine;
+    float offset;  // added to x: a large mean next to a small spread
+  };
+  const std::vector<Case> cases = {{{4, 8, 5, 7}, 4, true, 0.0f},  {{3, 6, 4, 4}, 1, true, 0.0f},  {{3, 6, 4, 4}, 6, false, 0.0f},
+                                   {{5, 12}, 3, true, 0.0f},        {{2, 16, 9, 9}, 2, true, 300.0f}, {{1, 4, 1, 1}, 2, true, 0.0f},
+                                   {{64, 32, 14, 14}, 4, true, 1.0f}};
+  for (const Case& c : cases) {
+    INFO("shape " << shape_to_string(c.shape) << ", groups " << c.groups << (c.affine ? "" : ", no affine"));
+    Generator g(21);
+    Tensor xd = add(Tensor::normal(c.shape, 0, 1.5f, g), Tensor::scalar(c.offset));
+    const int64_t C = c.shape[1];
+    Tensor w = c.affine ? Tensor::uniform({C}, -1.0f, 2.0f, g) : Tensor(), b = c.affine ? Tensor::uniform({C}, -1, 1, g) : Tensor();
+    Tensor xf = xd.clone().set_requires_grad(), xc = xd.clone().set_requires_grad();
+    Tensor wf, wc, bf, bc;
+    if (c.affine) {
+      wf = w.clone().set_requires_grad(), wc = w.clone().set_requires_grad();
+      bf = b.clone().set_requires_grad(), bc = b.clone().set_requires_grad();
+    }
+    Tensor yf = group_norm(xf, c.groups, wf, bf), yc = group_norm_composed(xc, c.groups, wc, bc);
+    CHECK(rel_diff(yf, yc) < 1e-5);
+    Tensor r = Tensor::normal(yf.shape(), 0, 1, g);
+    sum(mul(yf, r)).backward();
+    sum(mul(yc, r)).backward();
+    CHECK(rel_diff(xf.grad(), xc.grad()) < 1e-5);
+    if (c.affine) {
+      CHECK(rel_diff(wf.grad(), wc.grad()) < 1e-5);
+      CHECK(rel_diff(bf.grad(), bc.grad()) < 1e-5);
+    }
+  }
 }
 
 TEST_CASE("pytorch reference: GroupNorm and LayerNorm forward and backward", "[norm][torch]") {

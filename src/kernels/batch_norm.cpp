@@ -337,6 +337,75 @@ void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma,
     }
 }
 
+// --- GroupNorm (kernels/batch_norm.h) -----------------------------------------
+// Group g of sample n is the contiguous block of C/G channels at x + (n*C + g*C/G)*S: its
+// moments are one "channel" of a (1, 1, M) tensor, M = (C/G)*S, in the same two double passes.
+void group_norm_forward(const float* x, const float* gamma, const float* beta, float* y, double* mean, float* rstd,
+                        int64_t N, int64_t C, int64_t S, int64_t G, float eps) {
+  const int64_t Cg = C / G, M = Cg * S;
+#pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
+  for (int64_t r = 0; r < N * G; ++r) {
+    const float* in = x + r * M;
+    double mu = 0.0, squares = 0.0;
+    channel_moments(in, 1, 1, M, 0, mu, squares);
+    const float is = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(M) + eps));
+    mean[r] = mu;
+    rstd[r] = is;
+    const SplitMean m(mu);
+    for (int64_t j = 0; j < Cg; ++j) {
+      const int64_t c = (r % G) * Cg + j;
+      const float scale = gamma ? gamma[c] * is : is, b = beta ? beta[c] : 0.0f;
+      const float* src = in + j * S;
+      float* out = y + r * M + j * S;
+#pragma omp simd
+      for (int64_t s = 0; s < S; ++s) out[s] = m.center(src[s]) * scale + b;
+    }
+  }
+}
+
+// With xhat = center(x)*rstd and k = gamma[c]: the per-(n, c) sums a = sum dy and b = sum
+// dy*xhat give dbeta and dgamma (summed over n in order) and, weighted by k, the group's means of
+// dxhat = k*dy and of dxhat*xhat; then dx = rstd*(dxhat - mean(dxhat) - xhat*mean(dxhat*xhat)).
+void group_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean, const float* rstd,
+                         float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C, int64_t S, int64_t G) {
+  const int64_t Cg = C / G, M = Cg * S;
+  std::vector<double> a(static_cast<size_t>(N * C)), b(static_cast<size_t>(N * C));
+#pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
+  for (int64_t r = 0; r < N * G; ++r) {
+    const SplitMean m(mean[r]);
+    const float is = rstd[r];
+    double mean_dxhat = 0.0, mean_dxhat_xhat = 0.0;
+    for (int64_t j = 0; j < Cg; ++j) {
+      const int64_t nc = r * Cg + j, c = (r % G) * Cg + j;  // (n*C + c): the block's channels in order
+      double sa = 0.0, sb = 0.0;
+      channel_backward_sums(dy + nc * S, x + nc * S, m, is, 1, 1, S, 0, sa, sb);
+      a[static_cast<size_t>(nc)] = sa;
+      b[static_cast<size_t>(nc)] = sb;
+      const double k = gamma ? gamma[c] : 1.0;
+      mean_dxhat += k * sa;
+      mean_dxhat_xhat += k * sb;
+    }
+    if (!dx) continue;
+    const float m1 = static_cast<float>(mean_dxhat / static_cast<double>(M)),
+                m2 = static_cast<float>(mean_dxhat_xhat / static_cast<double>(M));
+    for (int64_t j = 0; j < Cg; ++j) {
+      const int64_t nc = r * Cg + j, c = (r % G) * Cg + j;
+      const float k = gamma ? gamma[c] : 1.0f;
+      const float* g = dy + nc * S;
+      const float* in = x + nc * S;
+      float* out = dx + nc * S;
+#pragma omp simd
+      for (int64_t s = 0; s < S; ++s) out[s] = is * (k * g[s] - m1 - (m.center(in[s]) * is) * m2);
+    }
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    double sa = 0.0, sb = 0.0;
+    for (int64_t n = 0; n < N; ++n) sa += a[static_cast<size_t>(n * C + c)], sb += b[static_cast<size_t>(n * C + c)];
+    if (dbeta) dbeta[c] += static_cast<float>(sa);
+    if (dgamma) dgamma[c] += static_cast<float>(sb);
+  }
+}
+
 }  // namespace minidl::kernels::MINIDL_ISA_NS
 
 #include "isa_end.h"

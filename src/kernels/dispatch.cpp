@@ -151,6 +151,14 @@ void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma,
                             int64_t S) {
   MINIDL_DISPATCH(batch_norm_backward_dx, dy, x, gamma, mean, inv_std, sums, M, dx, N, C, S);
 }
+void group_norm_forward(const float* x, const float* gamma, const float* beta, float* y, double* mean, float* rstd,
+                        int64_t N, int64_t C, int64_t S, int64_t G, float eps) {
+  MINIDL_DISPATCH(group_norm_forward, x, gamma, beta, y, mean, rstd, N, C, S, G, eps);
+}
+void group_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean, const float* rstd,
+                         float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C, int64_t S, int64_t G) {
+  MINIDL_DISPATCH(group_norm_backward, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, N, C, S, G);
+}
 
 // --- bn_pool_act.h
 void activate_inplace(Act a, float* x, int64_t n) { MINIDL_DISPATCH(activate_inplace, a, x, n); }

@@ -1,7 +1,13 @@
 #include "minidl/nn/group_norm.h"
 
+#include <memory>
+#include <vector>
+
+#include "minidl/autograd.h"
+#include "minidl/kernels/batch_norm.h"
 #include "minidl/nn/registry.h"
 #include "minidl/ops.h"
+#include "minidl/profiler.h"
 
 namespace minidl {
 
@@ -18,24 +24,54 @@ Tensor normalize_rows(const Tensor& x, float eps) {
 std::string shape_of(const Tensor& x) { return x.defined() ? shape_to_string(x.shape()) : "(undefined)"; }
 }  // namespace
 
-Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, float eps) {
+namespace {
+void check_group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias) {
   MINIDL_CHECK(x.defined() && x.dim() >= 2, "group_norm: input must be [N, C, ...], got ", shape_of(x));
   const int64_t N = x.size(0), C = x.size(1);
   MINIDL_CHECK(num_groups > 0 && C % num_groups == 0, "group_norm: ", C, " channels cannot be split into ",
                num_groups, " groups");
   MINIDL_CHECK(x.numel() / (N * num_groups) > 0, "group_norm: empty groups in input ", shape_of(x));
+  MINIDL_CHECK(!weight.defined() || weight.numel() == C, "group_norm: weight has ", weight.numel(), " values, the input ", C,
+               " channels");
+  MINIDL_CHECK(!bias.defined() || bias.numel() == C, "group_norm: bias has ", bias.numel(), " values, the input ", C,
+               " channels");
+}
+}  // namespace
+
+Tensor group_norm_composed(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, float eps) {
+  check_group_norm(x, num_groups, weight, bias);
+  const int64_t N = x.size(0), C = x.size(1);
   Tensor y = reshape(normalize_rows(reshape(x, {N * num_groups, -1}), eps), x.shape());
   Shape channel(static_cast<size_t>(x.dim()), 1);
   channel[1] = C;
-  if (weight.defined()) {
-    MINIDL_CHECK(weight.numel() == C, "group_norm: weight has ", weight.numel(), " values, the input ", C, " channels");
-    y = mul(y, reshape(weight, channel));
-  }
-  if (bias.defined()) {
-    MINIDL_CHECK(bias.numel() == C, "group_norm: bias has ", bias.numel(), " values, the input ", C, " channels");
-    y = add(y, reshape(bias, channel));
-  }
+  if (weight.defined()) y = mul(y, reshape(weight, channel));
+  if (bias.defined()) y = add(y, reshape(bias, channel));
   return y;
+}
+
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, float eps) {
+  ProfileScope scope("group_norm");
+  check_group_norm(x, num_groups, weight, bias);
+  const int64_t N = x.size(0), C = x.size(1), S = x.numel() / (N * C), G = num_groups;
+  Tensor y = Tensor::empty(x.shape());
+  auto mu = std::make_shared<std::vector<double>>(static_cast<size_t>(N * G));
+  Tensor rstd = Tensor::empty({N * G});
+  kernels::group_norm_forward(x.data(), weight.defined() ? weight.data() : nullptr, bias.defined() ? bias.data() : nullptr,
+                              y.data(), mu->data(), rstd.data(), N, C, S, G, eps);
+  if (!needs_grad({&x, &weight, &bias})) return y;
+  // The backward keeps x, gamma and the groups' mean and rstd: nothing more of size N*C*S.
+  Tensor sx = x.detach(), sw = weight.defined() ? weight.detach() : Tensor();
+  return record(y, "group_norm", {x, weight, bias},
+                [sx, sw, mu, rstd, N, C, S, G](const Tensor& dy, const std::vector<bool>& needs) {
+                  Tensor dx = needs[0] ? Tensor::empty(sx.shape()) : Tensor();
+                  Tensor dgamma = needs[1] ? Tensor::zeros({C}) : Tensor();
+                  Tensor dbeta = needs[2] ? Tensor::zeros({C}) : Tensor();
+                  kernels::group_norm_backward(dy.data(), sx.data(), sw.defined() ? sw.data() : nullptr, mu->data(),
+                                               rstd.data(), needs[0] ? dx.data() : nullptr,
+                                               needs[1] ? dgamma.data() : nullptr, needs[2] ? dbeta.data() : nullptr, N,
+                                               C, S, G);
+                  return std::vector<Tensor>{dx, dgamma, dbeta};
+                });
 }
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias, float eps) {

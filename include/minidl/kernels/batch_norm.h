@@ -68,4 +68,14 @@ void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma,
                             const float* inv_std, const double* sums, double M, float* dx, int64_t N, int64_t C,
                             int64_t S);
 
+// GroupNorm over x (N, C, S) in G groups of C/G channels (PyTorch's nn.GroupNorm: biased
+// variance, eps inside the square root): mean[n*G + g] (double) and rstd[n*G + g] =
+// 1/sqrt(var + eps) of each group, y = (x - mean)*rstd*gamma[c] + beta[c]; gamma and beta may be
+// null (1 and 0). The backward assigns dx (when not null) and adds into dgamma and dbeta (each
+// may be null), each channel's sum over the batch in sample order.
+void group_norm_forward(const float* x, const float* gamma, const float* beta, float* y, double* mean, float* rstd,
+                        int64_t N, int64_t C, int64_t S, int64_t G, float eps);
+void group_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean, const float* rstd,
+                         float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C, int64_t S, int64_t G);
+
 }  // namespace minidl::kernels

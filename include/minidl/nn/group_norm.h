@@ -8,8 +8,9 @@
 //  - LayerNorm(S): x [N, *S]; each example is normalized over the trailing dims S; weight and
 //    bias have shape S (elementwise affine);
 //  - eps 1e-5, weight 1, bias 0; state-dict names "weight", "bias".
-// Both are composed from ops.h primitives (reshape, mean, sub, square, add, rsqrt, mul), so the
-// tape derives the backward.
+// GroupNorm runs as one op with a closed-form backward (kernels/batch_norm.h);
+// group_norm_composed and LayerNorm are composed from ops.h primitives (reshape, mean, sub,
+// square, add, rsqrt, mul), so the tape derives their backward.
 #pragma once
 
 #include "minidl/nn/module.h"
@@ -18,6 +19,9 @@ namespace minidl {
 
 // x: [N, C, ...]; weight, bias: [C] (or undefined: no affine). Returns x's shape.
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, float eps = 1e-5f);
+// The same from primitives: the reference the fused op is tested against.
+Tensor group_norm_composed(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias,
+                           float eps = 1e-5f);
 // x: [N, *normalized_shape]; weight, bias: normalized_shape (or undefined).
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   float eps = 1e-5f);
