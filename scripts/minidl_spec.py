@@ -103,9 +103,12 @@ SIGNATURES = {
     "maxpool": [("kernel", None), ("stride", "0")],
     "avgpool": [("kernel", None), ("stride", "0")],
     "dropout": [("p", "0.5")],
-    "globalavgpool": [], "flatten": [], "sigmoid": [], "relu": [], "tanh": [], "res": [],
+    "globalavgpool": [], "flatten": [], "res": [],
     "gain": [("init", "1")],
 }
+# minidl's activation table (include/minidl/kernels/activation.h): spec name -> PyTorch module
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh, "swish": nn.SiLU}
+SIGNATURES.update({name: [] for name in ACTIVATIONS})
 
 
 def resolve(name, args):
@@ -171,8 +174,8 @@ def build_sequence(tokens, shape):
             for d in shape:
                 n *= d
             shape = (n,)
-        elif name in ("sigmoid", "relu", "tanh"):
-            layers.append({"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}[name]())
+        elif name in ACTIVATIONS:
+            layers.append(ACTIVATIONS[name]())
         elif name == "gain":
             layers.append(Gain(float(a["init"])))
         elif name == "dropout":

@@ -168,7 +168,8 @@ def load(d, train_limit=0, test_limit=0):
 
 
 # --- models ------------------------------------------------------------------------------------
-ACTS = {"sigmoid": torch.sigmoid, "relu": F.relu, "tanh": torch.tanh}
+# minidl's activation table (include/minidl/kernels/activation.h), by name
+ACTS = {"sigmoid": torch.sigmoid, "relu": F.relu, "tanh": torch.tanh, "swish": F.silu}
 
 
 class Cnn(nn.Module):

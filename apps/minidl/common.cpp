@@ -57,8 +57,11 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
                                   "gradient, see study detached)")
                       ->check(CLI::IsMember({"fused", "composed", "detached"}))
                       ->capture_default_str();
-  f.act_opt = cmd->add_option("--act", f.act, "Preset activation: sigmoid, relu or tanh")
-                  ->check(CLI::IsMember({"sigmoid", "relu", "tanh"}))
+  std::vector<std::string> acts;
+  for (const minidl::kernels::ActInfo& a : minidl::kernels::activations()) acts.push_back(a.name);
+  f.act_opt = cmd->add_option("--act", f.act, "Preset activation: one of the activation table's (" +
+                                                  CLI::detail::join(acts, ", ") + ")")
+                  ->check(CLI::IsMember(acts))
                   ->capture_default_str();
   cmd->add_flag("--no-fuse", f.no_fuse,
                 "Run every layer on its own instead of the fused blocks (convolution, BN, pooling and activation as "

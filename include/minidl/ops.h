@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "minidl/kernels/activation.h"
 #include "minidl/tensor.h"
 
 namespace minidl {
@@ -29,6 +30,8 @@ Tensor square(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor tanh(const Tensor& x);
+// Any activation of kernels/activation.h's table, with its derivative.
+Tensor activation(const Tensor& x, kernels::Act a);
 
 inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
 inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }

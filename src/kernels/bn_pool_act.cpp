@@ -12,42 +12,17 @@
 namespace minidl::kernels::MINIDL_ISA_NS {
 
 namespace {
-
 using detail::SplitMean;
-
-// out[i] = act(out[i]) with the activation fixed at compile time, so the loop vectorises.
-template <Act A>
-void activate_row(float* out, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) out[i] = act_forward(A, out[i]);
-}
-
 }  // namespace
 
-void activate_inplace(Act a, float* out, int64_t n) {
-  switch (a) {
-    case Act::Sigmoid: sigmoid(out, out, n); break;
-    case Act::ReLU: activate_row<Act::ReLU>(out, n); break;
-    case Act::Tanh: MINIDL_ISA_NS::tanh(out, out, n); break;
-    case Act::Identity: break;
-  }
-}
+void activate_inplace(Act a, float* out, int64_t n) { MINIDL_ISA_NS::activation_forward(a, out, out, n); }
 
 namespace {
 
-template <Act A>
-void act_grad_row(const float* dout, const float* out, float* dp, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) dp[i] = act_backward(A, dout[i], out[i]);
-}
-
+// dp = act'(out) * dout: the fused blocks keep only the output, so their activations are the
+// table's that need no input (the fusion pass takes no other).
 void act_grad_row(Act a, const float* dout, const float* out, float* dp, int64_t n) {
-  switch (a) {
-    case Act::Sigmoid: act_grad_row<Act::Sigmoid>(dout, out, dp, n); break;
-    case Act::ReLU: act_grad_row<Act::ReLU>(dout, out, dp, n); break;
-    case Act::Tanh: act_grad_row<Act::Tanh>(dout, out, dp, n); break;
-    case Act::Identity: std::copy(dout, dout + n, dp); break;
-  }
+  MINIDL_ISA_NS::activation_backward(a, dout, nullptr, out, dp, n);
 }
 
 // One plane: in (H, W) -> o, arg, xhat (H/2, W/2); see bn_pool_act_forward.

@@ -16,6 +16,7 @@
 #include "internal.h"
 #include "simd.h"
 #include "tiles.h"
+#include "act_formulas.h"
 
 namespace minidl::kernels::MINIDL_ISA_NS {
 
@@ -648,16 +649,11 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
           detail::pool2x2_bias_act_plane(z + o * P, OH, OW, bias ? bias + o : nullptr, f16, y + (n * g.O + o) * QH * QW);
         }
       };
-      switch (act) {
-        case Act::Sigmoid: planes([](__m512 v) { return simd::sigmoid16(v); }); break;
-        case Act::Tanh: planes([](__m512 v) { return simd::tanh16(v); }); break;
-        case Act::ReLU:  // act_forward's v <= 0 ? 0 : v (a NaN stays)
-          planes([](__m512 v) {
-            return _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ), _mm512_setzero_ps());
-          });
-          break;
-        case Act::Identity: planes([](__m512 v) { return v; }); break;
-      }
+      with_formula(act, [&](auto formula) {
+        using F = decltype(formula);
+        if constexpr (std::is_same_v<F, std::nullptr_t>) planes([](__m512 v) { return v; });
+        else planes([](__m512 v) { return F::forward(vec::V{v}).v; });
+      });
 #else
       int32_t* arg = reinterpret_cast<int32_t*>(col + per_thread(g));  // scratch: a plane's pool argmax
       for (int64_t o = 0; o < g.O; ++o) {

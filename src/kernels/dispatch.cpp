@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "minidl/error.h"
+#include "minidl/kernels/activation.h"
 #include "minidl/kernels/batch_norm.h"
 #include "minidl/kernels/bn_pool_act.h"
 #include "minidl/kernels/conv2d.h"
@@ -224,6 +225,10 @@ bool all_finite(const float* x, int64_t n) { MINIDL_DISPATCH(all_finite, x, n); 
 void sigmoid(const float* x, float* y, int64_t n) { MINIDL_DISPATCH(sigmoid, x, y, n); }
 void tanh(const float* x, float* y, int64_t n) { MINIDL_DISPATCH(tanh, x, y, n); }
 void exp_vectorised(const float* x, float* y, int64_t n) { MINIDL_DISPATCH(exp_vectorised, x, y, n); }
+void activation_forward(Act a, const float* x, float* y, int64_t n) { MINIDL_DISPATCH(activation_forward, a, x, y, n); }
+void activation_backward(Act a, const float* g, const float* x, const float* y, float* dx, int64_t n) {
+  MINIDL_DISPATCH(activation_backward, a, g, x, y, dx, n);
+}
 
 // --- gemm.h
 void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,

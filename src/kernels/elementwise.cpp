@@ -3,10 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 // The variant's own code: after every other include (isa.h).
 #include "isa.h"
-#include "simd.h"
+#include "act_formulas.h"
 
 namespace minidl::kernels::MINIDL_ISA_NS {
 
@@ -38,55 +39,80 @@ bool all_finite(const float* x, int64_t n) {
 }
 
 namespace {
-// y[i] = f(x[i]) by the variant's vector form f16 (16 lanes with AVX-512, 8 with AVX2), the tail
-// as a vector too, so that a value's result does not depend on where it sits; in the reference,
-// the scalar f.
-template <class F16, class F>
-void map16(const float* x, float* y, int64_t n, F16 f16, F f) {
-#if MINIDL_AVX512
-  (void)f;
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = simd::tail_mask(n - i);
-    _mm512_mask_storeu_ps(y + i, m, f16(_mm512_maskz_loadu_ps(m, x + i)));
-  }
-#elif MINIDL_AVX2
-  (void)f;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, f16(_mm256_loadu_ps(x + i)));
-  if (i < n) {
-    alignas(32) float tail[8] = {};
-    std::copy(x + i, x + n, tail);
-    _mm256_store_ps(tail, f16(_mm256_load_ps(tail)));
-    std::copy(tail, tail + (n - i), y + i);
-  }
+// Calls f on every lane group of [0, n): f(i, count) with count = the lanes from i on (a full
+// vector but at the tail). The loads and stores are the callers'.
+template <class F>
+void lanes(int64_t n, F&& f) {
+#if MINIDL_AVX2
+  for (int64_t i = 0; i < n; i += vec::kLanes) f(i, std::min<int64_t>(vec::kLanes, n - i));
 #else
-  (void)f16;
-  for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+  for (int64_t i = 0; i < n; ++i) f(i, 1);
 #endif
+}
+
+// The variant's vector of p[0, count), zeros after (and the float p[0] in the reference), and
+// its store. A value's result does not depend on where it sits: the tail is a vector too.
+#if MINIDL_AVX512
+using Lane = vec::V;
+inline Lane load(const float* p, int64_t count) { return {_mm512_maskz_loadu_ps(simd::tail_mask(count), p)}; }
+inline void store(float* p, int64_t count, Lane v) { _mm512_mask_storeu_ps(p, simd::tail_mask(count), v.v); }
+#elif MINIDL_AVX2
+using Lane = vec::V;
+inline Lane load(const float* p, int64_t count) {
+  if (count == vec::kLanes) return {_mm256_loadu_ps(p)};
+  alignas(32) float tail[vec::kLanes] = {};
+  std::copy(p, p + count, tail);
+  return {_mm256_load_ps(tail)};
+}
+inline void store(float* p, int64_t count, Lane v) {
+  if (count == vec::kLanes) return _mm256_storeu_ps(p, v.v);
+  alignas(32) float tail[vec::kLanes];
+  _mm256_store_ps(tail, v.v);
+  std::copy(tail, tail + count, p);
+}
+#else
+using Lane = float;
+inline Lane load(const float* p, int64_t) { return *p; }
+inline void store(float* p, int64_t, Lane v) { *p = v; }
+#endif
+
+template <class Fn>
+void map1(const float* x, float* y, int64_t n, Fn fn) {
+  lanes(n, [&](int64_t i, int64_t c) { store(y + i, c, fn(load(x + i, c))); });
 }
 }  // namespace
 
-#if MINIDL_AVX512
-#define MINIDL_SIMD(fn) [](__m512 v) { return simd::fn##16(v); }
-#elif MINIDL_AVX2
-#define MINIDL_SIMD(fn) [](__m256 v) { return simd::fn##8(v); }
-#else
-#define MINIDL_SIMD(fn) [](float v) { return v; }
-#endif
-
-void sigmoid(const float* x, float* y, int64_t n) {
-  map16(x, y, n, MINIDL_SIMD(sigmoid), [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
+void activation_forward(Act a, const float* x, float* y, int64_t n) {
+  with_formula(a, [&](auto formula) {
+    using F = decltype(formula);
+    if constexpr (std::is_same_v<F, std::nullptr_t>) {
+      if (x != y) std::copy(x, x + n, y);
+    } else {
+      map1(x, y, n, [](Lane v) { return F::forward(v); });
+    }
+  });
 }
 
-void tanh(const float* x, float* y, int64_t n) {
-  map16(x, y, n, MINIDL_SIMD(tanh), [](float v) { return std::tanh(v); });
+void activation_backward(Act a, const float* g, const float* x, const float* y, float* dx, int64_t n) {
+  const float* in = x ? x : y;  // (not read by an activation whose derivative needs only y)
+  with_formula(a, [&](auto formula) {
+    using F = decltype(formula);
+    if constexpr (std::is_same_v<F, std::nullptr_t>) {
+      std::copy(g, g + n, dx);
+    } else {
+      lanes(n, [&](int64_t i, int64_t c) {
+        store(dx + i, c, F::backward(load(g + i, c), load(in + i, c), load(y + i, c)));
+      });
+    }
+  });
 }
 
+void sigmoid(const float* x, float* y, int64_t n) { MINIDL_ISA_NS::activation_forward(Act::Sigmoid, x, y, n); }
+void tanh(const float* x, float* y, int64_t n) { MINIDL_ISA_NS::activation_forward(Act::Tanh, x, y, n); }
 void exp_vectorised(const float* x, float* y, int64_t n) {
-  map16(x, y, n, MINIDL_SIMD(exp), [](float v) { return std::exp(v); });
+  using formula_math::exp;
+  map1(x, y, n, [](Lane v) { return exp(v); });
 }
-
-#undef MINIDL_SIMD
 
 }  // namespace minidl::kernels::MINIDL_ISA_NS
 

@@ -12,6 +12,7 @@
   X(conv2d_workspace_size) X(conv2d_forward) X(conv2d_backward) X(conv2d_pool_act_workspace_size)    \
   X(conv2d_pool_act_forward) X(grouped_conv2d_forward) X(grouped_conv2d_backward) X(im2col)          \
   X(col2im_add)                                                                                      \
-  X(add) X(add_inplace) X(all_finite) X(sigmoid) X(tanh) X(exp_vectorised)                           \
+  X(add) X(add_inplace) X(all_finite) X(sigmoid) X(tanh) X(exp_vectorised) X(activation_forward)     \
+  X(activation_backward)                                                                             \
   X(gemm) X(gemm_tiles) X(gemm_tiles_native)                                                         \
   X(max_pool2d_forward) X(max_pool2d_backward)

@@ -33,9 +33,11 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
+#include "minidl/kernels/activation.h"
 #include "minidl/kernels/batch_norm.h"
 #include "minidl/kernels/bn_pool_act.h"
 #include "minidl/kernels/conv2d.h"

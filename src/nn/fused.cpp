@@ -18,13 +18,12 @@
 namespace minidl {
 
 namespace {
+// The fused blocks keep only their output: an activation whose derivative needs the input is
+// not theirs (the fusion pass never builds one).
 kernels::Act kernel_act(Activation a) {
-  switch (a) {
-    case Activation::Sigmoid: return kernels::Act::Sigmoid;
-    case Activation::ReLU: return kernels::Act::ReLU;
-    case Activation::Tanh: return kernels::Act::Tanh;
-  }
-  return kernels::Act::Identity;
+  MINIDL_CHECK(!kernels::act_info(a).needs_input, "fused block: ", to_string(a),
+               "'s derivative needs its input, which the fused blocks do not keep");
+  return a;
 }
 }  // namespace
 

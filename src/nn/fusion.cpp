@@ -20,11 +20,13 @@ const std::vector<FusionPattern>& fusion_patterns() {
 }
 
 namespace {
+// An activation layer whose derivative reads only its output (the fused blocks keep no input;
+// kernels/activation.h says which).
 bool activation_of(Module* m, Activation& act) {
-  if (dynamic_cast<ReLU*>(m)) return act = Activation::ReLU, true;
-  if (dynamic_cast<Sigmoid*>(m)) return act = Activation::Sigmoid, true;
-  if (dynamic_cast<Tanh*>(m)) return act = Activation::Tanh, true;
-  return false;
+  auto* a = dynamic_cast<ActivationLayer*>(m);
+  if (!a || kernels::act_info(a->activation()).needs_input) return false;
+  act = a->activation();
+  return true;
 }
 
 // Whether m fills the role; if so, records it in the group.

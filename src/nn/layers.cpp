@@ -73,42 +73,22 @@ std::string Conv2d::describe() const {
 }
 
 Activation parse_activation(const std::string& name) {
-  if (name == "sigmoid") return Activation::Sigmoid;
-  if (name == "relu") return Activation::ReLU;
-  if (name == "tanh") return Activation::Tanh;
-  throw Error("activation: expected sigmoid, relu or tanh, got '" + name + "'");
-}
-
-const char* to_string(Activation activation) {
-  switch (activation) {
-    case Activation::Sigmoid: return "sigmoid";
-    case Activation::ReLU: return "relu";
-    case Activation::Tanh: return "tanh";
+  std::string names;
+  for (const kernels::ActInfo& a : kernels::activations()) {
+    if (name == a.name) return a.act;
+    names += std::string(names.empty() ? "" : ", ") + a.name;
   }
-  return "?";
+  throw Error("activation: expected one of " + names + ", got '" + name + "'");
 }
 
-Tensor activate(const Tensor& x, Activation activation) {
-  switch (activation) {
-    case Activation::Sigmoid: return sigmoid(x);
-    case Activation::ReLU: return relu(x);
-    case Activation::Tanh: return tanh(x);
-  }
-  return x;
-}
+const char* to_string(Activation activation) { return kernels::act_info(activation).name; }
 
-Tensor Sigmoid::forward(const Tensor& x) { return sigmoid(x); }
-Tensor ReLU::forward(const Tensor& x) { return relu(x); }
-Tensor Tanh::forward(const Tensor& x) { return tanh(x); }
+Tensor activate(const Tensor& x, Activation activation) { return minidl::activation(x, activation); }
 
-std::shared_ptr<Module> make_activation(Activation activation) {
-  switch (activation) {
-    case Activation::Sigmoid: return std::make_shared<Sigmoid>();
-    case Activation::ReLU: return std::make_shared<ReLU>();
-    case Activation::Tanh: return std::make_shared<Tanh>();
-  }
-  return nullptr;
-}
+Tensor ActivationLayer::forward(const Tensor& x) { return minidl::activation(x, activation_); }
+std::string ActivationLayer::describe() const { return std::string(kernels::act_info(activation_).torch) + "()"; }
+
+std::shared_ptr<Module> make_activation(Activation activation) { return std::make_shared<ActivationLayer>(activation); }
 
 MaxPool2d::MaxPool2d(int64_t kernel_size, int64_t stride)
     : kernel_size_(kernel_size), stride_(stride == 0 ? kernel_size : stride) {
@@ -232,14 +212,17 @@ MINIDL_REGISTER_LAYER(gain, {"gain", "gain(init=1)", {{"init", ParamType::Float,
       return same_shape(std::make_shared<Gain>(static_cast<float>(a.get_float("init"))), ctx);
     }});
 
-MINIDL_REGISTER_LAYER(sigmoid, {"sigmoid", "sigmoid", {},
-    [](const LayerArgs&, const LayerContext& ctx) { return same_shape(std::make_shared<Sigmoid>(), ctx); },
-    false, true});
-MINIDL_REGISTER_LAYER(relu, {"relu", "relu", {},
-    [](const LayerArgs&, const LayerContext& ctx) { return same_shape(std::make_shared<ReLU>(), ctx); },
-    false, true});
-MINIDL_REGISTER_LAYER(tanh, {"tanh", "tanh", {},
-    [](const LayerArgs&, const LayerContext& ctx) { return same_shape(std::make_shared<Tanh>(), ctx); },
-    false, true});
+// One spec layer per row of the activation table.
+static const bool registered_activations = [] {
+  for (const kernels::ActInfo& a : kernels::activations()) {
+    const Activation act = a.act;
+    LayerRegistration{LayerSpec{a.name, a.name, {},
+                                [act](const LayerArgs&, const LayerContext& ctx) {
+                                  return same_shape(std::make_shared<ActivationLayer>(act), ctx);
+                                },
+                                false, true}};
+  }
+  return true;
+}();
 
 }  // namespace minidl

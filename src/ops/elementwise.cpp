@@ -6,6 +6,7 @@
 
 #include "minidl/autograd.h"
 #include "minidl/profiler.h"
+#include "minidl/kernels/activation.h"
 #include "minidl/ops.h"
 #include "ops/broadcast.h"
 
@@ -151,21 +152,42 @@ Tensor square(const Tensor& x) {
                   [](float g, float v, float) { return 2.0f * g * v; });
 }
 
-Tensor sigmoid(const Tensor& x) {
-  return unary_op<true>(x, "sigmoid", false, true, [](const float* a, float* b, int64_t n) { kernels::sigmoid(a, b, n); },
-                  [](float g, float, float y) { return g * y * (1.0f - y); });
+namespace {
+constexpr int64_t kActivationChunk = 1 << 14;  // values per call: the threads' share of the loop
+}  // namespace
+
+Tensor activation(const Tensor& x, kernels::Act a) {
+  const kernels::ActInfo& info = kernels::act_info(a);
+  ProfileScope scope(info.name);
+  MINIDL_CHECK(x.defined(), info.name, ": input is undefined");
+  Tensor y = Tensor::empty(x.shape());
+  const float* px = x.data();
+  float* py = y.data();
+  const int64_t n = x.numel();
+  constexpr int64_t kChunk = kActivationChunk;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; i += kChunk) kernels::activation_forward(a, px + i, py + i, std::min(kChunk, n - i));
+  if (!needs_grad({&x})) return y;
+  // The output always (every formula may read y); the input only when the derivative needs it.
+  Tensor saved_x = info.needs_input ? x.detach() : Tensor();
+  Tensor saved_y = y.detach();
+  return record(y, info.name, {x}, [a, saved_x, saved_y](const Tensor& g, const std::vector<bool>&) {
+    Tensor dx = Tensor::empty(g.shape());
+    const float* sx = saved_x.defined() ? saved_x.data() : nullptr;
+    const int64_t m = g.numel();
+    constexpr int64_t kChunk = kActivationChunk;
+#pragma omp parallel for schedule(static) if (m > (1 << 16))
+    for (int64_t i = 0; i < m; i += kChunk)
+      kernels::activation_backward(a, g.data() + i, sx ? sx + i : nullptr, saved_y.data() + i, dx.data() + i,
+                                   std::min(kChunk, m - i));
+    return std::vector<Tensor>{dx};
+  });
 }
 
-Tensor relu(const Tensor& x) {
-  // As in PyTorch: the gradient at exactly 0 is 0; a NaN stays NaN and passes its gradient
-  // (torch.relu(nan) is nan, and its backward tests the output with <= 0).
-  return unary_op(x, "relu", false, true, [](float v) { return v <= 0.0f ? 0.0f : v; },
-                  [](float g, float, float y) { return y <= 0.0f ? 0.0f : g; });
-}
-
-Tensor tanh(const Tensor& x) {
-  return unary_op<true>(x, "tanh", false, true, [](const float* a, float* b, int64_t n) { kernels::tanh(a, b, n); },
-                  [](float g, float, float y) { return g * (1.0f - y * y); });
-}
+Tensor sigmoid(const Tensor& x) { return activation(x, kernels::Act::Sigmoid); }
+// As in PyTorch: the gradient at exactly 0 is 0; a NaN stays NaN and passes its gradient
+// (torch.relu(nan) is nan, and its backward tests the output with <= 0).
+Tensor relu(const Tensor& x) { return activation(x, kernels::Act::ReLU); }
+Tensor tanh(const Tensor& x) { return activation(x, kernels::Act::Tanh); }
 
 }  // namespace minidl

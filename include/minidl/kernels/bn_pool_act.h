@@ -9,41 +9,20 @@
 //
 // Same arithmetic as the unfused ops, element for element: y = (z - mean)*(gamma*inv_std) + beta
 // (kernels/batch_norm.h), the first maximum of a window in row-major order wins and a NaN wins
-// (kernels/max_pool2d.h), then the activation's formula (act_forward below). The forward is bit
+// (kernels/max_pool2d.h), then the activation's formula (kernels/activation.h). The forward is bit
 // for bit the unfused one. The backward's two per-channel sums (sum dy, sum dy*xhat) run over
 // the window winners only (every other element of dy is zero) in double, in another order than
 // the unfused BN backward's vectorised loop: dgamma, dbeta and dz agree with it to about 1e-7
 // relative, not always bit for bit.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
+
+#include "minidl/kernels/activation.h"
 
 namespace minidl::kernels {
 
-enum class Act { Sigmoid, ReLU, Tanh, Identity };
-
-inline float act_forward(Act a, float v) {
-  switch (a) {
-    case Act::Sigmoid: return 1.0f / (1.0f + std::exp(-v));
-    case Act::ReLU: return v <= 0.0f ? 0.0f : v;  // a NaN stays NaN, as in PyTorch
-    case Act::Tanh: return std::tanh(v);
-    case Act::Identity: return v;
-  }
-  return v;
-}
-// The derivative from the activation's output y, times g (as the unfused ops compute it).
-inline float act_backward(Act a, float g, float y) {
-  switch (a) {
-    case Act::Sigmoid: return g * y * (1.0f - y);
-    case Act::ReLU: return y <= 0.0f ? 0.0f : g;  // PyTorch's threshold_backward on the output
-    case Act::Tanh: return g * (1.0f - y * y);
-    case Act::Identity: return g;
-  }
-  return g;
-}
-
-// x[i] = act(x[i]) (sigmoid through kernels::sigmoid, vectorised).
+// x[i] = act(x[i]): activation_forward in place.
 void activate_inplace(Act a, float* x, int64_t n);
 
 // A per-channel affine normalization: y = (z - mean)*(gamma*inv_std) + beta. mean == nullptr:

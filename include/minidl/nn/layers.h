@@ -3,6 +3,7 @@
 // U(-1/sqrt(fan_in), 1/sqrt(fan_in)); weight first, then bias, from the given generator.
 #pragma once
 
+#include "minidl/kernels/activation.h"
 #include "minidl/nn/module.h"
 #include "minidl/random.h"
 
@@ -38,27 +39,38 @@ class Conv2d : public Module {
   int64_t in_channels_, out_channels_, kernel_size_, stride_, padding_, groups_;
 };
 
-enum class Activation { Sigmoid, ReLU, Tanh };
-Activation parse_activation(const std::string& name);  // "sigmoid" | "relu" | "tanh"
+// The activations are the rows of kernels/activation.h's table (kernels::Act; Identity is the
+// fused blocks' own and no layer).
+using Activation = kernels::Act;
+Activation parse_activation(const std::string& name);  // a table name: "sigmoid", "relu", ...
 const char* to_string(Activation activation);
 Tensor activate(const Tensor& x, Activation activation);
 
-class Sigmoid : public Module {
+// Any activation of the table; printed as PyTorch's module ("SiLU()"). The spec layer of each
+// row builds one.
+class ActivationLayer : public Module {
  public:
+  explicit ActivationLayer(Activation activation) : activation_(activation) {}
   Tensor forward(const Tensor& x) override;
-  std::string describe() const override { return "Sigmoid()"; }
+  std::string describe() const override;
+  Activation activation() const { return activation_; }
+
+ private:
+  Activation activation_;
 };
 
-class ReLU : public Module {
+// C++ shorthands for three of them.
+class Sigmoid : public ActivationLayer {
  public:
-  Tensor forward(const Tensor& x) override;
-  std::string describe() const override { return "ReLU()"; }
+  Sigmoid() : ActivationLayer(Activation::Sigmoid) {}
 };
-
-class Tanh : public Module {
+class ReLU : public ActivationLayer {
  public:
-  Tensor forward(const Tensor& x) override;
-  std::string describe() const override { return "Tanh()"; }
+  ReLU() : ActivationLayer(Activation::ReLU) {}
+};
+class Tanh : public ActivationLayer {
+ public:
+  Tanh() : ActivationLayer(Activation::Tanh) {}
 };
 
 // y = weight * x with one learnable scalar, weight [1], initialised to `init`. With init 0 at the
