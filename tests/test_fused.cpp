@@ -445,3 +445,50 @@ TEST_CASE("relu keeps a NaN and passes its gradient, as PyTorch does, in the op 
   }
   REQUIRE(nans > 0);
 }
+
+TEST_CASE("fused: conv_bn_act equals conv2d -> BN -> activation, values and every gradient", "[fused]") {
+  for (int variant = 0; variant < 3; ++variant)  // 0: BN, no bias; 1: BN and bias; 2: bias, no BN
+    for (const kernels::ActInfo& info : kernels::activations()) {
+      if (info.needs_input) continue;  // never fused (kernels/activation.h)
+      for (int64_t stride : {1, 2}) {
+        const bool bias = variant > 0, with_bn = variant < 2;
+        Generator g(41);
+        Generator gc1(6), gc2(6);
+        Conv2d cf(3, 5, 3, stride, 1, bias, gc1), cu(3, 5, 3, stride, 1, bias, gc2);
+        BatchNorm2d bf(5), bu(5);
+        Tensor gamma = Tensor::uniform({5}, -1.0f, 2.0f, g), beta = Tensor::uniform({5}, -0.5f, 0.5f, g);
+        bf.weight.copy_(gamma), bu.weight.copy_(gamma), bf.bias.copy_(beta), bu.bias.copy_(beta);
+        Tensor xd = Tensor::normal({6, 3, 9, 7}, 0.2f, 1.5f, g);
+        Tensor xf = xd.clone().set_requires_grad(), xu = xd.clone().set_requires_grad();
+        Tensor yf = conv_bn_act(xf, cf, with_bn ? &bf : nullptr, info.act);
+        Tensor zu = cu.forward(xu);
+        Tensor yu = activate(with_bn ? bu.forward(zu) : zu, info.act);
+        INFO("bias " << bias << " bn " << with_bn << " act " << info.name << " stride " << stride);
+        if (with_bn) {
+          REQUIRE(rel_diff(yf, yu) < 1e-6);
+          REQUIRE(rel_diff(bf.running_mean, bu.running_mean) < 1e-6);
+          REQUIRE(rel_diff(bf.running_var, bu.running_var) < 1e-6);
+          CHECK(bf.num_batches_tracked.data()[0] == bu.num_batches_tracked.data()[0]);
+        } else {
+          REQUIRE(same_bits(yf, yu));
+        }
+        Tensor r = Tensor::normal(yf.shape(), 0, 1, g);
+        sum(mul(yf, r)).backward();
+        sum(mul(yu, r)).backward();
+        CHECK(rel_diff(xf.grad(), xu.grad()) < 1e-5);
+        CHECK(rel_diff(cf.weight.grad(), cu.weight.grad()) < 1e-5);
+        // Under BN the bias gradient is 0 in closed form: measured on the weight gradient's scale.
+        if (bias) CHECK(rel_diff(cf.bias.grad(), cu.bias.grad(), with_bn ? max_abs(cu.weight.grad()) : 1e-30) < 1e-5);
+        if (with_bn) {
+          CHECK(rel_diff(bf.weight.grad(), bu.weight.grad()) < 1e-5);
+          CHECK(rel_diff(bf.bias.grad(), bu.bias.grad()) < 1e-5);
+        }
+      }
+    }
+  // Inference: the same op with BN folded, activation in the convolution's epilogue.
+  Generator g(43), gc(7);
+  Conv2d c(3, 5, 3, 1, 1, true, gc);
+  Tensor x = Tensor::normal({4, 3, 8, 8}, 0, 1, g);
+  NoGradGuard no_grad;
+  CHECK(same_bits(conv_act(x, c.weight, c.bias, 1, 1, Activation::Tanh), tanh(conv2d(x, c.weight, c.bias, 1, 1))));
+}

@@ -71,17 +71,20 @@ TEST_CASE("fusion: the pass matches the pattern table and nothing else", "[fusio
   auto cnn = spec_model("conv(16,5,pad=2) bn relu maxpool(2) conv(32,5,pad=2) bn relu maxpool(2) flatten linear(128) bn relu linear(10)",
                         mnist, true);
   CHECK(ranges(*cnn) == std::vector<std::pair<size_t, size_t>>{{0, 4}, {4, 8}, {9, 11}});
-  // Pooling before the activation, no BN, and a conv + bn without pooling (inference fold).
+  // Pooling before the activation, no BN, and conv + bn + act without pooling.
   auto mixed = spec_model("conv(4,3,pad=1) maxpool(2) tanh conv(4,3,pad=1) bn sigmoid conv(4,3) bn maxpool(2) relu flatten linear(10)",
                           mnist, true);
-  CHECK(ranges(*mixed) == std::vector<std::pair<size_t, size_t>>{{0, 3}, {3, 5}, {6, 10}});
+  CHECK(ranges(*mixed) == std::vector<std::pair<size_t, size_t>>{{0, 3}, {3, 6}, {6, 10}});
   // What does not fit stays layer by layer: grouped convs, 3x3 pooling, stride-1 pooling,
-  // GroupNorm, avg pooling, a dropout between the layers.
+  // GroupNorm, avg pooling, a dropout between the layers. (A conv + relu before a pooling that
+  // does not fit is still a group of its own, without the pooling.)
   auto none = spec_model("conv(4,3,pad=1,groups=1) relu maxpool(3) conv(4,3,pad=1,groups=2) bn relu maxpool(2) "
                          "conv(4,3,pad=1) groupnorm(2) relu maxpool(2) conv(4,1) relu avgpool(2) flatten linear(16) dropout(0.1) bn relu linear(10)",
                          mnist, true);
-  CHECK(ranges(*none).empty());
-  CHECK(none->fusion_note() == "none");
+  CHECK(ranges(*none) == std::vector<std::pair<size_t, size_t>>{{0, 2}, {11, 13}});
+  CHECK(none->fusion_note() == "0:conv+1:relu (one op); 11:conv+12:relu (one op)");
+  auto nothing = spec_model("conv(4,3,pad=1) conv(4,3,pad=1,groups=2) bn relu maxpool(2) flatten dropout(0.1) linear(10)", mnist, true);
+  CHECK(nothing->fusion_note() == "none");
   CHECK(cnn->fusion_note() == "0:conv+1:bn+2:relu+3:maxpool (one op); 4:conv+5:bn+6:relu+7:maxpool (one op); "
                               "9:linear+10:bn (inference: BN folded)");
   CHECK(spec_model("conv(4,3) relu maxpool(2) flatten linear(10)", mnist, false)->fusion_note() == "none (--no-fuse)");
@@ -246,5 +249,5 @@ TEST_CASE("fusion: a Sequential built in C++ fuses its layers, and a FusionGuard
   CHECK(rel_diff(fused, plain) < 1e-5);
   // A res block's body is a Sequential: its plan shows in the model's note.
   auto net = spec_model("conv(4,3,pad=1) bn relu res(conv(4,3,pad=1) bn relu conv(4,3,pad=1) bn) flatten linear(10)", {1, 8, 8}, true);
-  CHECK(net->fusion_note() == "0:conv+1:bn (inference: BN folded); 3:res.body: 0+1 (inference: BN folded); 3+4 (inference: BN folded)");
+  CHECK(net->fusion_note() == "0:conv+1:bn+2:relu (one op); 3:res.body: 0+1+2 (one op); 3+4 (inference: BN folded)");
 }

@@ -12,6 +12,8 @@
 #include "minidl/kernels/batch_norm.h"
 #include "minidl/kernels/bn_pool_act.h"
 #include "minidl/kernels/conv2d.h"
+#include "minidl/kernels/activation.h"
+#include "minidl/kernels/batch_norm.h"
 #include "minidl/ops.h"
 #include "minidl/profiler.h"
 
@@ -179,6 +181,124 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
                                            workspace.data(), g, threads, &produce);
                   return grads;
                 });
+}
+
+Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation activation) {
+  ProfileScope scope("conv_bn_act");
+  MINIDL_CHECK(!bn || (bn->is_training() && can_fuse_batch_norm(bn)),
+               "conv_bn_act: training with a fused-implementation BatchNorm without ghost batches");
+  const Tensor& w = conv.weight;
+  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == w.size(1), "Conv2d: expected input [N, ", w.size(1),
+               ", H, W], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2),
+                                  w.size(3), conv.stride(), conv.padding()};
+  const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+  if (bn)
+    MINIDL_CHECK(bn->weight.numel() == O, "BatchNorm2d: expected input [N, ", bn->weight.numel(), ", H, W], got [", N,
+                 ", ", O, ", ", OH, ", ", OW, "]");
+  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(N)));
+  const kernels::Act act = kernel_act(activation);
+  std::vector<Tensor> inputs{x, w, conv.bias};
+  if (bn) {
+    inputs.push_back(bn->weight);
+    inputs.push_back(bn->bias);
+  }
+  const bool grad = needs_grad(inputs);
+  Tensor out = Tensor::empty({N, O, OH, OW});
+  Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+  const float* bias = conv.bias.defined() ? conv.bias.data() : nullptr;
+  Tensor z;
+  BatchNormStats st;
+  if (bn) {
+    // The convolution, each sample's moments taken in cache; then each sample normalized and
+    // activated in one visit.
+    z = Tensor::empty({N, O, OH, OW});
+    std::vector<double> mean_nc(static_cast<size_t>(N * O)), m2_nc(static_cast<size_t>(N * O));
+    const kernels::SampleFn moments = [&](int64_t n, float* zn) {
+      kernels::batch_norm_sample_moments(zn, O, P, mean_nc.data() + n * O, m2_nc.data() + n * O);
+    };
+    kernels::conv2d_forward(x.data(), w.data(), bias, z.data(), workspace.data(), g, threads, &moments);
+    std::vector<double> local_mean(static_cast<size_t>(O)), local_m2(static_cast<size_t>(O));
+    kernels::batch_norm_merge_sample_moments(mean_nc.data(), m2_nc.data(), N, O, P, local_mean.data(), local_m2.data());
+    st = batch_norm_statistics(z, bn->running_mean, bn->running_var, true, bn->sync, bn->momentum, bn->eps,
+                               local_mean.data(), local_m2.data());
+    bn->num_batches_tracked.data()[0] += 1.0f;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t n = 0; n < N; ++n) {
+      kernels::batch_norm_normalize(z.data() + n * O * P, bn->weight.data(), bn->bias.data(), st.mean->data(),
+                                    st.inv_std.data(), out.data() + n * O * P, 1, O, P);
+      kernels::activation_forward(act, out.data() + n * O * P, out.data() + n * O * P, O * P);
+    }
+  } else {
+    // Without BN each sample is activated right after its product, in cache.
+    const kernels::SampleFn activate = [&](int64_t, float* yn) { kernels::activation_forward(act, yn, yn, O * P); };
+    kernels::conv2d_forward(x.data(), w.data(), bias, out.data(), workspace.data(), g, threads, &activate);
+  }
+  if (!grad) return out;
+  const bool sync = bn && bn->sync && dist::size() > 1;
+  Tensor sx = x.detach(), sw = w.detach(), sout = out.detach(), sg = bn ? bn->weight.detach() : Tensor();
+  return record(out, "conv_bn_act", inputs,
+                [sx, sw, z, sout, sg, st, act, sync, g, threads](const Tensor& dy, const std::vector<bool>& needs) {
+                  const int64_t O = g.O, CP = g.O * g.out_h() * g.out_w();
+                  const bool with_bn = sg.defined();
+                  std::vector<Tensor> grads(with_bn ? 5 : 3);
+                  if (needs[0]) grads[0] = Tensor::empty(sx.shape());
+                  if (needs[1]) grads[1] = Tensor::zeros(sw.shape());
+                  if (needs[2]) grads[2] = Tensor::zeros({O});
+                  Tensor dp;
+                  std::vector<double> sums;
+                  if (with_bn) {
+                    // dp = act'(out) * dy, then BN's two per-channel sums over it.
+                    dp = Tensor::empty(sout.shape());
+#pragma omp parallel for schedule(static) num_threads(threads)
+                    for (int64_t n = 0; n < g.N; ++n)
+                      kernels::activation_backward(act, dy.data() + n * CP, nullptr, sout.data() + n * CP,
+                                                   dp.data() + n * CP, CP);
+                    sums.assign(static_cast<size_t>(2 * O), 0.0);
+                    kernels::batch_norm_backward_sums(dp.data(), z.data(), st.mean->data(), st.inv_std.data(),
+                                                      sums.data(), g.N, O, g.out_h() * g.out_w());
+                    std::tie(grads[3], grads[4]) = batch_norm_param_grads(sums, O, needs[3], needs[4], sync);
+                  }
+                  // Each sample's output gradient computed just before the products use it.
+                  const kernels::SampleFn produce = [&](int64_t n, float* dz_n) {
+                    if (!with_bn) {
+                      kernels::activation_backward(act, dy.data() + n * CP, nullptr, sout.data() + n * CP, dz_n, CP);
+                      return;
+                    }
+                    std::fill(dz_n, dz_n + CP, 0.0f);
+                    kernels::batch_norm_backward_dx(dp.data() + n * CP, z.data() + n * CP, sg.data(), st.mean->data(),
+                                                    st.inv_std.data(), sums.data(), st.count, dz_n, 1, O,
+                                                    g.out_h() * g.out_w());
+                  };
+                  Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+                  kernels::conv2d_backward(sx.data(), sw.data(), nullptr, needs[0] ? grads[0].data() : nullptr,
+                                           needs[1] ? grads[1].data() : nullptr, needs[2] ? grads[2].data() : nullptr,
+                                           workspace.data(), g, threads, &produce);
+                  return grads;
+                });
+}
+
+Tensor conv_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
+                Activation act) {
+  ProfileScope scope("conv_act");
+  MINIDL_CHECK(!needs_grad({&x, &weight, &bias}), "conv_act: inference only (no grad); use conv_bn_act");
+  MINIDL_CHECK(x.defined() && x.dim() == 4 && weight.defined() && weight.dim() == 4 && weight.size(1) == x.size(1),
+               "conv_act: expected input [N, C, H, W] and weight [O, C, KH, KW] with the same C, got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)", " and ",
+               weight.defined() ? shape_to_string(weight.shape()) : "(undefined)");
+  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2),
+                                  weight.size(3), stride, padding};
+  MINIDL_CHECK(stride >= 1 && padding >= 0 && g.out_h() >= 1 && g.out_w() >= 1, "conv_act: empty output ", g.out_h(),
+               "x", g.out_w());
+  Tensor y = Tensor::empty({g.N, g.O, g.out_h(), g.out_w()});
+  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(g.N)));
+  Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+  const kernels::Act a = kernel_act(act);
+  const int64_t CP = g.O * g.out_h() * g.out_w();
+  const kernels::SampleFn activate = [&](int64_t, float* yn) { kernels::activation_forward(a, yn, yn, CP); };
+  kernels::conv2d_forward(x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), workspace.data(),
+                          g, threads, &activate);
+  return y;
 }
 
 Tensor conv_pool_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,

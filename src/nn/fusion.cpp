@@ -13,6 +13,7 @@ const std::vector<FusionPattern>& fusion_patterns() {
   static const std::vector<FusionPattern> table = {
       {FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}, {R::MaxPool2}}},
       {FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::MaxPool2}, {R::Activation}}},
+      {FusedOp::ConvBnAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}}},
       {FusedOp::FoldBatchNorm, {{R::Conv}, {R::BatchNorm2d}}},
       {FusedOp::FoldBatchNorm, {{R::Linear}, {R::BatchNorm1d}}},
   };
@@ -125,6 +126,21 @@ bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
     } else {
       out = bn_pool_act(conv.forward(x), g.bn, g.act);
     }
+    return true;
+  }
+  if (g.pattern->op == FusedOp::ConvBnAct) {
+    Conv2d& conv = *g.conv;
+    if (inference) {
+      if (!g.bn) {
+        out = conv_act(x, conv.weight, conv.bias, conv.stride(), conv.padding(), g.act);
+      } else {
+        auto [w, b] = fold_batch_norm(conv.weight, conv.bias, *g.bn);
+        out = conv_act(x, w, b, conv.stride(), conv.padding(), g.act);
+      }
+      return true;
+    }
+    if (g.bn && !g.bn->is_training()) return false;  // evaluation with grad: the layers
+    out = conv_bn_act(x, conv, g.bn, g.act);
     return true;
   }
   // FoldBatchNorm: inference with the running statistics only.

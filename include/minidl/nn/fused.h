@@ -31,6 +31,17 @@ bool can_fuse_batch_norm(const BatchNorm* bn);
 // separate layers to about 1e-6; without BN, bit for bit.
 Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation act);
 
+// Training: act(bn(conv(x))) as one op, bn may be null; as conv_bn_pool_act without the pooling.
+// With bn, each sample's moments come from the convolution's epilogue and each sample is then
+// normalized and activated in one visit; the backward's BN sums run over act'(out)*dy and each
+// sample's dz is produced just before the convolution's products read it. Without bn the
+// activation is the convolution's epilogue and the backward's act' is its produce step: bit for
+// bit the separate layers. The activation must need only its output (kernels/activation.h).
+Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation act);
+// Inference (no grad): act(conv2d(x, weight, bias, stride, padding)), each sample activated in
+// cache right after its product.
+Tensor conv_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
+                Activation act);
 // Inference (no grad): act(max_pool2d(conv2d(x, weight, bias, stride, padding), 2)), one sample
 // at a time with its convolution output kept in cache (kernels/conv2d.h); bias may be undefined.
 // Equal to the three ops up to the product's summation order (about 1e-7 relative).

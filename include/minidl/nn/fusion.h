@@ -20,7 +20,7 @@ enum class FusionRole {
   Linear,       // Linear
   BatchNorm2d,  // BatchNorm2d
   BatchNorm1d,  // BatchNorm1d
-  Activation,   // Sigmoid, ReLU or Tanh
+  Activation,   // an activation layer whose derivative needs only its output (kernels/activation.h)
   MaxPool2,     // MaxPool2d(2) with stride 2
 };
 
@@ -29,6 +29,9 @@ enum class FusedOp {
   // act(max_pool2d(bn(conv(x)), 2)), bn optional. Training: conv_bn_pool_act; evaluation with
   // grad: conv, then bn_pool_act; inference: BN folded into the convolution, conv_pool_act.
   ConvBnPoolAct,
+  // act(bn(conv(x))), bn optional. Training: conv_bn_act; inference: BN folded into the
+  // convolution, conv_act; evaluation with grad: the layers.
+  ConvBnAct,
   // bn(conv(x)) and bn(linear(x)): inference only, BN folded into the layer before it.
   FoldBatchNorm,
 };
