@@ -29,6 +29,29 @@ kernels::Act kernel_act(Activation a) {
 }
 }  // namespace
 
+namespace {
+// The training blocks' convolution under BN: z = conv(x) with each sample's per-channel moments
+// taken in the convolution's epilogue while its output is in cache, merged in sample order,
+// then over ranks under SyncBN; the running statistics updated and the batch counted.
+std::pair<Tensor, BatchNormStats> conv_with_batch_statistics(const Tensor& x, const Tensor& w, const float* bias,
+                                                             const kernels::Conv2dGeometry& g, int threads,
+                                                             Tensor& workspace, BatchNorm& bn) {
+  const int64_t N = g.N, O = g.O, P = g.out_h() * g.out_w();
+  Tensor z = Tensor::empty({N, O, g.out_h(), g.out_w()});
+  std::vector<double> mean_nc(static_cast<size_t>(N * O)), m2_nc(static_cast<size_t>(N * O));
+  const kernels::SampleFn moments = [&](int64_t n, float* zn) {
+    kernels::batch_norm_sample_moments(zn, O, P, mean_nc.data() + n * O, m2_nc.data() + n * O);
+  };
+  kernels::conv2d_forward(x.data(), w.data(), bias, z.data(), workspace.data(), g, threads, &moments);
+  std::vector<double> local_mean(static_cast<size_t>(O)), local_m2(static_cast<size_t>(O));
+  kernels::batch_norm_merge_sample_moments(mean_nc.data(), m2_nc.data(), N, O, P, local_mean.data(), local_m2.data());
+  BatchNormStats st = batch_norm_statistics(z, bn.running_mean, bn.running_var, true, bn.sync, bn.momentum, bn.eps,
+                                            local_mean.data(), local_m2.data());
+  bn.num_batches_tracked.data()[0] += 1.0f;
+  return {z, st};
+}
+}  // namespace
+
 bool can_fuse_batch_norm(const BatchNorm* bn) {
   return !bn || (bn->impl() == BatchNormImpl::Fused && !(bn->is_training() && bn->ghost_groups > 1));
 }
@@ -103,7 +126,7 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
                ", H, W], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
   const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2),
                                   w.size(3), conv.stride(), conv.padding()};
-  const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
+  const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w();
   MINIDL_CHECK(OH >= 2 && OW >= 2, "conv_bn_pool_act: the convolution output must be at least 2x2, got ", OH, "x", OW);
   if (bn)
     MINIDL_CHECK(bn->weight.numel() == O, "BatchNorm2d: expected input [N, ", bn->weight.numel(), ", H, W], got [", N,
@@ -126,17 +149,7 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
   if (bn) {
     // Convolution, with each sample's per-channel moments taken while its output is in cache;
     // then normalization, pooling and activation in one pass.
-    z = Tensor::empty({N, O, OH, OW});
-    std::vector<double> mean_nc(static_cast<size_t>(N * O)), m2_nc(static_cast<size_t>(N * O));
-    const kernels::SampleFn moments = [&](int64_t n, float* zn) {
-      kernels::batch_norm_sample_moments(zn, O, P, mean_nc.data() + n * O, m2_nc.data() + n * O);
-    };
-    kernels::conv2d_forward(x.data(), w.data(), bias, z.data(), workspace.data(), g, threads, &moments);
-    std::vector<double> local_mean(static_cast<size_t>(O)), local_m2(static_cast<size_t>(O));
-    kernels::batch_norm_merge_sample_moments(mean_nc.data(), m2_nc.data(), N, O, P, local_mean.data(), local_m2.data());
-    st = batch_norm_statistics(z, bn->running_mean, bn->running_var, true, bn->sync, bn->momentum, bn->eps,
-                               local_mean.data(), local_m2.data());
-    bn->num_batches_tracked.data()[0] += 1.0f;
+    std::tie(z, st) = conv_with_batch_statistics(x, w, bias, g, threads, workspace, *bn);
     const kernels::ChannelNorm norm{st.mean->data(), st.inv_std.data(), bn->weight.data(), bn->bias.data()};
     if (grad) xhat = Tensor::empty(out.shape());
     kernels::bn_pool_act_forward(z.data(), norm, act, out.data(), arg, grad ? xhat.data() : nullptr, N, O, OH, OW);
@@ -210,19 +223,9 @@ Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation acti
   Tensor z;
   BatchNormStats st;
   if (bn) {
-    // The convolution, each sample's moments taken in cache; then each sample normalized and
+    // The convolution with each sample's moments taken in cache; then each sample normalized and
     // activated in one visit.
-    z = Tensor::empty({N, O, OH, OW});
-    std::vector<double> mean_nc(static_cast<size_t>(N * O)), m2_nc(static_cast<size_t>(N * O));
-    const kernels::SampleFn moments = [&](int64_t n, float* zn) {
-      kernels::batch_norm_sample_moments(zn, O, P, mean_nc.data() + n * O, m2_nc.data() + n * O);
-    };
-    kernels::conv2d_forward(x.data(), w.data(), bias, z.data(), workspace.data(), g, threads, &moments);
-    std::vector<double> local_mean(static_cast<size_t>(O)), local_m2(static_cast<size_t>(O));
-    kernels::batch_norm_merge_sample_moments(mean_nc.data(), m2_nc.data(), N, O, P, local_mean.data(), local_m2.data());
-    st = batch_norm_statistics(z, bn->running_mean, bn->running_var, true, bn->sync, bn->momentum, bn->eps,
-                               local_mean.data(), local_m2.data());
-    bn->num_batches_tracked.data()[0] += 1.0f;
+    std::tie(z, st) = conv_with_batch_statistics(x, w, bias, g, threads, workspace, *bn);
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t n = 0; n < N; ++n) {
       kernels::batch_norm_normalize(z.data() + n * O * P, bn->weight.data(), bn->bias.data(), st.mean->data(),
