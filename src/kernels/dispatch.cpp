@@ -72,7 +72,7 @@ std::vector<Isa> supported_isas() {
 
 namespace {
 
-Isa widest() { return cpu_supports(Isa::Avx512) ? Isa::Avx512 : cpu_supports(Isa::Avx2) ? Isa::Avx2 : Isa::Ref; }
+Isa widest() { return supported_isas().back(); }
 
 Isa checked(Isa isa, const char* who) {
   if (!cpu_supports(isa))

@@ -8,6 +8,7 @@
 // The variant's own code: after every other include (isa.h).
 #include "isa.h"
 #include "act_formulas.h"
+#include "tiles.h"
 
 namespace minidl::kernels::MINIDL_ISA_NS {
 
@@ -50,26 +51,13 @@ void lanes(int64_t n, F&& f) {
 #endif
 }
 
-// The variant's vector of p[0, count), zeros after (and the float p[0] in the reference), and
-// its store. A value's result does not depend on where it sits: the tail is a vector too.
-#if MINIDL_AVX512
+// The variant's vector of p[0, count), zeros after (the tiles' masked loads and stores), and the
+// float p[0] in the reference. A value's result does not depend on where it sits: the tail is a
+// vector too.
+#if MINIDL_AVX2
 using Lane = vec::V;
-inline Lane load(const float* p, int64_t count) { return {_mm512_maskz_loadu_ps(simd::tail_mask(count), p)}; }
-inline void store(float* p, int64_t count, Lane v) { _mm512_mask_storeu_ps(p, simd::tail_mask(count), v.v); }
-#elif MINIDL_AVX2
-using Lane = vec::V;
-inline Lane load(const float* p, int64_t count) {
-  if (count == vec::kLanes) return {_mm256_loadu_ps(p)};
-  alignas(32) float tail[vec::kLanes] = {};
-  std::copy(p, p + count, tail);
-  return {_mm256_load_ps(tail)};
-}
-inline void store(float* p, int64_t count, Lane v) {
-  if (count == vec::kLanes) return _mm256_storeu_ps(p, v.v);
-  alignas(32) float tail[vec::kLanes];
-  _mm256_store_ps(tail, v.v);
-  std::copy(tail, tail + count, p);
-}
+inline Lane load(const float* p, int64_t count) { return {tiles::Lanes::load(tiles::Lanes::tail(count), p)}; }
+inline void store(float* p, int64_t count, Lane v) { tiles::Lanes::store(p, tiles::Lanes::tail(count), v.v); }
 #else
 using Lane = float;
 inline Lane load(const float* p, int64_t) { return *p; }

@@ -59,10 +59,10 @@ double loop_scalar(int64_t n, float a0, float b, float c) {
   return s;
 }
 
-bool cpu_has(const char* what) {
-  __builtin_cpu_init();
-  if (std::string(what) == "avx512") return __builtin_cpu_supports("avx512f");
-  if (std::string(what) == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+// The same CPU checks as the kernel variants' (kernels/dispatch.h).
+bool cpu_has(const std::string& what) {
+  if (what == "avx512") return cpu_supports(Isa::Avx512);
+  if (what == "avx2") return cpu_supports(Isa::Avx2);
   return true;
 }
 
@@ -83,7 +83,7 @@ std::string fma_peak_isa(const std::string& force) {
   if (force.empty()) return best;
   MINIDL_CHECK(force == "avx512" || force == "avx2" || force == "scalar", "FMA peak: unknown ISA '", force,
                "' (avx512, avx2 or scalar)");
-  MINIDL_CHECK(cpu_has(force.c_str()), "FMA peak: this CPU does not run ", force);
+  MINIDL_CHECK(cpu_has(force), "FMA peak: this CPU does not run ", force);
   return force;
 }
 
