@@ -106,7 +106,7 @@ TEST_CASE("dispatch: the CPU's widest variant runs by default, and an unknown or
   {
     IsaScope s(Isa::Ref);
     CHECK(kernels::active_isa() == Isa::Ref);
-    CHECK_FALSE(kernels::gemm_tiles_native());  // the tiles are the AVX-512 variant's
+    CHECK_FALSE(kernels::gemm_tiles_native());  // the register tiles are the SIMD variants'
   }
 }
 
