@@ -492,4 +492,9 @@ TEST_CASE("fused: conv_bn_act equals conv2d -> BN -> activation, values and ever
   Tensor x = Tensor::normal({4, 3, 8, 8}, 0, 1, g);
   NoGradGuard no_grad;
   CHECK(same_bits(conv_act(x, c.weight, c.bias, 1, 1, Activation::Tanh), tanh(conv2d(x, c.weight, c.bias, 1, 1))));
+  // Both inference blocks refuse a bias that does not fit, naming it.
+  CHECK_THROWS_WITH(conv_act(x, c.weight, Tensor::zeros({4}), 1, 1, Activation::Tanh),
+                    Catch::Contains("conv_act: bias must be [5], got [4]"));
+  CHECK_THROWS_WITH(conv_pool_act(x, c.weight, Tensor::zeros({4}), 1, 1, Activation::Tanh),
+                    Catch::Contains("conv_pool_act: bias must be [5], got [4]"));
 }

@@ -50,6 +50,25 @@ std::pair<Tensor, BatchNormStats> conv_with_batch_statistics(const Tensor& x, co
   bn.num_batches_tracked.data()[0] += 1.0f;
   return {z, st};
 }
+// The inference blocks' checks (no grad; x [N, C, H, W], weight [O, C, KH, KW], bias [O] or
+// undefined; an output of at least min_out x min_out) and their geometry.
+kernels::Conv2dGeometry inference_geometry(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
+                                           int64_t padding, const char* op, int64_t min_out) {
+  MINIDL_CHECK(!needs_grad({&x, &weight, &bias}), op, ": inference only (no grad); training uses conv_bn_act or ",
+               "conv_bn_pool_act");
+  MINIDL_CHECK(x.defined() && x.dim() == 4 && weight.defined() && weight.dim() == 4 && weight.size(1) == x.size(1), op,
+               ": expected input [N, C, H, W] and weight [O, C, KH, KW] with the same C, got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)", " and ",
+               weight.defined() ? shape_to_string(weight.shape()) : "(undefined)");
+  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2),
+                                  weight.size(3), stride, padding};
+  MINIDL_CHECK(stride >= 1 && padding >= 0 && g.out_h() >= min_out && g.out_w() >= min_out, op,
+               ": the convolution output must be at least ", min_out, "x", min_out, ", got ", g.out_h(), "x", g.out_w());
+  if (bias.defined())
+    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, op, ": bias must be [", g.O, "], got ",
+                 shape_to_string(bias.shape()));
+  return g;
+}
 }  // namespace
 
 bool can_fuse_batch_norm(const BatchNorm* bn) {
@@ -284,15 +303,7 @@ Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation acti
 Tensor conv_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
                 Activation act) {
   ProfileScope scope("conv_act");
-  MINIDL_CHECK(!needs_grad({&x, &weight, &bias}), "conv_act: inference only (no grad); use conv_bn_act");
-  MINIDL_CHECK(x.defined() && x.dim() == 4 && weight.defined() && weight.dim() == 4 && weight.size(1) == x.size(1),
-               "conv_act: expected input [N, C, H, W] and weight [O, C, KH, KW] with the same C, got ",
-               x.defined() ? shape_to_string(x.shape()) : "(undefined)", " and ",
-               weight.defined() ? shape_to_string(weight.shape()) : "(undefined)");
-  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2),
-                                  weight.size(3), stride, padding};
-  MINIDL_CHECK(stride >= 1 && padding >= 0 && g.out_h() >= 1 && g.out_w() >= 1, "conv_act: empty output ", g.out_h(),
-               "x", g.out_w());
+  const kernels::Conv2dGeometry g = inference_geometry(x, weight, bias, stride, padding, "conv_act", 1);
   Tensor y = Tensor::empty({g.N, g.O, g.out_h(), g.out_w()});
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(g.N)));
   Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
@@ -307,18 +318,7 @@ Tensor conv_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64
 Tensor conv_pool_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,
                      Activation act) {
   ProfileScope scope("conv_pool_act");
-  MINIDL_CHECK(!needs_grad({&x, &weight, &bias}), "conv_pool_act: inference only (no grad); use conv2d and bn_pool_act");
-  MINIDL_CHECK(x.defined() && x.dim() == 4 && weight.defined() && weight.dim() == 4 && weight.size(1) == x.size(1),
-               "conv_pool_act: expected input [N, C, H, W] and weight [O, C, KH, KW] with the same C, got ",
-               x.defined() ? shape_to_string(x.shape()) : "(undefined)", " and ",
-               weight.defined() ? shape_to_string(weight.shape()) : "(undefined)");
-  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), weight.size(0), weight.size(2),
-                                  weight.size(3), stride, padding};
-  MINIDL_CHECK(stride >= 1 && padding >= 0 && g.out_h() >= 2 && g.out_w() >= 2,
-               "conv_pool_act: the convolution output must be at least 2x2, got ", g.out_h(), "x", g.out_w());
-  if (bias.defined())
-    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == g.O, "conv_pool_act: bias must be [", g.O, "], got ",
-                 shape_to_string(bias.shape()));
+  const kernels::Conv2dGeometry g = inference_geometry(x, weight, bias, stride, padding, "conv_pool_act", 2);
   Tensor y = Tensor::empty({g.N, g.O, g.out_h() / 2, g.out_w() / 2});
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(g.N)));
   Tensor workspace = Tensor::empty({kernels::conv2d_pool_act_workspace_size(g, threads)});

@@ -108,6 +108,13 @@ FusionGuard::FusionGuard(bool enabled) : previous_(fusion_enabled) { fusion_enab
 FusionGuard::~FusionGuard() { fusion_enabled = previous_; }
 bool FusionGuard::enabled() { return fusion_enabled; }
 
+namespace {
+// The convolution's weight and bias for inference: BN folded in when there is one.
+std::pair<Tensor, Tensor> inference_weights(const Conv2d& conv, const BatchNorm* bn) {
+  return bn ? fold_batch_norm(conv.weight, conv.bias, *bn) : std::make_pair(conv.weight, conv.bias);
+}
+}  // namespace
+
 bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
   if (g.bn && !can_fuse_batch_norm(g.bn)) return false;
   Module& first = g.conv ? static_cast<Module&>(*g.conv) : static_cast<Module&>(*g.linear);
@@ -115,12 +122,8 @@ bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
   if (g.pattern->op == FusedOp::ConvBnPoolAct) {
     Conv2d& conv = *g.conv;
     if (inference) {
-      if (!g.bn) {
-        out = conv_pool_act(x, conv.weight, conv.bias, conv.stride(), conv.padding(), g.act);
-      } else {
-        auto [w, b] = fold_batch_norm(conv.weight, conv.bias, *g.bn);
-        out = conv_pool_act(x, w, b, conv.stride(), conv.padding(), g.act);
-      }
+      auto [w, b] = inference_weights(conv, g.bn);
+      out = conv_pool_act(x, w, b, conv.stride(), conv.padding(), g.act);
     } else if (!g.bn || g.bn->is_training()) {
       out = conv_bn_pool_act(x, conv, g.bn, g.act);
     } else {
@@ -131,12 +134,8 @@ bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
   if (g.pattern->op == FusedOp::ConvBnAct) {
     Conv2d& conv = *g.conv;
     if (inference) {
-      if (!g.bn) {
-        out = conv_act(x, conv.weight, conv.bias, conv.stride(), conv.padding(), g.act);
-      } else {
-        auto [w, b] = fold_batch_norm(conv.weight, conv.bias, *g.bn);
-        out = conv_act(x, w, b, conv.stride(), conv.padding(), g.act);
-      }
+      auto [w, b] = inference_weights(conv, g.bn);
+      out = conv_act(x, w, b, conv.stride(), conv.padding(), g.act);
       return true;
     }
     if (g.bn && !g.bn->is_training()) return false;  // evaluation with grad: the layers
