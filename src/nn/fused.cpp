@@ -75,6 +75,34 @@ bool can_fuse_batch_norm(const BatchNorm* bn) {
   return !bn || (bn->impl() == BatchNormImpl::Fused && !(bn->is_training() && bn->ghost_groups > 1));
 }
 
+namespace {
+// The training blocks' checks (a BatchNorm they can stand in for, input [N, C, H, W] fitting
+// the convolution, BN's channels) and the convolution's geometry.
+kernels::Conv2dGeometry training_block_geometry(const Tensor& x, const Conv2d& conv, const BatchNorm* bn, const char* op) {
+  MINIDL_CHECK(!bn || (bn->is_training() && can_fuse_batch_norm(bn)), op,
+               ": training with a fused-implementation BatchNorm without ghost batches");
+  const Tensor& w = conv.weight;
+  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == w.size(1), "Conv2d: expected input [N, ", w.size(1),
+               ", H, W], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2),
+                                  w.size(3), conv.stride(), conv.padding()};
+  if (bn)
+    MINIDL_CHECK(bn->weight.numel() == g.O, "BatchNorm2d: expected input [N, ", bn->weight.numel(), ", H, W], got [",
+                 g.N, ", ", g.O, ", ", g.out_h(), ", ", g.out_w(), "]");
+  return g;
+}
+
+// The tensors a training block's gradient flows to, in the order its backward returns them.
+std::vector<Tensor> block_inputs(const Conv2d& conv, const BatchNorm* bn, const Tensor& x) {
+  std::vector<Tensor> inputs{x, conv.weight, conv.bias};
+  if (bn) {
+    inputs.push_back(bn->weight);
+    inputs.push_back(bn->bias);
+  }
+  return inputs;
+}
+}  // namespace
+
 Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation activation) {
   ProfileScope scope("bn_pool_act");
   MINIDL_CHECK(z.defined() && z.dim() == 4 && z.size(2) >= 2 && z.size(3) >= 2,
@@ -138,25 +166,13 @@ Tensor bn_pool_act(const Tensor& z, BatchNorm* bn, Activation activation) {
 
 Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation activation) {
   ProfileScope scope("conv_bn_pool_act");
-  MINIDL_CHECK(!bn || (bn->is_training() && can_fuse_batch_norm(bn)),
-               "conv_bn_pool_act: training with a fused-implementation BatchNorm without ghost batches");
   const Tensor& w = conv.weight;
-  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == w.size(1), "Conv2d: expected input [N, ", w.size(1),
-               ", H, W], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
-  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2),
-                                  w.size(3), conv.stride(), conv.padding()};
+  const kernels::Conv2dGeometry g = training_block_geometry(x, conv, bn, "conv_bn_pool_act");
   const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w();
   MINIDL_CHECK(OH >= 2 && OW >= 2, "conv_bn_pool_act: the convolution output must be at least 2x2, got ", OH, "x", OW);
-  if (bn)
-    MINIDL_CHECK(bn->weight.numel() == O, "BatchNorm2d: expected input [N, ", bn->weight.numel(), ", H, W], got [", N,
-                 ", ", O, ", ", OH, ", ", OW, "]");
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(N)));
   const kernels::Act act = kernel_act(activation);
-  std::vector<Tensor> inputs{x, w, conv.bias};
-  if (bn) {
-    inputs.push_back(bn->weight);
-    inputs.push_back(bn->bias);
-  }
+  const std::vector<Tensor> inputs = block_inputs(conv, bn, x);
   const bool grad = needs_grad(inputs);
   Tensor out = Tensor::empty({N, O, OH / 2, OW / 2});
   auto argmax = std::make_shared<Storage>(out.numel());
@@ -217,24 +233,12 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
 
 Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation activation) {
   ProfileScope scope("conv_bn_act");
-  MINIDL_CHECK(!bn || (bn->is_training() && can_fuse_batch_norm(bn)),
-               "conv_bn_act: training with a fused-implementation BatchNorm without ghost batches");
   const Tensor& w = conv.weight;
-  MINIDL_CHECK(x.defined() && x.dim() == 4 && x.size(1) == w.size(1), "Conv2d: expected input [N, ", w.size(1),
-               ", H, W], got ", x.defined() ? shape_to_string(x.shape()) : "(undefined)");
-  const kernels::Conv2dGeometry g{x.size(0), x.size(1), x.size(2), x.size(3), w.size(0), w.size(2),
-                                  w.size(3), conv.stride(), conv.padding()};
+  const kernels::Conv2dGeometry g = training_block_geometry(x, conv, bn, "conv_bn_act");
   const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
-  if (bn)
-    MINIDL_CHECK(bn->weight.numel() == O, "BatchNorm2d: expected input [N, ", bn->weight.numel(), ", H, W], got [", N,
-                 ", ", O, ", ", OH, ", ", OW, "]");
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(N)));
   const kernels::Act act = kernel_act(activation);
-  std::vector<Tensor> inputs{x, w, conv.bias};
-  if (bn) {
-    inputs.push_back(bn->weight);
-    inputs.push_back(bn->bias);
-  }
+  const std::vector<Tensor> inputs = block_inputs(conv, bn, x);
   const bool grad = needs_grad(inputs);
   Tensor out = Tensor::empty({N, O, OH, OW});
   Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
