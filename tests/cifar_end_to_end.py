@@ -20,9 +20,8 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 try:
+    import numpy as np
     import torch
 except ImportError:
     print("SKIPPED: python3-torch is not installed (scripts/deps.sh torch installs it)")
