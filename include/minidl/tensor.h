@@ -40,6 +40,11 @@ class Storage {
   // of storage alive now.
   static int64_t total_bytes_allocated();
   static int64_t live_bytes();
+  // The cache of freed buffers that new storage of the same size reuses (no fresh pages): its
+  // bytes now, and handing it back to the system (as torch.cuda.empty_cache does for PyTorch's
+  // GPU cache), e.g. between two models of different sizes. Live storage is not touched.
+  static int64_t cached_bytes();
+  static void release_cached();
 
  private:
   float* data_;
