@@ -31,6 +31,8 @@ std::atomic<int64_t> g_total_bytes{0};
 std::atomic<int64_t> g_live_bytes{0};
 std::atomic<int64_t> g_peak_live_bytes{0};
 
+int64_t bytes_of(int64_t floats) { return floats * static_cast<int64_t>(sizeof(float)); }
+
 // Freed buffers by size, and all of them in the order they were freed (oldest first), so that a
 // buffer that does not fit evicts the longest unused ones: after a change of workload (training,
 // then inference at another batch) the old sizes make room for the new.
@@ -41,7 +43,6 @@ struct BufferCache {
   std::unordered_map<int64_t, std::deque<std::list<Entry>::iterator>> by_size;  // oldest first
   int64_t cached_bytes = 0;
 
-  static int64_t bytes_of(int64_t size) { return size * static_cast<int64_t>(sizeof(float)); }
   float* take(int64_t size) {
     auto it = by_size.find(size);
     if (it == by_size.end() || it->second.empty()) return nullptr;
@@ -94,7 +95,7 @@ void deallocate(float* p, int64_t size) {
   if (size >= kMinCachedFloats) {
     BufferCache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
-    const int64_t bytes = BufferCache::bytes_of(size);
+    const int64_t bytes = bytes_of(size);
     const int64_t limit = std::max(kCacheFloorBytes, 2 * g_peak_live_bytes.load());
     if (bytes <= limit) {
       while (c.cached_bytes + bytes > limit) c.evict_oldest();
@@ -110,8 +111,8 @@ void deallocate(float* p, int64_t size) {
 Storage::Storage(int64_t size) : data_(nullptr), size_(size) {
   MINIDL_CHECK(size >= 0, "Storage: size must be >= 0, got ", size);
   data_ = allocate(size);
-  g_total_bytes += size * static_cast<int64_t>(sizeof(float));
-  const int64_t live = g_live_bytes += size * static_cast<int64_t>(sizeof(float));
+  g_total_bytes += bytes_of(size);
+  const int64_t live = g_live_bytes += bytes_of(size);
   int64_t peak = g_peak_live_bytes.load();
   while (live > peak && !g_peak_live_bytes.compare_exchange_weak(peak, live)) {
   }
@@ -119,7 +120,7 @@ Storage::Storage(int64_t size) : data_(nullptr), size_(size) {
 
 Storage::~Storage() {
   deallocate(data_, size_);
-  g_live_bytes -= size_ * static_cast<int64_t>(sizeof(float));
+  g_live_bytes -= bytes_of(size_);
 }
 
 int64_t Storage::total_bytes_allocated() { return g_total_bytes.load(); }

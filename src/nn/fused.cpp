@@ -13,7 +13,6 @@
 #include "minidl/kernels/bn_pool_act.h"
 #include "minidl/kernels/conv2d.h"
 #include "minidl/kernels/activation.h"
-#include "minidl/kernels/batch_norm.h"
 #include "minidl/ops.h"
 #include "minidl/profiler.h"
 
