@@ -498,3 +498,69 @@ TEST_CASE("fused: conv_bn_act equals conv2d -> BN -> activation, values and ever
   CHECK_THROWS_WITH(conv_pool_act(x, c.weight, Tensor::zeros({4}), 1, 1, Activation::Tanh),
                     Catch::Contains("conv_pool_act: bias must be [5], got [4]"));
 }
+
+TEST_CASE("fused: linear_bn_act equals linear -> BN -> activation, values and every gradient", "[fused]") {
+  for (int variant = 0; variant < 3; ++variant)  // 0: BN, no bias; 1: BN and bias; 2: bias, no BN
+    for (const kernels::ActInfo& info : kernels::activations()) {
+      if (info.needs_input) continue;  // never fused (kernels/activation.h)
+      const bool bias = variant > 0, with_bn = variant < 2;
+      Generator g(44), gl1(8), gl2(8);
+      Linear lf(13, 7, bias, gl1), lu(13, 7, bias, gl2);
+      BatchNorm1d bf(7), bu(7);
+      Tensor gamma = Tensor::uniform({7}, -1.0f, 2.0f, g), beta = Tensor::uniform({7}, -0.5f, 0.5f, g);
+      bf.weight.copy_(gamma), bu.weight.copy_(gamma), bf.bias.copy_(beta), bu.bias.copy_(beta);
+      Tensor xd = Tensor::normal({9, 13}, 0.3f, 1.5f, g);
+      Tensor xf = xd.clone().set_requires_grad(), xu = xd.clone().set_requires_grad();
+      Tensor yf = linear_bn_act(xf, lf, with_bn ? &bf : nullptr, info.act);
+      Tensor zu = lu.forward(xu);
+      Tensor yu = activate(with_bn ? bu.forward(zu) : zu, info.act);
+      INFO("bias " << bias << " bn " << with_bn << " act " << info.name);
+      if (with_bn) {
+        REQUIRE(rel_diff(yf, yu) < 1e-6);
+        REQUIRE(rel_diff(bf.running_mean, bu.running_mean) < 1e-6);
+        REQUIRE(rel_diff(bf.running_var, bu.running_var) < 1e-6);
+        CHECK(bf.num_batches_tracked.data()[0] == 1.0f);
+        CHECK(bu.num_batches_tracked.data()[0] == 1.0f);
+      } else {
+        REQUIRE(same_bits(yf, yu));
+      }
+      Tensor r = Tensor::normal(yf.shape(), 0, 1, g);
+      sum(mul(yf, r)).backward();
+      sum(mul(yu, r)).backward();
+      CHECK(rel_diff(xf.grad(), xu.grad()) < 1e-5);
+      CHECK(rel_diff(lf.weight.grad(), lu.weight.grad()) < 1e-5);
+      // Under BN the bias gradient is 0 in closed form: measured on the weight gradient's scale.
+      if (bias) CHECK(rel_diff(lf.bias.grad(), lu.bias.grad(), with_bn ? max_abs(lu.weight.grad()) : 1e-30) < 1e-5);
+      if (with_bn) {
+        CHECK(rel_diff(bf.weight.grad(), bu.weight.grad()) < 1e-5);
+        CHECK(rel_diff(bf.bias.grad(), bu.bias.grad()) < 1e-5);
+      }
+    }
+  // Inference: the product with the activation applied in place, and its checks.
+  Generator g(45), gl(9);
+  Linear l(6, 4, true, gl);
+  Tensor x = Tensor::normal({5, 6}, 0, 1, g);
+  NoGradGuard no_grad;
+  CHECK(same_bits(linear_act(x, l.weight, l.bias, Activation::Tanh), tanh(linear(x, l.weight, l.bias))));
+  CHECK_THROWS_WITH(linear_act(x, l.weight, Tensor::zeros({3}), Activation::Tanh),
+                    Catch::Contains("linear_act: bias must be [4], got [3]"));
+  CHECK_THROWS_WITH(linear_act(Tensor::zeros({5, 5}), l.weight, l.bias, Activation::Tanh),
+                    Catch::Contains("linear_act: weight [4, 6] does not fit input [5, 5]"));
+}
+
+TEST_CASE("fused: gradcheck of linear_bn_act with and without BN (input, weight, bias, gamma, beta)", "[fused][gradcheck]") {
+  Generator g(46), gl(10);
+  Linear lin(5, 4, true, gl);
+  BatchNorm1d bn(4);
+  bn.weight.copy_(Tensor::uniform({4}, 0.5f, 1.5f, g));
+  bn.bias.copy_(Tensor::uniform({4}, -0.5f, 0.5f, g));
+  Tensor x = Tensor::normal({6, 5}, 0, 1, g).set_requires_grad();
+  auto result = gradcheck([&](const std::vector<Tensor>&) { return linear_bn_act(x, lin, &bn, Activation::Tanh); },
+                          {x, lin.weight, lin.bias, bn.weight, bn.bias}, {1e-3, 3e-3, 2e-2, 97});
+  INFO(result.report);
+  REQUIRE(result.ok);
+  auto plain = gradcheck([&](const std::vector<Tensor>&) { return linear_bn_act(x, lin, nullptr, Activation::Sigmoid); },
+                         {x, lin.weight, lin.bias}, {1e-3, 3e-3, 2e-2, 96});
+  INFO(plain.report);
+  REQUIRE(plain.ok);
+}

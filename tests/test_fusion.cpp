@@ -67,10 +67,10 @@ std::vector<int32_t> labels_for(int64_t n, int64_t classes) {
 
 TEST_CASE("fusion: the pass matches the pattern table and nothing else", "[fusion]") {
   const Shape mnist{1, 28, 28};
-  // The reference CNN as a spec: both conv blocks, and fc1+bn for inference.
+  // The reference CNN as a spec: both conv blocks, and fc1+bn+relu.
   auto cnn = spec_model("conv(16,5,pad=2) bn relu maxpool(2) conv(32,5,pad=2) bn relu maxpool(2) flatten linear(128) bn relu linear(10)",
                         mnist, true);
-  CHECK(ranges(*cnn) == std::vector<std::pair<size_t, size_t>>{{0, 4}, {4, 8}, {9, 11}});
+  CHECK(ranges(*cnn) == std::vector<std::pair<size_t, size_t>>{{0, 4}, {4, 8}, {9, 12}});
   // Pooling before the activation, no BN, and conv + bn + act without pooling.
   auto mixed = spec_model("conv(4,3,pad=1) maxpool(2) tanh conv(4,3,pad=1) bn sigmoid conv(4,3) bn maxpool(2) relu flatten linear(10)",
                           mnist, true);
@@ -86,7 +86,7 @@ TEST_CASE("fusion: the pass matches the pattern table and nothing else", "[fusio
   auto nothing = spec_model("conv(4,3,pad=1) conv(4,3,pad=1,groups=2) bn relu maxpool(2) flatten dropout(0.1) linear(10)", mnist, true);
   CHECK(nothing->fusion_note() == "none");
   CHECK(cnn->fusion_note() == "0:conv+1:bn+2:relu+3:maxpool (one op); 4:conv+5:bn+6:relu+7:maxpool (one op); "
-                              "9:linear+10:bn (inference: BN folded)");
+                              "9:linear+10:bn+11:relu (one op)");
   CHECK(spec_model("conv(4,3) relu maxpool(2) flatten linear(10)", mnist, false)->fusion_note() == "none (--no-fuse)");
 }
 
@@ -104,6 +104,9 @@ TEST_CASE("fusion: fused spec models train as the same model layer by layer (1e-
       // A conv + bn without pooling, and a residual block between fused blocks.
       {"conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn relu maxpool(2) res(conv(8,3,pad=1) bn relu) flatten linear(32) bn tanh linear(10)",
        {2, 12, 12}},
+      // The BN paper's MLP with mixed activations, a linear + relu without BN, and a linear + bn
+      // that only folds.
+      {"flatten linear(30) bn sigmoid linear(30) bn relu linear(20) tanh linear(20) bn linear(10)", {1, 8, 8}},
   };
   for (const Case& c : cases) {
     INFO(c.spec);
@@ -169,7 +172,7 @@ TEST_CASE("fusion: the reference CNN as a spec trains bit for bit as the preset"
 TEST_CASE("fusion: the groups run fused in training, evaluation and inference, and --no-fuse or a watch runs none",
           "[fusion][models]") {
   const std::string spec = "conv(8,5,pad=2) bn relu maxpool(2) flatten linear(40) bn relu linear(10)";
-  const std::string block = "0:conv+1:bn+2:relu+3:maxpool", fold = "5:linear+6:bn";
+  const std::string block = "0:conv+1:bn+2:relu+3:maxpool", fc = "5:linear+6:bn+7:relu";
   Generator g(13);
   Tensor x = Tensor::normal({36, 1, 28, 28}, 0, 1, g);
   const std::vector<int32_t> y = labels_for(36, 10);
@@ -196,14 +199,16 @@ TEST_CASE("fusion: the groups run fused in training, evaluation and inference, a
   REQUIRE(train_t.count(block));
   CHECK(train_t[block].backward_calls >= 1);
   CHECK_FALSE(train_t.count("0:conv"));
-  CHECK_FALSE(train_t.count(fold));  // the fold is for inference only
-  CHECK(train_t.count("6:bn"));
+  REQUIRE(train_t.count(fc));
+  CHECK(train_t[fc].backward_calls >= 1);
+  CHECK_FALSE(train_t.count("6:bn"));
   auto eval_t = keys(*fused, false, true);
   CHECK(eval_t.count(block));
   CHECK_FALSE(eval_t.count("1:bn"));
+  CHECK(eval_t.count("6:bn"));  // linear + BN in evaluation with grad: the layers
   auto infer_t = keys(*fused, false, false);
   CHECK(infer_t.count(block));
-  CHECK(infer_t.count(fold));
+  CHECK(infer_t.count(fc));
   CHECK_FALSE(infer_t.count("6:bn"));
   auto plain = spec_model(spec, {1, 28, 28}, false);
   for (bool training : {true, false}) {

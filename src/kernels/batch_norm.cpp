@@ -1,5 +1,6 @@
 #include "minidl/kernels/batch_norm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -143,18 +144,63 @@ void channel_backward_sums(const float* dy, const float* x, const SplitMean& m, 
 }  // namespace
 
 // (N, C) input: a channel's values are C apart, so the per-channel loops below would stride
-// through memory. Row by row instead, with all C sums side by side (contiguous, vectorised).
-static void forward_train_rows(const float* x, double* mean, float* var, float* inv_std, int64_t N, int64_t C,
-                               float eps) {
-  std::vector<double> sum(static_cast<size_t>(C), 0.0), squares(static_cast<size_t>(C), 0.0);
+// through memory. Row by row instead, with all C sums side by side (contiguous, vectorised); the
+// same sums in the same order as the per-channel loops.
+static void row_moments(const float* x, double* mean, double* m2, int64_t N, int64_t C) {
+  std::fill(mean, mean + C, 0.0);
+  std::fill(m2, m2 + C, 0.0);
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t c = 0; c < C; ++c) sum[static_cast<size_t>(c)] += x[n * C + c];
-  for (int64_t c = 0; c < C; ++c) mean[c] = sum[static_cast<size_t>(c)] / static_cast<double>(N);
+    for (int64_t c = 0; c < C; ++c) mean[c] += x[n * C + c];
+  for (int64_t c = 0; c < C; ++c) mean[c] = N > 0 ? mean[c] / static_cast<double>(N) : 0.0;
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) {
       const double d = x[n * C + c] - mean[c];
-      squares[static_cast<size_t>(c)] += d * d;
+      m2[c] += d * d;
     }
+}
+
+// sum_dy[c] and sum_dy_xhat[c] of (N, C) input, row by row.
+static void row_backward_sums(const float* dy, const float* x, const double* mean, const float* inv_std,
+                              double* sum_dy, double* sum_dy_xhat, int64_t N, int64_t C) {
+  std::vector<SplitMean> m;
+  m.reserve(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) m.emplace_back(mean[c]);
+  std::fill(sum_dy, sum_dy + C, 0.0);
+  std::fill(sum_dy_xhat, sum_dy_xhat + C, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const float g = dy[n * C + c];
+      sum_dy[c] += g;
+      sum_dy_xhat[c] += static_cast<double>(g) * (m[static_cast<size_t>(c)].center(x[n * C + c]) * inv_std[c]);
+    }
+}
+
+// dx += gamma*inv_std * (dy - sum_dy/M - xhat * sum_dy_xhat/M) for (N, C) input, row by row.
+static void row_backward_dx(const float* dy, const float* x, const float* gamma, const double* mean,
+                            const float* inv_std, const double* sum_dy, const double* sum_dy_xhat, double M, float* dx,
+                            int64_t N, int64_t C) {
+  std::vector<SplitMean> m;
+  m.reserve(static_cast<size_t>(C));
+  std::vector<float> k(static_cast<size_t>(C)), mean_dy(static_cast<size_t>(C)), mean_dy_xhat(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const size_t i = static_cast<size_t>(c);
+    m.emplace_back(mean[c]);
+    k[i] = gamma[c] * inv_std[c];
+    mean_dy[i] = static_cast<float>(sum_dy[c] / M);
+    mean_dy_xhat[i] = static_cast<float>(sum_dy_xhat[c] / M);
+  }
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = 0; c < C; ++c) {
+      const size_t i = static_cast<size_t>(c);
+      const float xhat = m[i].center(x[n * C + c]) * inv_std[c];
+      dx[n * C + c] += k[i] * (dy[n * C + c] - mean_dy[i] - xhat * mean_dy_xhat[i]);
+    }
+}
+
+static void forward_train_rows(const float* x, double* mean, float* var, float* inv_std, int64_t N, int64_t C,
+                               float eps) {
+  std::vector<double> squares(static_cast<size_t>(C));
+  row_moments(x, mean, squares.data(), N, C);
   for (int64_t c = 0; c < C; ++c) {
     const double v = squares[static_cast<size_t>(c)] / static_cast<double>(N);
     var[c] = static_cast<float>(v);
@@ -184,6 +230,20 @@ void batch_norm_forward_train(const float* x, const float* gamma, const float* b
 
 void batch_norm_normalize(const float* x, const float* gamma, const float* beta, const double* mean,
                           const float* inv_std, float* y, int64_t N, int64_t C, int64_t S) {
+  if (S == 1 && N * C <= (1 << 16)) {
+    // (N, C) input: the per-channel constants once, then row by row.
+    std::vector<SplitMean> m;
+    m.reserve(static_cast<size_t>(C));
+    std::vector<float> scale(static_cast<size_t>(C));
+    for (int64_t c = 0; c < C; ++c) {
+      m.emplace_back(mean[c]);
+      scale[static_cast<size_t>(c)] = gamma[c] * inv_std[c];
+    }
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        y[n * C + c] = m[static_cast<size_t>(c)].center(x[n * C + c]) * scale[static_cast<size_t>(c)] + beta[c];
+    return;
+  }
 #pragma omp parallel for collapse(2) schedule(static) if (N * C * S > (1 << 15))
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t c = 0; c < C; ++c) {
@@ -206,40 +266,19 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
   const int64_t M = N * S;
   if (S == 1 && N * C <= (1 << 16)) {
     // (N, C) input: the same formulas, row by row with the C reductions side by side.
-    std::vector<double> sum_dy(static_cast<size_t>(C), 0.0), sum_dy_xhat(static_cast<size_t>(C), 0.0);
-    std::vector<SplitMean> m;
-    m.reserve(static_cast<size_t>(C));
-    for (int64_t c = 0; c < C; ++c) m.emplace_back(mean[c]);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = 0; c < C; ++c) {
-        const float g = dy[n * C + c];
-        sum_dy[static_cast<size_t>(c)] += g;
-        sum_dy_xhat[static_cast<size_t>(c)] += static_cast<double>(g) * (m[static_cast<size_t>(c)].center(x[n * C + c]) * inv_std[c]);
-      }
+    std::vector<double> sum_dy(static_cast<size_t>(C)), sum_dy_xhat(static_cast<size_t>(C));
+    row_backward_sums(dy, x, mean, inv_std, sum_dy.data(), sum_dy_xhat.data(), N, C);
     for (int64_t c = 0; c < C; ++c) {
       if (dbeta) dbeta[c] += static_cast<float>(sum_dy[static_cast<size_t>(c)]);
       if (dgamma) dgamma[c] += static_cast<float>(sum_dy_xhat[static_cast<size_t>(c)]);
     }
     if (!dx) return;
-    // Per-channel factors once, then one pass over the rows.
-    std::vector<float> k(static_cast<size_t>(C)), mean_dy(static_cast<size_t>(C)), mean_dy_xhat(static_cast<size_t>(C));
-    for (int64_t c = 0; c < C; ++c) {
-      const size_t i = static_cast<size_t>(c);
-      k[i] = gamma[c] * inv_std[c];
-      mean_dy[i] = static_cast<float>(sum_dy[i] / static_cast<double>(M));
-      mean_dy_xhat[i] = static_cast<float>(sum_dy_xhat[i] / static_cast<double>(M));
+    if (training) {
+      row_backward_dx(dy, x, gamma, mean, inv_std, sum_dy.data(), sum_dy_xhat.data(), static_cast<double>(M), dx, N, C);
+    } else {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c) dx[n * C + c] += gamma[c] * inv_std[c] * dy[n * C + c];
     }
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t c = 0; c < C; ++c) {
-        const size_t i = static_cast<size_t>(c);
-        const float g = dy[n * C + c];
-        if (training) {
-          const float xhat = m[i].center(x[n * C + c]) * inv_std[c];
-          dx[n * C + c] += k[i] * (g - mean_dy[i] - xhat * mean_dy_xhat[i]);
-        } else {
-          dx[n * C + c] += k[i] * g;
-        }
-      }
     return;
   }
 #pragma omp parallel for schedule(static)
@@ -280,6 +319,7 @@ void batch_norm_backward(const float* dy, const float* x, const float* gamma, co
 }
 
 void batch_norm_moments(const float* x, double* mean, double* m2, int64_t N, int64_t C, int64_t S) {
+  if (S == 1 && N * C <= (1 << 16)) return row_moments(x, mean, m2, N, C);
 #pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
   for (int64_t c = 0; c < C; ++c) channel_moments(x, N, C, S, c, mean[c], m2[c]);
 }
@@ -314,6 +354,7 @@ void batch_norm_merge_sample_moments(const double* mean_nc, const double* m2_nc,
 
 void batch_norm_backward_sums(const float* dy, const float* x, const double* mean, const float* inv_std, double* sums,
                               int64_t N, int64_t C, int64_t S) {
+  if (S == 1 && N * C <= (1 << 16)) return row_backward_sums(dy, x, mean, inv_std, sums, sums + C, N, C);
 #pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
   for (int64_t c = 0; c < C; ++c) channel_backward_sums(dy, x, SplitMean(mean[c]), inv_std[c], N, C, S, c, sums[c], sums[C + c]);
 }
@@ -321,6 +362,7 @@ void batch_norm_backward_sums(const float* dy, const float* x, const double* mea
 void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma, const double* mean,
                             const float* inv_std, const double* sums, double M, float* dx, int64_t N, int64_t C,
                             int64_t S) {
+  if (S == 1 && N * C <= (1 << 16)) return row_backward_dx(dy, x, gamma, mean, inv_std, sums, sums + C, M, dx, N, C);
 #pragma omp parallel for collapse(2) schedule(static) if (N * C * S > (1 << 15))
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) {

@@ -12,6 +12,7 @@
 #include "minidl/kernels/batch_norm.h"
 #include "minidl/kernels/bn_pool_act.h"
 #include "minidl/kernels/conv2d.h"
+#include "minidl/kernels/gemm.h"
 #include "minidl/kernels/activation.h"
 #include "minidl/ops.h"
 #include "minidl/profiler.h"
@@ -301,6 +302,119 @@ Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation acti
                                            workspace.data(), g, threads, &produce);
                   return grads;
                 });
+}
+
+namespace {
+// The linear blocks' checks: x [N, K] and weight [F, K], bias [F] or undefined; returns F.
+int64_t linear_outputs(const Tensor& x, const Tensor& weight, const Tensor& bias, const char* op) {
+  MINIDL_CHECK(x.defined() && x.dim() == 2, op, ": input must be 2-D (N, in_features), got ",
+               x.defined() ? shape_to_string(x.shape()) : "(undefined)");
+  MINIDL_CHECK(weight.defined() && weight.dim() == 2 && weight.size(1) == x.size(1), op, ": weight ",
+               weight.defined() ? shape_to_string(weight.shape()) : "(undefined)", " does not fit input ",
+               shape_to_string(x.shape()), " (expected [out_features, ", x.size(1), "])");
+  if (bias.defined())
+    MINIDL_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), op, ": bias must be [", weight.size(0), "], got ",
+                 shape_to_string(bias.shape()));
+  return weight.size(0);
+}
+
+// z = x . weight^T, plus the bias row when there is one: the separate layers' matmul and add.
+Tensor linear_product(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  const int64_t N = x.size(0), K = x.size(1), F = weight.size(0);
+  Tensor z = Tensor::empty({N, F});
+  kernels::gemm(false, true, static_cast<int>(N), static_cast<int>(F), static_cast<int>(K), 1.0f, x.data(),
+                static_cast<int>(K), weight.data(), static_cast<int>(K), 0.0f, z.data(), static_cast<int>(F));
+  if (bias.defined()) {
+    const float* b = bias.data();
+    float* zp = z.data();
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t f = 0; f < F; ++f) zp[n * F + f] += b[f];
+  }
+  return z;
+}
+}  // namespace
+
+Tensor linear_bn_act(const Tensor& x, Linear& linear, BatchNorm* bn, Activation activation) {
+  ProfileScope scope("linear_bn_act");
+  const Tensor &w = linear.weight, &b = linear.bias;
+  const int64_t F = linear_outputs(x, w, b, "linear_bn_act"), N = x.size(0), K = x.size(1);
+  MINIDL_CHECK(!bn || (bn->is_training() && can_fuse_batch_norm(bn)),
+               "linear_bn_act: training with a fused-implementation BatchNorm without ghost batches");
+  if (bn)
+    MINIDL_CHECK(bn->weight.numel() == F, "BatchNorm1d: expected input [N, ", bn->weight.numel(), "], got [", N, ", ",
+                 F, "]");
+  const kernels::Act act = kernel_act(activation);
+  std::vector<Tensor> inputs{x, w, b};
+  if (bn) {
+    inputs.push_back(bn->weight);
+    inputs.push_back(bn->bias);
+  }
+  const bool grad = needs_grad(inputs);
+  Tensor z = linear_product(x, w, b), out;
+  BatchNormStats st;
+  if (bn) {
+    st = batch_norm_statistics(z.view({N, F, 1, 1}), bn->running_mean, bn->running_var, true, bn->sync, bn->momentum,
+                               bn->eps);
+    bn->num_batches_tracked.data()[0] += 1.0f;
+    out = Tensor::empty({N, F});
+    kernels::batch_norm_normalize(z.data(), bn->weight.data(), bn->bias.data(), st.mean->data(), st.inv_std.data(),
+                                  out.data(), N, F, 1);
+    kernels::activation_forward(act, out.data(), out.data(), N * F);
+  } else {
+    out = z;  // the backward reads act' from the output alone
+    kernels::activation_forward(act, out.data(), out.data(), N * F);
+    z = Tensor();
+  }
+  if (!grad) return out;
+  const bool sync = bn && bn->sync && dist::size() > 1;
+  Tensor sx = x.detach(), sw = w.detach(), sout = out.detach(), sg = bn ? bn->weight.detach() : Tensor();
+  return record(out, "linear_bn_act", inputs,
+                [sx, sw, z, sout, sg, st, act, sync, N, K, F](const Tensor& dy, const std::vector<bool>& needs) {
+                  const bool with_bn = sg.defined();
+                  std::vector<Tensor> grads(with_bn ? 5 : 3);
+                  // dp = act'(out) * dy; under BN its two per-feature sums, then dz.
+                  Tensor dz = Tensor::empty({N, F});
+                  kernels::activation_backward(act, dy.data(), nullptr, sout.data(), dz.data(), N * F);
+                  if (with_bn) {
+                    std::vector<double> sums(static_cast<size_t>(2 * F), 0.0);
+                    kernels::batch_norm_backward_sums(dz.data(), z.data(), st.mean->data(), st.inv_std.data(),
+                                                      sums.data(), N, F, 1);
+                    std::tie(grads[3], grads[4]) = batch_norm_param_grads(sums, F, needs[3], needs[4], sync);
+                    if (needs[0] || needs[1] || needs[2]) {
+                      Tensor dp = dz;
+                      dz = Tensor::zeros({N, F});
+                      kernels::batch_norm_backward_dx(dp.data(), z.data(), sg.data(), st.mean->data(), st.inv_std.data(),
+                                                      sums.data(), st.count, dz.data(), N, F, 1);
+                    }
+                  }
+                  // The linear layer's backward: dx = dz . W, dW = dz^T . x, db = the column sums of dz.
+                  const int n = static_cast<int>(N), k = static_cast<int>(K), f = static_cast<int>(F);
+                  if (needs[0]) {
+                    grads[0] = Tensor::empty({N, K});
+                    kernels::gemm(false, false, n, k, f, 1.0f, dz.data(), f, sw.data(), k, 0.0f, grads[0].data(), k);
+                  }
+                  if (needs[1]) {
+                    grads[1] = Tensor::empty({F, K});
+                    kernels::gemm(true, false, f, k, n, 1.0f, dz.data(), f, sx.data(), k, 0.0f, grads[1].data(), k);
+                  }
+                  if (needs[2]) {
+                    std::vector<double> col(static_cast<size_t>(F), 0.0);
+                    for (int64_t r = 0; r < N; ++r)
+                      for (int64_t c = 0; c < F; ++c) col[static_cast<size_t>(c)] += dz.data()[r * F + c];
+                    grads[2] = Tensor::empty({F});
+                    for (int64_t c = 0; c < F; ++c) grads[2].data()[c] = static_cast<float>(col[static_cast<size_t>(c)]);
+                  }
+                  return grads;
+                });
+}
+
+Tensor linear_act(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation act) {
+  ProfileScope scope("linear_act");
+  MINIDL_CHECK(!needs_grad({&x, &weight, &bias}), "linear_act: inference only (no grad); training uses linear_bn_act");
+  linear_outputs(x, weight, bias, "linear_act");
+  Tensor y = linear_product(x, weight, bias);
+  kernels::activation_forward(kernel_act(act), y.data(), y.data(), y.numel());
+  return y;
 }
 
 Tensor conv_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,

@@ -14,6 +14,7 @@ const std::vector<FusionPattern>& fusion_patterns() {
       {FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}, {R::MaxPool2}}},
       {FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::MaxPool2}, {R::Activation}}},
       {FusedOp::ConvBnAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}}},
+      {FusedOp::LinearBnAct, {{R::Linear}, {R::BatchNorm1d, true}, {R::Activation}}},
       {FusedOp::FoldBatchNorm, {{R::Conv}, {R::BatchNorm2d}}},
       {FusedOp::FoldBatchNorm, {{R::Linear}, {R::BatchNorm1d}}},
   };
@@ -109,6 +110,9 @@ FusionGuard::~FusionGuard() { fusion_enabled = previous_; }
 bool FusionGuard::enabled() { return fusion_enabled; }
 
 namespace {
+// Folding BN into a linear layer rescales its whole weight matrix: worth it for a batch, not for
+// a few examples (predict), which normalize their few outputs instead.
+constexpr int64_t kMinFoldBatch = 32;
 // The convolution's weight and bias for inference: BN folded in when there is one.
 std::pair<Tensor, Tensor> inference_weights(const Conv2d& conv, const BatchNorm* bn) {
   return bn ? fold_batch_norm(conv.weight, conv.bias, *bn) : std::make_pair(conv.weight, conv.bias);
@@ -142,6 +146,22 @@ bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
     out = conv_bn_act(x, conv, g.bn, g.act);
     return true;
   }
+  if (g.pattern->op == FusedOp::LinearBnAct) {
+    Linear& lin = *g.linear;
+    if (inference) {
+      if (!g.bn) {
+        out = linear_act(x, lin.weight, lin.bias, g.act);
+        return true;
+      }
+      if (x.dim() != 2 || x.size(0) < kMinFoldBatch) return false;  // see the fold below
+      auto [w, b] = fold_batch_norm(lin.weight, lin.bias, *g.bn);
+      out = linear_act(x, w, b, g.act);
+      return true;
+    }
+    if (g.bn && !g.bn->is_training()) return false;  // evaluation with grad: the layers
+    out = linear_bn_act(x, lin, g.bn, g.act);
+    return true;
+  }
   // FoldBatchNorm: inference with the running statistics only.
   if (!inference || g.bn->is_training()) return false;
   if (g.conv) {
@@ -149,9 +169,7 @@ bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
     out = conv2d(x, w, b, g.conv->stride(), g.conv->padding());
     return true;
   }
-  // Folding rescales the whole weight matrix: worth it for a batch, not for a few examples
-  // (predict), which normalize their few outputs instead.
-  if (x.dim() != 2 || x.size(0) < 32) return false;
+  if (x.dim() != 2 || x.size(0) < kMinFoldBatch) return false;
   auto [w, b] = fold_batch_norm(g.linear->weight, g.linear->bias, *g.bn);
   out = linear(x, w, b);
   return true;

@@ -38,6 +38,15 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
 // activation is the convolution's epilogue and the backward's act' is its produce step: bit for
 // bit the separate layers. The activation must need only its output (kernels/activation.h).
 Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation act);
+// Training: act(bn(linear(x))) as one op over the Linear's and the BatchNorm1d's parameters; bn
+// may be null (then act(linear(x))), else training, fused implementation, no ghost batches.
+// Forward: one product, BN's statistics over the batch (over every rank with bn->sync), then
+// normalization and activation in one pass. Backward: act' and BN's sums in one pass over the
+// output, then the two products. The same kernels as the separate layers, in the same order:
+// equal to them to double rounding of the statistics (about 1e-7), without BN bit for bit.
+Tensor linear_bn_act(const Tensor& x, Linear& linear, BatchNorm* bn, Activation act);
+// Inference (no grad): act(x . weight^T + bias), the activation applied to each row in cache.
+Tensor linear_act(const Tensor& x, const Tensor& weight, const Tensor& bias, Activation act);
 // Inference (no grad): act(conv2d(x, weight, bias, stride, padding)), each sample activated in
 // cache right after its product.
 Tensor conv_act(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride, int64_t padding,

@@ -32,6 +32,9 @@ enum class FusedOp {
   // act(bn(conv(x))), bn optional. Training: conv_bn_act; inference: BN folded into the
   // convolution, conv_act; evaluation with grad: the layers.
   ConvBnAct,
+  // act(bn(linear(x))), bn optional. Training: linear_bn_act; inference: BN folded into the
+  // linear layer (batches of 32 or more), linear_act; evaluation with grad: the layers.
+  LinearBnAct,
   // bn(conv(x)) and bn(linear(x)): inference only, BN folded into the layer before it.
   FoldBatchNorm,
 };
