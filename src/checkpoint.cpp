@@ -104,9 +104,7 @@ std::optional<ModelConfig> checkpoint_model_config(const std::string& path,
   try {
     read_data_metadata(metadata, config);
     if (auto v = meta("arch")) {
-      config.kind = ModelKind::Spec;
-      config.arch = canonical_spec(*v);
-      config.batch_norm = spec_has(config.arch, "bn");
+      set_spec(config, *v);
       return config;
     }
     config.kind = parse_model_kind(*meta("model"));

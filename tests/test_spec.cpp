@@ -248,6 +248,39 @@ TEST_CASE("spec: checkpoints store the spec and rebuild the model from it", "[sp
   REQUIRE_THROWS_WITH(load_model(path), Catch::Contains(path) && Catch::Contains("unknown layer 'frobnicate'"));
 }
 
+TEST_CASE("spec: a spec is parsed once, from the flag to the model and from a checkpoint", "[spec]") {
+  ModelConfig c;
+  uint64_t before = spec_parse_count();
+  set_spec(c, "conv(4, 3)  bn relu flatten linear(10)");
+  CHECK(spec_parse_count() == before + 1);
+  CHECK(c.kind == ModelKind::Spec);
+  CHECK(c.arch == "conv(4,3) bn relu flatten linear(10)");
+  CHECK(c.batch_norm);
+  auto net = make_model(c);
+  CHECK(spec_parse_count() == before + 1);  // built from the parse the config carries
+  CHECK(dynamic_cast<const SpecNet&>(*net).parsed().text() == c.arch);
+  // A config whose arch changed after the parse is parsed again, never built from the stale one.
+  ModelConfig d = c;
+  d.arch = "flatten linear(10)";
+  auto other = make_model(d);
+  CHECK(spec_parse_count() == before + 2);
+  CHECK(other->parameters().size() == 2);
+  CHECK_FALSE(other->config().batch_norm);
+  // A preset is one parse of the spec that spells it; a checkpoint's spec, one parse to load.
+  ModelConfig preset;
+  preset.batch_norm = true;
+  before = spec_parse_count();
+  auto p = make_model(preset);
+  CHECK(spec_parse_count() == before + 1);
+  TempDir dir;
+  const std::string path = dir.path() + "/m.safetensors";
+  save_model(path, *net);
+  before = spec_parse_count();
+  auto back = load_model(path);
+  CHECK(spec_parse_count() == before + 1);
+  CHECK(back->config().arch == c.arch);
+}
+
 TEST_CASE("spec: res(...) nests a spec, and the shortcut projects only when the shape changes", "[spec][res]") {
   const std::string spec =
       "conv(8,3,pad=1) bn relu res(conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn) relu "

@@ -42,12 +42,9 @@ std::vector<Arm> resolve_arms(const CompareArgs& a) {
       MINIDL_CHECK(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-', "--arm: the name '", arm.name,
                    "' may hold letters, digits, _ and - only");
     for (const Arm& other : arms) MINIDL_CHECK(other.name != arm.name, "--arm: two arms are named '", arm.name, "'");
-    arm.model.kind = ModelKind::Spec;
     arm.model.batch_norm_impl = parse_batch_norm_impl(f.bn_impl);
     try {
-      arm.model.arch = canonical_spec(text.substr(eq + 1));
-      arm.model.batch_norm = spec_has(arm.model.arch, "bn");
-      check_spec(arm.model.arch);  // a bad spec stops here, before any training
+      set_spec(arm.model, text.substr(eq + 1));  // a bad spec stops here, before any training
     } catch (const Error& e) {
       throw Error("--arm " + arm.name + ": " + e.what());
     }

@@ -43,24 +43,24 @@ Command add_summary_command(CLI::App& root) {
               config.input_std.assign(static_cast<size_t>(shape[0]), 1.0f);
             }
             if (a->classes) config.classes = a->classes;
-            ModelConfig layered = config;
-            if (config.kind != ModelKind::Spec) {
-              layered.kind = ModelKind::Spec;
-              layered.arch = canonical_spec(preset_spec(config).spec);
-            }
-            auto net = make_model(layered);
+            // One build: a preset is a SpecNet too, under the reference CNN's layer names.
+            auto net = make_model(config);
             net->eval();
             NoGradGuard no_grad;
             Tensor h = Tensor::zeros({1, config.input_shape[0], config.input_shape[1], config.input_shape[2]});
             nlohmann::json layers = nlohmann::json::array();
             int64_t total_params = 0;
             double total_macs = 0;
-            const auto tokens = parse_spec(layered.arch);
             const auto* spec_net = dynamic_cast<const SpecNet*>(net.get());
             MINIDL_CHECK(spec_net, "summary: the model was not built from a spec");
+            const std::vector<SpecToken>& tokens = spec_net->parsed().tokens();
             int width = 22;
             for (const auto& t : tokens) width = std::max(width, static_cast<int>(t.text.size()));
-            if (!a->json) std::printf("%-4s %-*s %-18s %12s %14s\n", "#", width, "layer", "output", "parameters", "MACs/example");
+            int name_width = 4;  // "0", "1", ... for a spec; the reference CNN's names for a preset
+            for (const auto& child : net->children()) name_width = std::max(name_width, static_cast<int>(child.first.size()));
+            if (!a->json)
+              std::printf("%-*s %-*s %-18s %12s %14s\n", name_width, "#", width, "layer", "output", "parameters",
+                          "MACs/example");
             for (size_t i = 0; i < net->children().size(); ++i) {
               const auto& [name, module] = net->children()[i];
               const Shape in = h.shape();
@@ -73,13 +73,13 @@ Command add_summary_command(CLI::App& root) {
               layers.push_back({{"index", i}, {"name", name}, {"token", tokens[i].text}, {"module", module->describe()},
                                 {"output", out}, {"parameters", params}, {"macs", macs}});
               if (!a->json)
-                std::printf("%-4s %-*s %-18s %12lld %14.0f\n", name.c_str(), width, tokens[i].text.c_str(),
+                std::printf("%-*s %-*s %-18s %12lld %14.0f\n", name_width, name.c_str(), width, tokens[i].text.c_str(),
                             shape_to_string(out).c_str(), static_cast<long long>(params), macs);
               (void)in;
             }
-            const std::string fused = config.kind == ModelKind::Spec ? net->fusion_note() : make_model(config)->fusion_note();
+            const std::string fused = net->fusion_note();
             if (a->json) {
-              nlohmann::json j{{"model", describe_model(config)}, {"spec", layered.arch}, {"input_shape", config.input_shape},
+              nlohmann::json j{{"model", describe_model(config)}, {"spec", spec_net->parsed().text()}, {"input_shape", config.input_shape},
                                {"classes", config.classes}, {"layers", layers}, {"total_parameters", total_params},
                                {"total_macs", total_macs}, {"fused", fused}};
               std::cout << j.dump() << "\n";

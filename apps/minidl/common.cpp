@@ -86,9 +86,7 @@ ModelConfig ModelFlags::config() const {
   if (given(arch_opt)) {
     c.kind = ModelKind::Spec;
     try {
-      c.arch = canonical_spec(arch);
-      c.batch_norm = spec_has(c.arch, "bn");
-      check_spec(c.arch);  // a bad spec stops here, with its token and position (shapes: after the data)
+      set_spec(c, arch);  // a bad spec stops here, with its token and position (shapes: after the data)
     } catch (const Error& e) {
       throw Error(std::string("--arch: ") + e.what());
     }

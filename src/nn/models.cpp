@@ -133,8 +133,7 @@ std::shared_ptr<Net> make_model(const ModelConfig& config) {
   std::shared_ptr<Net> net;
   if (config.kind == ModelKind::Spec) {
     ModelConfig c = config;
-    c.arch = canonical_spec(config.arch);
-    c.batch_norm = spec_has(c.arch, "bn");
+    if (!c.parsed_spec || c.parsed_spec->text() != c.arch) set_spec(c, config.arch);
     net = std::make_shared<SpecNet>(c);
   } else {
     // A preset is the spec that spells it, with the reference CNN's layer names.

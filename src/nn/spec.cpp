@@ -1,5 +1,6 @@
 #include "minidl/nn/spec.h"
 
+#include <atomic>
 #include <cctype>
 
 #include "minidl/nn/layers.h"
@@ -169,18 +170,29 @@ bool has_token(const std::vector<SpecToken>& tokens, const std::string& layer) {
 }
 }  // namespace
 
+namespace {
+std::atomic<uint64_t> parse_count{0};
+}
+
+uint64_t spec_parse_count() { return parse_count.load(); }
+
 std::vector<SpecToken> parse_spec(const std::string& spec) {
+  parse_count.fetch_add(1);
   size_t i = 0, count = 0;
   std::vector<SpecToken> tokens = parse_tokens(spec, i, 0, count, 0);
   if (tokens.empty()) throw SpecError("spec: empty (expected layers such as \"flatten linear(10)\")");
   return tokens;
 }
 
-std::string canonical_spec(const std::string& spec) {
+namespace {
+std::string joined(const std::vector<SpecToken>& tokens) {
   std::string out;
-  for (const SpecToken& t : parse_spec(spec)) out += (out.empty() ? "" : " ") + t.text;
+  for (const SpecToken& t : tokens) out += (out.empty() ? "" : " ") + t.text;
   return out;
 }
+}  // namespace
+
+std::string canonical_spec(const std::string& spec) { return joined(parse_spec(spec)); }
 
 std::string spec_without(const std::string& spec, const std::string& layer) {
   std::string out;
@@ -345,14 +357,41 @@ class SequenceBuilder {
 };
 }  // namespace
 
-void check_spec(const std::string& spec) { resolve_all(parse_spec(spec)); }
+namespace detail {
+struct ResolvedSpec {
+  std::vector<ResolvedToken> tokens;
+};
+}  // namespace detail
+
+std::shared_ptr<const ParsedSpec> ParsedSpec::parse(const std::string& spec) {
+  std::shared_ptr<ParsedSpec> p(new ParsedSpec());
+  p->tokens_ = parse_spec(spec);
+  p->text_ = joined(p->tokens_);
+  auto resolved = std::make_shared<detail::ResolvedSpec>();
+  resolved->tokens = resolve_all(p->tokens_);
+  p->resolved_ = std::move(resolved);
+  return p;
+}
+
+bool ParsedSpec::has(const std::string& layer) const { return has_token(tokens_, layer); }
+
+void set_spec(ModelConfig& config, const std::string& spec) {
+  std::shared_ptr<const ParsedSpec> p = ParsedSpec::parse(spec);
+  config.kind = ModelKind::Spec;
+  config.arch = p->text();
+  config.batch_norm = p->has("bn");
+  config.parsed_spec = std::move(p);
+}
+
+void check_spec(const std::string& spec) { ParsedSpec::parse(spec); }
 
 SpecNet::SpecNet(const ModelConfig& config) : SpecNet(config, config.arch, {}) {}
 
 SpecNet::SpecNet(const ModelConfig& config, const std::string& spec, const std::vector<std::string>& names)
-    : Net(config), spec_(spec) {
-  const std::vector<SpecToken> tokens = parse_spec(spec);
-  const std::vector<ResolvedToken> resolved = resolve_all(tokens);
+    : Net(config),
+      spec_(spec),
+      parsed_(config.parsed_spec && config.parsed_spec->text() == spec ? config.parsed_spec : ParsedSpec::parse(spec)) {
+  const std::vector<ResolvedToken>& resolved = parsed_->resolved().tokens;
   MINIDL_CHECK(config.input_shape.size() == 3 && config.input_shape[0] > 0 && config.input_shape[1] > 0 &&
                    config.input_shape[2] > 0,
                "spec model: the input shape must be (channels, height, width), got ",

@@ -28,6 +28,8 @@ enum class ModelKind { Cnn, Mlp, Spec };
 ModelKind parse_model_kind(const std::string& name);  // "cnn" | "mlp" | "spec"
 const char* to_string(ModelKind kind);
 
+class ParsedSpec;
+
 struct ModelConfig {
   ModelKind kind = ModelKind::Cnn;
   bool batch_norm = false;
@@ -60,6 +62,9 @@ struct ModelConfig {
   // when the data has none): saved with the model, so eval and predict prepare inputs alike.
   std::vector<float> input_mean{0.1307f}, input_std{0.3081f};
   std::vector<std::string> class_names{};
+  // arch parsed and checked (nn/spec.h set_spec), so that building does not parse it again;
+  // null, or for another text than arch, means make_model parses arch itself.
+  std::shared_ptr<const ParsedSpec> parsed_spec{};
 };
 
 // The model a config describes, for logs: "cnn", "cnn+bn", or the spec.

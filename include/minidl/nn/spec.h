@@ -21,6 +21,8 @@
 // expected, before any layer is built.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -42,6 +44,39 @@ void check_spec(const std::string& spec);
 // Whether the spec has a token named `layer`, at any depth.
 bool spec_has(const std::string& spec, const std::string& layer);
 
+namespace detail {
+struct ResolvedSpec;  // each token resolved to its registered layer and parameters (spec.cpp)
+}
+
+// A spec parsed and checked once (syntax, layer names and parameters; shapes need the data): its
+// tokens, its canonical text and its tokens resolved against the layer registry. A command
+// parses its spec once (set_spec), the config carries the result, and make_model and SpecNet
+// build from it instead of parsing again.
+class ParsedSpec {
+ public:
+  // Throws SpecError as SpecNet would.
+  static std::shared_ptr<const ParsedSpec> parse(const std::string& spec);
+  const std::string& text() const { return text_; }  // canonical_spec's
+  const std::vector<SpecToken>& tokens() const { return tokens_; }
+  bool has(const std::string& layer) const;
+  const detail::ResolvedSpec& resolved() const { return *resolved_; }
+  ParsedSpec(const ParsedSpec&) = delete;
+  ParsedSpec& operator=(const ParsedSpec&) = delete;
+
+ private:
+  ParsedSpec() = default;
+  std::vector<SpecToken> tokens_;  // the resolved tokens point into it: never moved
+  std::string text_;
+  std::shared_ptr<const detail::ResolvedSpec> resolved_;
+};
+
+// Makes config a model of `spec`: kind Spec, arch the canonical text, batch_norm whether it has
+// a bn token, and the parse kept in config.parsed_spec. Throws SpecError for a bad spec.
+void set_spec(ModelConfig& config, const std::string& spec);
+// How many times this process has split a spec's text into tokens: a diagnostic (a command
+// parses its spec once; the tests count).
+uint64_t spec_parse_count();
+
 // A model built from a spec; ModelConfig::kind is ModelKind::Spec and ModelConfig::arch the
 // canonical spec.
 class SpecNet : public Net {
@@ -52,6 +87,8 @@ class SpecNet : public Net {
   // PyTorch's reference CNN's (conv1.weight, bn1.running_mean, ...). config.kind stays the preset.
   SpecNet(const ModelConfig& config, const std::string& spec, const std::vector<std::string>& names);
   const std::string& spec() const { return spec_; }
+  // The spec the model was built from, parsed.
+  const ParsedSpec& parsed() const { return *parsed_; }
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
   std::vector<double> weight_layer_macs() const override { return macs_; }
@@ -68,6 +105,7 @@ class SpecNet : public Net {
   size_t last_activation_ = static_cast<size_t>(-1);
   std::vector<bool> activation_;
   std::string spec_;
+  std::shared_ptr<const ParsedSpec> parsed_;
   std::vector<int> noise_at_;  // per layer: the covariate-noise position after its output, or -1
   FusionPlan plan_;
 };
