@@ -153,6 +153,9 @@ TEST_CASE("dispatch: convolutions of general shapes equal the reference in every
       {4, 1, 28, 28, 16, 5, 1, 2}, {4, 16, 14, 14, 32, 5, 1, 2}, {3, 3, 32, 32, 32, 3, 1, 1}, {3, 32, 16, 16, 64, 3, 1, 1},
       {2, 8, 33, 33, 8, 3, 2, 1},  {2, 16, 12, 12, 24, 1, 1, 0}, {2, 5, 9, 11, 7, 5, 1, 0},  {2, 4, 20, 20, 40, 3, 2, 0},
       {2, 64, 8, 8, 64, 1, 2, 0},  {3, 2, 5, 5, 3, 3, 1, 2},     {2, 3, 40, 40, 16, 5, 1, 2}, {2, 16, 7, 7, 36, 3, 1, 1},
+      // Stride 2 with rows of <= 16 outputs (the phase-split implicit product): the strided net's
+      // two layers, odd planes, 5x5 with padding 2, 16 and 33 output channels.
+      {3, 1, 28, 28, 32, 3, 2, 1}, {3, 32, 14, 14, 64, 3, 2, 1}, {2, 3, 15, 13, 33, 5, 2, 2}, {2, 5, 31, 32, 16, 3, 2, 0},
   };
   for (const Case& c : cases) {
     const kernels::Conv2dGeometry g{c.N, c.C, c.H, c.W, c.O, c.K, c.K, c.stride, c.padding};

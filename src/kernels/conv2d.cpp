@@ -65,7 +65,23 @@ bool wide_rows(const Conv2dGeometry& g) {
   return false;
 #endif
 }
-int64_t padded_width(const Conv2dGeometry& g) { return wide_rows(g) ? 32 : g.W + 2 * g.padding; }
+// Stride 2 (the SIMD variants): each padded row is stored as its even columns then its odd
+// columns (two halves of ceil(Wp / 2) floats), so that the OW inputs an output row reads at one
+// kernel column are consecutive floats of one half (input column 2*ow + kw is float ow + kw/2
+// of half kw % 2). The unfold and the fold are then runs of row copies, as at stride 1, and for
+// rows of at most 16 outputs the implicit product applies.
+bool phase_split(const Conv2dGeometry& g) {
+#if MINIDL_AVX2
+  return g.stride == 2;
+#else
+  (void)g;
+  return false;
+#endif
+}
+int64_t half_width(const Conv2dGeometry& g) { return (g.W + 2 * g.padding + 1) / 2; }
+int64_t padded_width(const Conv2dGeometry& g) {
+  return wide_rows(g) ? 32 : phase_split(g) ? 2 * half_width(g) : g.W + 2 * g.padding;
+}
 int64_t padded_size(const Conv2dGeometry& g) {
   return g.C * (g.H + 2 * g.padding) * padded_width(g) + (wide_rows(g) ? 32 : 0);
 }
@@ -154,10 +170,62 @@ void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* _
     }
 }
 
-// padded = sample n of x with `padding` zeros around each plane.
+#if MINIDL_AVX512
+// The lanes l of a vector with from <= l < to (clamped to 0..16).
+inline __mmask16 lane_range(int64_t from, int64_t to) {
+  const auto bits = [](int64_t n) { return n <= 0 ? 0u : n >= 16 ? 0xffffu : (1u << n) - 1; };
+  return static_cast<__mmask16>(bits(to) & ~bits(from));
+}
+// A padded row of Wp = W + 2*padding columns, its input `in` (W floats) at column `padding`,
+// split into its even and odd columns (halves of Wh floats at row and row + Wh), 32 columns
+// at a time; and back (the interior only).
+inline void split_row(const float* in, float* row, int64_t W, int64_t padding, int64_t Wh) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (int64_t j = 0; j < 2 * Wh; j += 32) {
+    const int64_t at = j - padding;  // the input column of lane 0
+    const __m512 a = _mm512_maskz_loadu_ps(lane_range(-at, W - at), in + at);
+    const __m512 b = _mm512_maskz_loadu_ps(lane_range(-at - 16, W - at - 16), in + at + 16);
+    const __mmask16 m = lane_range(0, Wh - j / 2);
+    _mm512_mask_storeu_ps(row + j / 2, m, _mm512_permutex2var_ps(a, even, b));
+    _mm512_mask_storeu_ps(row + Wh + j / 2, m, _mm512_permutex2var_ps(a, odd, b));
+  }
+}
+inline void merge_row(const float* row, float* out, int64_t W, int64_t padding, int64_t Wh) {
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+  for (int64_t j = 0; j < 2 * Wh; j += 32) {
+    const __mmask16 m = lane_range(0, Wh - j / 2);
+    const __m512 a = _mm512_maskz_loadu_ps(m, row + j / 2), b = _mm512_maskz_loadu_ps(m, row + Wh + j / 2);
+    const int64_t at = j - padding;
+    _mm512_mask_storeu_ps(out + at, lane_range(-at, W - at), _mm512_permutex2var_ps(a, lo, b));
+    _mm512_mask_storeu_ps(out + at + 16, lane_range(-at - 16, W - at - 16), _mm512_permutex2var_ps(a, hi, b));
+  }
+}
+#endif
+
+// padded = sample n of x with `padding` zeros around each plane (each row split into its even
+// and odd columns under phase_split).
 void pad_sample(const float* x, float* padded, int64_t n, const Conv2dGeometry& g) {
   const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g);
   std::fill(padded, padded + padded_size(g), 0.0f);
+  if (phase_split(g)) {
+    const int64_t Wh = half_width(g);
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t h = 0; h < g.H; ++h) {
+        float* __restrict row = padded + (c * Hp + h + g.padding) * Wp;
+        const float* __restrict in = x + ((n * g.C + c) * g.H + h) * g.W;
+#if MINIDL_AVX512
+        split_row(in, row, g.W, g.padding, Wh);
+        continue;
+#endif
+        for (int64_t w = 0; w < g.W; ++w) {
+          const int64_t iw = w + g.padding;
+          row[(iw & 1) * Wh + (iw >> 1)] = in[w];
+        }
+      }
+    return;
+  }
   // (row_copy, not memcpy: a library call per 14- or 28-float row costs more than the copy)
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h)
@@ -168,6 +236,23 @@ void pad_sample(const float* x, float* padded, int64_t n, const Conv2dGeometry& 
 // gradient).
 void unpad_sample(const float* padded, float* dx, int64_t n, const Conv2dGeometry& g) {
   const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g);
+  if (phase_split(g)) {
+    const int64_t Wh = half_width(g);
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t h = 0; h < g.H; ++h) {
+        const float* __restrict row = padded + (c * Hp + h + g.padding) * Wp;
+        float* __restrict out = dx + ((n * g.C + c) * g.H + h) * g.W;
+#if MINIDL_AVX512
+        merge_row(row, out, g.W, g.padding, Wh);
+        continue;
+#endif
+        for (int64_t w = 0; w < g.W; ++w) {
+          const int64_t iw = w + g.padding;
+          out[w] = row[(iw & 1) * Wh + (iw >> 1)];
+        }
+      }
+    return;
+  }
   for (int64_t c = 0; c < g.C; ++c)
     for (int64_t h = 0; h < g.H; ++h)
       row_copy(dx + ((n * g.C + c) * g.H + h) * g.W, padded + (c * Hp + h + g.padding) * Wp + g.padding, g.W);
@@ -200,9 +285,41 @@ void col2im_stride1(const float* col, float* dx, float* padded, int64_t n, const
       }
   unpad_sample(padded, dx, n, g);
 }
-// col for sample n: the padded stride-1 unfold when it applies, else the general one.
+// Stride 2 on the phase-split padded sample (phase_split): row (c, kh, kw) of col, output row
+// oh, is OW consecutive floats at float kw/2 of half kw % 2 of padded row 2*oh + kh.
+template <class T>
+T* phase_row(T* padded, int64_t c, int64_t kh, int64_t kw, const Conv2dGeometry& g) {
+  return padded + (c * (g.H + 2 * g.padding) + kh) * padded_width(g) + (kw & 1) * half_width(g) + (kw >> 1);
+}
+void im2col_stride2(const float* x, float* col, float* padded, int64_t n, const Conv2dGeometry& g) {
+  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, step = 2 * padded_width(g);
+  pad_sample(x, padded, n, g);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        float* __restrict dst = col + ((c * g.KH + kh) * g.KW + kw) * P;
+        const float* __restrict src = phase_row(padded, c, kh, kw, g);
+        for (int64_t oh = 0; oh < OH; ++oh) row_copy(dst + oh * OW, src + oh * step, OW);
+      }
+}
+void col2im_stride2(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
+  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, step = 2 * padded_width(g);
+  std::fill(padded, padded + padded_size(g), 0.0f);
+  for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const float* __restrict src = col + ((c * g.KH + kh) * g.KW + kw) * P;
+        float* __restrict dst = phase_row(padded, c, kh, kw, g);
+        for (int64_t oh = 0; oh < OH; ++oh) row_add(dst + oh * step, src + oh * OW, OW);
+      }
+  unpad_sample(padded, dx, n, g);
+}
+
+// col for sample n: the padded stride-1 or phase-split stride-2 unfold when it applies, else
+// the general one.
 void unfold(const float* x, float* col, float* padded, int64_t n, const Conv2dGeometry& g) {
   if (g.stride == 1) im2col_stride1(x, col, padded, n, g);
+  else if (phase_split(g)) im2col_stride2(x, col, padded, n, g);
   else MINIDL_ISA_NS::im2col(x, col, n, g);
 }
 
@@ -219,6 +336,10 @@ const float* product_input(const float* x, float* col, float* padded, int64_t n,
 void fold(const float* col, float* dx, float* padded, int64_t n, const Conv2dGeometry& g) {
   if (g.stride == 1) {
     col2im_stride1(col, dx, padded, n, g);
+    return;
+  }
+  if (phase_split(g)) {
+    col2im_stride2(col, dx, padded, n, g);
     return;
   }
   std::fill(dx + n * g.C * g.H * g.W, dx + (n + 1) * g.C * g.H * g.W, 0.0f);
@@ -249,12 +370,32 @@ struct ImplicitOffsets {
 ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
 #if MINIDL_AVX512
+  if (phase_split(g)) {
+    if (g.out_w() > 16) return t;
+    // Row (c, kh, kw) starts at float kw/2 of half kw % 2 of padded row kh.
+    const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g), Wh = half_width(g);
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw)
+          t.koff.push_back(static_cast<int32_t>((c * Hp + kh) * Wp + (kw & 1) * Wh + (kw >> 1)));
+    return t;
+  }
   if (g.stride != 1 || (g.out_w() > 16 && !wide_rows(g))) return t;
   t.koff = patch_offsets(g.C, g.KH, g.KW, g.H + 2 * g.padding, padded_width(g));
 #else
   (void)g;
 #endif
   return t;
+}
+
+// The forward's implicit product holds one output row per vector: rows of fewer than 12 floats
+// leave over a quarter of the lanes idle, and the unfolded product (P floats per row of col)
+// is faster there (docs/performance.md). The weight gradient reads col along P either way, and
+// the inference block that pools in registers gains more than the lanes cost, so both keep the
+// implicit offsets at any row width.
+ImplicitOffsets implicit_forward_offsets(const Conv2dGeometry& g) {
+  if (g.out_w() < 12) return {};
+  return implicit_offsets(g);
 }
 
 // The input gradient of a stride-1 convolution is itself a stride-1 convolution: of the output
@@ -330,7 +471,8 @@ bool implicit_forward(const float* x, const float* weight, float* padded, float*
   if (!t.applies()) return false;
   pad_sample(x, padded, n, g);
   const int K = static_cast<int>(g.patch()), O = static_cast<int>(g.O), OH = static_cast<int>(g.out_h());
-  const int64_t OW = g.out_w(), P = OH * OW, Wp = padded_width(g);
+  // Output row oh reads padded rows stride*oh + kh.
+  const int64_t OW = g.out_w(), P = OH * OW, Wp = g.stride * padded_width(g);
   if (wide_rows(g)) {
     // Two vectors per output row, read whole (lanes past the row take values no output uses).
     for (int m = 0; m < O; m += tiles::kRows)
@@ -441,7 +583,7 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
                     const Conv2dGeometry& g, int threads, const SampleFn* epilogue) {
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
-  const ImplicitOffsets offsets = implicit_offsets(g);
+  const ImplicitOffsets offsets = implicit_forward_offsets(g);
 #pragma omp parallel num_threads(threads)
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * per_thread(g);
@@ -481,7 +623,7 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
   const ImplicitOffsets dw_offsets = dweight && g.O >= 32 ? implicit_offsets(g) : ImplicitOffsets{};
   std::vector<int32_t> poff;
   if (dw_offsets.applies()) {
-    const int64_t OW = g.out_w(), Wp = padded_width(g);
+    const int64_t OW = g.out_w(), Wp = g.stride * padded_width(g);
     for (int64_t p = 0; p < P; ++p) poff.push_back(static_cast<int32_t>((p / OW) * Wp + p % OW));
   }
 #pragma omp parallel num_threads(threads)
@@ -606,7 +748,7 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, K = g.patch(), QH = OH / 2, QW = OW / 2;
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
   const int64_t stride = per_thread(g) + QH * QW;
-  const ImplicitOffsets offsets = implicit_offsets(g);
+  const ImplicitOffsets offsets = implicit_offsets(g);  // (pooled in registers: worth it at any row width)
 #pragma omp parallel num_threads(threads)
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * stride;
