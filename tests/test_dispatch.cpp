@@ -202,6 +202,45 @@ TEST_CASE("dispatch: convolutions of general shapes equal the reference in every
   }
 }
 
+TEST_CASE("dispatch: each variant serves the convolution shapes docs/performance.md lists", "[dispatch]") {
+  using G = kernels::Conv2dGeometry;
+  const G conv1{1, 1, 28, 28, 16, 5, 5, 1, 2}, conv2{1, 16, 14, 14, 32, 5, 5, 1, 2}, s2{1, 1, 28, 28, 32, 3, 3, 2, 1},
+      s2_wide{1, 8, 40, 40, 8, 3, 3, 2, 1}, narrow{1, 64, 7, 7, 64, 3, 3, 1, 1}, big{1, 3, 40, 40, 16, 5, 5, 1, 2},
+      pointwise{1, 16, 8, 8, 24, 1, 1, 1, 0};
+  const std::string tiled = "padded unfold + tiles";
+  for (Isa isa : kernels::supported_isas()) {
+    IsaScope scope(isa);
+    INFO(kernels::isa_name(isa));
+    auto forward = [](const G& g) { return std::string(kernels::conv2d_paths(g).forward); };
+    if (isa == Isa::Ref) {
+      // Plain C++: every product on OpenBLAS, every stride unfolded the general or padded way.
+      for (const G& g : {conv1, conv2, s2, narrow, big, pointwise})
+        CHECK(std::string(kernels::conv2d_paths(g).forward).find("OpenBLAS") != std::string::npos);
+      CHECK(forward(s2) == "general unfold + OpenBLAS");
+      continue;
+    }
+    CHECK(forward(pointwise) == "pointwise + tiles");
+    CHECK(forward(s2_wide) == "parity-split unfold + tiles");
+    CHECK(std::string(kernels::conv2d_paths(s2_wide).dx) == "tiles + parity-split fold");
+    CHECK(forward(big) == tiled);  // rows of 40: no implicit product in any variant
+    if (isa == Isa::Avx2) {
+      // The implicit products are AVX-512 only.
+      for (const G& g : {conv1, conv2, narrow}) CHECK(forward(g) == tiled);
+      CHECK(forward(s2) == "parity-split unfold + tiles");
+      continue;
+    }
+    CHECK(forward(conv1) == "implicit, 2 vectors per row");
+    CHECK(forward(conv2) == "implicit");
+    CHECK(std::string(kernels::conv2d_paths(conv2).dx) == "implicit transposed convolution");
+    CHECK(std::string(kernels::conv2d_paths(conv2).dweight) == "implicit (read from the padded sample)");
+    CHECK(std::string(kernels::conv2d_paths(conv1).dweight) == "unfold + OpenBLAS");  // 16 outputs: one vector
+    CHECK(forward(s2) == "implicit, parity-split rows");
+    // Rows of 7 unfold in the forward, but the pooling inference block keeps the implicit product.
+    CHECK(forward(narrow) == tiled);
+    CHECK(std::string(kernels::conv2d_paths(narrow).pool_forward) == "implicit");
+  }
+}
+
 TEST_CASE("dispatch: batch norm, pooling and activation kernels equal the reference in every variant", "[dispatch]") {
   for (auto [N, C, H, W] : std::vector<std::array<int64_t, 4>>{{8, 4, 14, 14}, {5, 3, 7, 9}, {16, 32, 28, 28}, {3, 2, 1, 1}}) {
     const int64_t S = H * W, n = N * C * S;

@@ -6,6 +6,8 @@
 
 #include "app_runner.h"
 #include "minidl/checkpoint.h"
+#include "minidl/kernels/conv2d.h"
+#include "minidl/kernels/dispatch.h"
 #include "minidl/nn/spec.h"
 #include "minidl/random.h"
 #include "minidl/train/trainer.h"
@@ -200,6 +202,13 @@ TEST_CASE("summary: shapes, parameters and multiply-adds per layer, as counted b
   REQUIRE(p["total_parameters"] == params);
   REQUIRE(p["total_macs"].get<double>() == macs);
   REQUIRE(p["fused"].get<std::string>().find("conv1+bn1") != std::string::npos);
+  // Each convolution names its kernel paths in the variant that ran, as conv2d_paths does.
+  REQUIRE(p["layers"][0]["name"] == "conv1");
+  const kernels::Conv2dPaths conv1 = kernels::conv2d_paths({1, 1, 28, 28, 16, 5, 5, 1, 2});
+  CHECK(p["isa"] == kernels::isa_name(kernels::active_isa()));
+  CHECK(p["layers"][0]["kernels"]["forward"] == conv1.forward);
+  CHECK(p["layers"][0]["kernels"]["dweight"] == conv1.dweight);
+  CHECK_FALSE(p["layers"][1].contains("kernels"));
   // A spec that does not fit the shape is refused naming the token.
   r = minidl::testing::run_app("summary --arch 'maxpool(32) flatten linear(10)'", d.path());
   REQUIRE(r.status == 1);

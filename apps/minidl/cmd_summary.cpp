@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "cli.h"
 #include "minidl/autograd.h"
 #include "minidl/checkpoint.h"
+#include "minidl/kernels/conv2d.h"
+#include "minidl/kernels/dispatch.h"
 
 namespace minidl::app {
 
@@ -22,6 +25,15 @@ int64_t parameter_count(const Module& m) {
   int64_t n = 0;
   for (const auto& p : m.named_parameters()) n += p.tensor.numel();
   return n;
+}
+
+// The kernel paths a convolution of this input takes in the active variant (kernels/conv2d.h);
+// null for other layers and grouped convolutions, which have one path.
+std::optional<kernels::Conv2dPaths> conv_paths(const Module& m, const Shape& in) {
+  const auto* conv = dynamic_cast<const Conv2d*>(&m);
+  if (!conv || conv->groups() != 1 || in.size() != 4) return std::nullopt;
+  const Tensor& w = conv->weight;
+  return kernels::conv2d_paths({in[0], in[1], in[2], in[3], w.size(0), w.size(2), w.size(3), conv->stride(), conv->padding()});
 }
 
 }  // namespace
@@ -54,6 +66,7 @@ Command add_summary_command(CLI::App& root) {
             const auto* spec_net = dynamic_cast<const SpecNet*>(net.get());
             MINIDL_CHECK(spec_net, "summary: the model was not built from a spec");
             const std::vector<SpecToken>& tokens = spec_net->parsed().tokens();
+            std::vector<std::string> kernel_lines;
             int width = 22;
             for (const auto& t : tokens) width = std::max(width, static_cast<int>(t.text.size()));
             int name_width = 4;  // "0", "1", ... for a spec; the reference CNN's names for a preset
@@ -72,16 +85,22 @@ Command add_summary_command(CLI::App& root) {
               total_macs += macs;
               layers.push_back({{"index", i}, {"name", name}, {"token", tokens[i].text}, {"module", module->describe()},
                                 {"output", out}, {"parameters", params}, {"macs", macs}});
+              if (const auto paths = conv_paths(*module, in)) {
+                layers.back()["kernels"] = {{"forward", paths->forward}, {"pool_forward", paths->pool_forward},
+                                            {"dx", paths->dx}, {"dweight", paths->dweight}};
+                kernel_lines.push_back(detail::concat("  ", name, ": forward ", paths->forward, "; with pooling (inference) ",
+                                                      paths->pool_forward, "; dx ", paths->dx, "; dweight ", paths->dweight));
+              }
               if (!a->json)
                 std::printf("%-*s %-*s %-18s %12lld %14.0f\n", name_width, name.c_str(), width, tokens[i].text.c_str(),
                             shape_to_string(out).c_str(), static_cast<long long>(params), macs);
-              (void)in;
             }
             const std::string fused = net->fusion_note();
             if (a->json) {
               nlohmann::json j{{"model", describe_model(config)}, {"spec", spec_net->parsed().text()}, {"input_shape", config.input_shape},
                                {"classes", config.classes}, {"layers", layers}, {"total_parameters", total_params},
-                               {"total_macs", total_macs}, {"fused", fused}};
+                               {"total_macs", total_macs}, {"fused", fused},
+                               {"isa", kernels::isa_name(kernels::active_isa())}};
               std::cout << j.dump() << "\n";
               return kExitOk;
             }
@@ -91,6 +110,10 @@ Command add_summary_command(CLI::App& root) {
             std::printf("total parameters %lld, multiply-adds per example %.0f (%.2f MFLOP forward)\n",
                         static_cast<long long>(total_params), total_macs, 2 * total_macs / 1e6);
             std::printf("fused: %s\n", fused.c_str());
+            if (!kernel_lines.empty()) {
+              std::printf("convolution kernels (%s variant):\n", kernels::isa_name(kernels::active_isa()));
+              for (const std::string& line : kernel_lines) std::printf("%s\n", line.c_str());
+            }
             return kExitOk;
           }};
 }

@@ -516,6 +516,37 @@ void implicit_dx(const float* dyn, const float* flipped, float* padded_dy, float
 
 }  // namespace
 
+Conv2dPaths conv2d_paths(const Conv2dGeometry& g) {
+  // The predicates conv2d_forward, conv2d_backward and conv2d_pool_act_forward decide by.
+  const bool tiles = MINIDL_AVX2;  // gemm_tiles runs its own register tiles; else OpenBLAS
+  const bool pointwise = g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padding == 0;
+  const char* unfold = pointwise            ? (tiles ? "pointwise + tiles" : "pointwise + OpenBLAS")
+                       : g.stride == 1      ? (tiles ? "padded unfold + tiles" : "padded unfold + OpenBLAS")
+                       : phase_split(g)     ? "parity-split unfold + tiles"
+                       : tiles              ? "general unfold + tiles"
+                                            : "general unfold + OpenBLAS";
+  const char* implicit = wide_rows(g) ? "implicit, 2 vectors per row"
+                         : phase_split(g) ? "implicit, parity-split rows"
+                                          : "implicit";
+  Conv2dPaths p;
+  p.forward = implicit_forward_offsets(g).applies() ? implicit : unfold;
+  if (implicit_offsets(g).applies()) {
+    p.pool_forward = implicit;
+  } else {
+    const int64_t QH = g.out_h() / 2, QW = g.out_w() / 2, P = g.out_h() * g.out_w();
+    p.pool_forward = g.patch() * P >= QH * QW * g.O ? "unfold + OpenBLAS, transposed" : "unfold + OpenBLAS";
+  }
+  p.dx = implicit_dx_offsets(g).applies() ? "implicit transposed convolution"
+         : g.stride == 1                  ? (tiles ? "tiles + padded fold" : "OpenBLAS + padded fold")
+         : phase_split(g)                 ? "tiles + parity-split fold"
+         : tiles                          ? "tiles + general fold"
+                                          : "OpenBLAS + general fold";
+  p.dweight = g.O >= 32 && implicit_offsets(g).applies() ? "implicit (read from the padded sample)"
+              : g.O >= 32                                 ? (tiles ? "unfold + tiles" : "unfold + OpenBLAS")
+                                                          : "unfold + OpenBLAS";
+  return p;
+}
+
 int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads) {
   // The threads' buffers, then one weight-gradient accumulator (K, O) per sample group.
   return static_cast<int64_t>(threads) * per_thread(g) + group_count(g.N, threads) * g.patch() * g.O;

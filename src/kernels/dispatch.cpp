@@ -198,6 +198,7 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
                      float* workspace, const Conv2dGeometry& g, int threads, const SampleFn* produce_dy) {
   MINIDL_DISPATCH(conv2d_backward, x, weight, dy, dx, dweight, dbias, workspace, g, threads, produce_dy);
 }
+Conv2dPaths conv2d_paths(const Conv2dGeometry& g) { MINIDL_DISPATCH(conv2d_paths, g); }
 int64_t conv2d_pool_act_workspace_size(const Conv2dGeometry& g, int threads) {
   MINIDL_DISPATCH(conv2d_pool_act_workspace_size, g, threads);
 }

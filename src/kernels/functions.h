@@ -10,7 +10,7 @@
   X(activate_inplace) X(bn_pool_act_forward) X(pool_act_forward_sample) X(bn_pool_act_backward_sums) \
   X(bn_pool_act_backward_dz) X(bn_pool_act_backward_dz_sample)                                       \
   X(conv2d_workspace_size) X(conv2d_forward) X(conv2d_backward) X(conv2d_pool_act_workspace_size)    \
-  X(conv2d_pool_act_forward) X(grouped_conv2d_forward) X(grouped_conv2d_backward) X(im2col)          \
+  X(conv2d_pool_act_forward) X(conv2d_paths) X(grouped_conv2d_forward) X(grouped_conv2d_backward) X(im2col)          \
   X(col2im_add)                                                                                      \
   X(add) X(add_inplace) X(all_finite) X(sigmoid) X(tanh) X(exp_vectorised) X(activation_forward)     \
   X(activation_backward)                                                                             \

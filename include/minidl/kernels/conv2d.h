@@ -75,6 +75,17 @@ void grouped_conv2d_forward(const float* x, const float* weight, const float* bi
 void grouped_conv2d_backward(const float* x, const float* weight, const float* dy, float* dx, float* dweight,
                              float* dbias, const Conv2dGeometry& g, int64_t groups, int threads);
 
+// Which path each of the kernels above takes for a geometry in the active variant: the same
+// shape rules the kernels decide by (docs/performance.md "Which shapes each variant serves").
+// Names, e.g. "implicit, 2 vectors per row", "unfold + tiles", "tiles + fold".
+struct Conv2dPaths {
+  const char* forward;       // conv2d_forward: the product of training and conv_act
+  const char* pool_forward;  // conv2d_pool_act_forward: the inference block with pooling
+  const char* dx;            // conv2d_backward's input gradient
+  const char* dweight;       // conv2d_backward's weight gradient
+};
+Conv2dPaths conv2d_paths(const Conv2dGeometry& g);
+
 // col (C*KH*KW, OH*OW) from sample n of x.
 void im2col(const float* x, float* col, int64_t n, const Conv2dGeometry& g);
 // dx[n] += the fold of col.
