@@ -206,7 +206,7 @@ TEST_CASE("dispatch: each variant serves the convolution shapes docs/performance
   using G = kernels::Conv2dGeometry;
   const G conv1{1, 1, 28, 28, 16, 5, 5, 1, 2}, conv2{1, 16, 14, 14, 32, 5, 5, 1, 2}, s2{1, 1, 28, 28, 32, 3, 3, 2, 1},
       s2_wide{1, 8, 40, 40, 8, 3, 3, 2, 1}, narrow{1, 64, 7, 7, 64, 3, 3, 1, 1}, big{1, 3, 40, 40, 16, 5, 5, 1, 2},
-      pointwise{1, 16, 8, 8, 24, 1, 1, 1, 0};
+      pointwise{1, 16, 10, 10, 24, 1, 1, 1, 0}, vgg{1, 32, 28, 28, 32, 3, 3, 1, 1};
   const std::string tiled = "padded unfold + tiles";
   for (Isa isa : kernels::supported_isas()) {
     IsaScope scope(isa);
@@ -224,12 +224,17 @@ TEST_CASE("dispatch: each variant serves the convolution shapes docs/performance
     CHECK(std::string(kernels::conv2d_paths(s2_wide).dx) == "tiles + parity-split fold");
     CHECK(forward(big) == tiled);  // rows of 40: no implicit product in any variant
     if (isa == Isa::Avx2) {
-      // The implicit products are AVX-512 only.
-      for (const G& g : {conv1, conv2, narrow}) CHECK(forward(g) == tiled);
-      CHECK(forward(s2) == "parity-split unfold + tiles");
+      // The implicit forward where rows fill 3/4 of their 8-lane vectors and the padded sample
+      // fits in L1; the weight gradient unfolds, the input gradient folds.
+      for (const G& g : {conv1, conv2, narrow}) CHECK(forward(g) == "implicit");
+      CHECK(forward(s2) == "implicit, parity-split rows");
+      CHECK(forward(vgg) == tiled);  // 32 channels of 30x30 padded: 115 KB
+      CHECK(std::string(kernels::conv2d_paths(conv2).dweight) == "unfold + tiles");
+      CHECK(std::string(kernels::conv2d_paths(conv2).dx) == "tiles + padded fold");
       continue;
     }
     CHECK(forward(conv1) == "implicit, 2 vectors per row");
+    CHECK(forward(vgg) == "implicit, 2 vectors per row");
     CHECK(forward(conv2) == "implicit");
     CHECK(std::string(kernels::conv2d_paths(conv2).dx) == "implicit transposed convolution");
     CHECK(std::string(kernels::conv2d_paths(conv2).dweight) == "implicit (read from the padded sample)");

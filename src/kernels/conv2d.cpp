@@ -367,11 +367,25 @@ struct ImplicitOffsets {
       for (int64_t kw = 0; kw < KW; ++kw) koff.push_back(static_cast<int32_t>((c * Hp + kh) * Wp + kw));
   return koff;
 }
+// AVX2: each output row is 1-4 whole vectors of 8 (rows of up to 32), read from the padded
+// sample one output row per tile. Worth it when the row fills at least 3/4 of its lanes (6-8,
+// 12-16, 18-24 or 24-32 floats) and the padded sample stays in L1 (32 KB): LeNet-5's inference
+// 2.1x, the reference CNN's 1.06-1.17x; with 32-64 channels of 14x14 or 28x28 (65-115 KB) it
+// was 2-3 % slower than unfolding.
+[[maybe_unused]] bool avx2_implicit_pays(const Conv2dGeometry& g) {
+  const int64_t OW = g.out_w(), vectors = (OW + 7) / 8;
+  return OW <= 32 && 4 * OW >= 3 * 8 * vectors && padded_size(g) <= 8192;
+}
 ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
+#if MINIDL_AVX2
 #if MINIDL_AVX512
+  const bool rows_fit = phase_split(g) ? g.out_w() <= 16 : g.out_w() <= 16 || wide_rows(g);
+#else
+  const bool rows_fit = avx2_implicit_pays(g);
+#endif
+  if (!rows_fit || (g.stride != 1 && !phase_split(g))) return t;
   if (phase_split(g)) {
-    if (g.out_w() > 16) return t;
     // Row (c, kh, kw) starts at float kw/2 of half kw % 2 of padded row kh.
     const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g), Wh = half_width(g);
     for (int64_t c = 0; c < g.C; ++c)
@@ -380,7 +394,6 @@ ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
           t.koff.push_back(static_cast<int32_t>((c * Hp + kh) * Wp + (kw & 1) * Wh + (kw >> 1)));
     return t;
   }
-  if (g.stride != 1 || (g.out_w() > 16 && !wide_rows(g))) return t;
   t.koff = patch_offsets(g.C, g.KH, g.KW, g.H + 2 * g.padding, padded_width(g));
 #else
   (void)g;
@@ -388,13 +401,13 @@ ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
   return t;
 }
 
-// The forward's implicit product holds one output row per vector: rows of fewer than 12 floats
-// leave over a quarter of the lanes idle, and the unfolded product (P floats per row of col)
-// is faster there (docs/performance.md). The weight gradient reads col along P either way, and
-// the inference block that pools in registers gains more than the lanes cost, so both keep the
-// implicit offsets at any row width.
+// With AVX-512 the forward's implicit product holds one output row per vector: rows of fewer
+// than 12 floats leave over a quarter of the lanes idle, and the unfolded product (P floats per
+// row of col) is faster there (docs/performance.md). The weight gradient reads col along P
+// either way, and the inference block that pools in registers gains more than the lanes cost,
+// so both keep the implicit offsets at any row width.
 ImplicitOffsets implicit_forward_offsets(const Conv2dGeometry& g) {
-  if (g.out_w() < 12) return {};
+  if (MINIDL_AVX512 && g.out_w() < 12) return {};
   return implicit_offsets(g);
 }
 
@@ -427,9 +440,9 @@ void flip_weight(const float* weight, float* flipped, const Conv2dGeometry& g) {
               weight[(o * g.C + c) * KK + (g.KH - 1 - kh) * g.KW + (g.KW - 1 - kw)];
 }
 
-#if MINIDL_AVX512
-// B = col read from the padded sample: row k at base + koff[k], vector v (output row v) Wp
-// further.
+#if MINIDL_AVX2
+// B = col read from the padded sample: row k at base + koff[k], vector v `step` further (with
+// AVX-512 output row v, Wp further; with AVX2 the next 8 floats of one output row).
 struct PaddedB {
   const float* base;
   const int32_t* koff;
@@ -446,6 +459,9 @@ struct PaddedA {
   const int32_t* poff;
   float at(int r, int p) const { return base[koff[r] + poff[p]]; }
 };
+#endif
+
+#if MINIDL_AVX512
 
 // C for two vectors per output row (wide_rows): vector j of the product is output row j / 2,
 // lanes 16*(j % 2) on, the second vector masked to OW - 16 lanes; C's own masks, whatever the
@@ -485,6 +501,21 @@ bool implicit_forward(const float* x, const float* weight, float* padded, float*
   for (int m = 0; m < O; m += tiles::kRows)
     tiles::rows_of_tiles(std::min(tiles::kRows, O - m), K, OH, tiles::MatrixA{weight + m * K, K},
                          PaddedB{padded, t.koff.data(), Wp}, tiles::MatrixC{out + m * P, P, OW, false}, row, row);
+  return true;
+#elif MINIDL_AVX2
+  // One output row per tile, its 1-4 vectors side by side (avx2_rows_fit).
+  if (!t.applies()) return false;
+  pad_sample(x, padded, n, g);
+  constexpr int L = tiles::Lanes::kWidth;
+  const int K = static_cast<int>(g.patch()), O = static_cast<int>(g.O);
+  const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, step = g.stride * padded_width(g);
+  const int vectors = static_cast<int>((OW + L - 1) / L);
+  const tiles::Mask last = tiles::Lanes::tail(OW - (vectors - 1) * L);
+  for (int m = 0; m < O; m += tiles::kRows)
+    for (int64_t oh = 0; oh < OH; ++oh)
+      tiles::rows_of_tiles(std::min(tiles::kRows, O - m), K, vectors, tiles::MatrixA{weight + m * K, K},
+                           PaddedB{padded + oh * step, t.koff.data(), L},
+                           tiles::MatrixC{out + m * P + oh * OW, P, L, false}, tiles::Lanes::full(), last);
   return true;
 #else
   (void)x, (void)weight, (void)padded, (void)out, (void)n, (void)t, (void)g;
@@ -541,7 +572,7 @@ Conv2dPaths conv2d_paths(const Conv2dGeometry& g) {
          : phase_split(g)                 ? "tiles + parity-split fold"
          : tiles                          ? "tiles + general fold"
                                           : "OpenBLAS + general fold";
-  p.dweight = g.O >= 32 && implicit_offsets(g).applies() ? "implicit (read from the padded sample)"
+  p.dweight = g.O >= 32 && MINIDL_AVX512 && implicit_offsets(g).applies() ? "implicit (read from the padded sample)"
               : g.O >= 32                                 ? (tiles ? "unfold + tiles" : "unfold + OpenBLAS")
                                                           : "unfold + OpenBLAS";
   return p;
@@ -650,8 +681,9 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
   std::vector<double> bias_sums(dbias ? static_cast<size_t>(groups * g.O) : 0, 0.0);
   const ImplicitOffsets dx_offsets = dx ? implicit_dx_offsets(g) : ImplicitOffsets{};
   // The weight gradient reads col from the padded sample when the forward's implicit offsets
-  // apply and O fills the tiles' vectors (O >= 32, as below).
-  const ImplicitOffsets dw_offsets = dweight && g.O >= 32 ? implicit_offsets(g) : ImplicitOffsets{};
+  // apply and O fills the tiles' vectors (O >= 32, as below); with AVX2 it measured no faster
+  // than the unfold, which it keeps.
+  const ImplicitOffsets dw_offsets = dweight && g.O >= 32 && MINIDL_AVX512 ? implicit_offsets(g) : ImplicitOffsets{};
   std::vector<int32_t> poff;
   if (dw_offsets.applies()) {
     const int64_t OW = g.out_w(), Wp = g.stride * padded_width(g);
@@ -688,15 +720,16 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
             bias_sums[static_cast<size_t>(group * g.O + o)] += s;
           }
         if (dweight && dw_offsets.applies()) {
-#if MINIDL_AVX512
+#if MINIDL_AVX2
           pad_sample(x, padded, n, g);
           transpose(dyn, O, Pi, dy_t);
-          const int vectors = (O + 15) / 16;
+          constexpr int L = tiles::Lanes::kWidth;
+          const int vectors = (O + L - 1) / L;
           for (int m = 0; m < Ki; m += tiles::kRows)
             tiles::rows_of_tiles(std::min(tiles::kRows, Ki - m), Pi, vectors,
-                                 PaddedA{padded, dw_offsets.koff.data() + m, poff.data()}, tiles::MatrixB{dy_t, O, 16},
-                                 tiles::MatrixC{dw + static_cast<int64_t>(m) * O, O, 16, !first},
-                                 static_cast<__mmask16>(0xffff), simd::tail_mask(O - 16 * (vectors - 1)));
+                                 PaddedA{padded, dw_offsets.koff.data() + m, poff.data()}, tiles::MatrixB{dy_t, O, L},
+                                 tiles::MatrixC{dw + static_cast<int64_t>(m) * O, O, L, !first}, tiles::Lanes::full(),
+                                 tiles::Lanes::tail(O - L * (vectors - 1)));
 #endif
         } else if (dweight) {
           unfold(x, col, padded, n, g);
