@@ -8,9 +8,9 @@
 // Backward, per sample, with dy[n] (O, P):
 //   dweight += dy[n] . col^T      dbias += row sums of dy[n]
 //   dcol = weight^T . dy[n]       dx[n] = col2im(dcol)
-// The products run in gemm_tiles' register tiles (kernels/gemm.h); with AVX-512, stride 1 and
-// output rows of at most 16, the forward reads col straight from the padded sample instead of
-// unfolding it, and col2im sums each row of dx in registers. Samples are spread over the OpenMP
+// The products run in gemm_tiles' register tiles (kernels/gemm.h); where the shape allows
+// (conv2d_paths below says which path runs), the forward reads col straight from the padded
+// sample instead of unfolding it, and the backward computes dx without col. Samples are spread over the OpenMP
 // threads as they come free (guided, or in fixed groups of samples for the backward), each
 // thread with its own col buffer (K*P floats, a few hundred KB for the reference CNN: it stays in
 // the core's L2 cache between im2col, the products and col2im). The backward's groups each have
