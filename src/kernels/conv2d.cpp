@@ -176,10 +176,12 @@ inline __mmask16 lane_range(int64_t from, int64_t to) {
   const auto bits = [](int64_t n) { return n <= 0 ? 0u : n >= 16 ? 0xffffu : (1u << n) - 1; };
   return static_cast<__mmask16>(bits(to) & ~bits(from));
 }
+#endif
 // A padded row of Wp = W + 2*padding columns, its input `in` (W floats) at column `padding`,
-// split into its even and odd columns (halves of Wh floats at row and row + Wh), 32 columns
-// at a time; and back (the interior only).
+// split into its even and odd columns (halves of Wh floats at row and row + Wh); and back (the
+// interior only). With AVX-512, 32 columns at a time.
 inline void split_row(const float* in, float* row, int64_t W, int64_t padding, int64_t Wh) {
+#if MINIDL_AVX512
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   for (int64_t j = 0; j < 2 * Wh; j += 32) {
@@ -190,8 +192,15 @@ inline void split_row(const float* in, float* row, int64_t W, int64_t padding, i
     _mm512_mask_storeu_ps(row + j / 2, m, _mm512_permutex2var_ps(a, even, b));
     _mm512_mask_storeu_ps(row + Wh + j / 2, m, _mm512_permutex2var_ps(a, odd, b));
   }
+#else
+  for (int64_t w = 0; w < W; ++w) {
+    const int64_t iw = w + padding;
+    row[(iw & 1) * Wh + (iw >> 1)] = in[w];
+  }
+#endif
 }
 inline void merge_row(const float* row, float* out, int64_t W, int64_t padding, int64_t Wh) {
+#if MINIDL_AVX512
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   for (int64_t j = 0; j < 2 * Wh; j += 32) {
@@ -201,8 +210,19 @@ inline void merge_row(const float* row, float* out, int64_t W, int64_t padding, 
     _mm512_mask_storeu_ps(out + at, lane_range(-at, W - at), _mm512_permutex2var_ps(a, lo, b));
     _mm512_mask_storeu_ps(out + at + 16, lane_range(-at - 16, W - at - 16), _mm512_permutex2var_ps(a, hi, b));
   }
-}
+#else
+  for (int64_t w = 0; w < W; ++w) {
+    const int64_t iw = w + padding;
+    out[w] = row[(iw & 1) * Wh + (iw >> 1)];
+  }
 #endif
+}
+
+// Where row (c, kh, kw) of col starts in the phase-split padded sample: float kw/2 of half
+// kw % 2 of padded row kh of plane c.
+int64_t phase_offset(int64_t c, int64_t kh, int64_t kw, const Conv2dGeometry& g) {
+  return (c * (g.H + 2 * g.padding) + kh) * padded_width(g) + (kw & 1) * half_width(g) + (kw >> 1);
+}
 
 // padded = sample n of x with `padding` zeros around each plane (each row split into its even
 // and odd columns under phase_split).
@@ -212,18 +232,8 @@ void pad_sample(const float* x, float* padded, int64_t n, const Conv2dGeometry& 
   if (phase_split(g)) {
     const int64_t Wh = half_width(g);
     for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t h = 0; h < g.H; ++h) {
-        float* __restrict row = padded + (c * Hp + h + g.padding) * Wp;
-        const float* __restrict in = x + ((n * g.C + c) * g.H + h) * g.W;
-#if MINIDL_AVX512
-        split_row(in, row, g.W, g.padding, Wh);
-        continue;
-#endif
-        for (int64_t w = 0; w < g.W; ++w) {
-          const int64_t iw = w + g.padding;
-          row[(iw & 1) * Wh + (iw >> 1)] = in[w];
-        }
-      }
+      for (int64_t h = 0; h < g.H; ++h)
+        split_row(x + ((n * g.C + c) * g.H + h) * g.W, padded + (c * Hp + h + g.padding) * Wp, g.W, g.padding, Wh);
     return;
   }
   // (row_copy, not memcpy: a library call per 14- or 28-float row costs more than the copy)
@@ -239,18 +249,8 @@ void unpad_sample(const float* padded, float* dx, int64_t n, const Conv2dGeometr
   if (phase_split(g)) {
     const int64_t Wh = half_width(g);
     for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t h = 0; h < g.H; ++h) {
-        const float* __restrict row = padded + (c * Hp + h + g.padding) * Wp;
-        float* __restrict out = dx + ((n * g.C + c) * g.H + h) * g.W;
-#if MINIDL_AVX512
-        merge_row(row, out, g.W, g.padding, Wh);
-        continue;
-#endif
-        for (int64_t w = 0; w < g.W; ++w) {
-          const int64_t iw = w + g.padding;
-          out[w] = row[(iw & 1) * Wh + (iw >> 1)];
-        }
-      }
+      for (int64_t h = 0; h < g.H; ++h)
+        merge_row(padded + (c * Hp + h + g.padding) * Wp, dx + ((n * g.C + c) * g.H + h) * g.W, g.W, g.padding, Wh);
     return;
   }
   for (int64_t c = 0; c < g.C; ++c)
@@ -289,7 +289,7 @@ void col2im_stride1(const float* col, float* dx, float* padded, int64_t n, const
 // oh, is OW consecutive floats at float kw/2 of half kw % 2 of padded row 2*oh + kh.
 template <class T>
 T* phase_row(T* padded, int64_t c, int64_t kh, int64_t kw, const Conv2dGeometry& g) {
-  return padded + (c * (g.H + 2 * g.padding) + kh) * padded_width(g) + (kw & 1) * half_width(g) + (kw >> 1);
+  return padded + phase_offset(c, kh, kw, g);
 }
 void im2col_stride2(const float* x, float* col, float* padded, int64_t n, const Conv2dGeometry& g) {
   const int64_t OH = g.out_h(), OW = g.out_w(), P = OH * OW, step = 2 * padded_width(g);
@@ -386,12 +386,9 @@ ImplicitOffsets implicit_offsets(const Conv2dGeometry& g) {
 #endif
   if (!rows_fit || (g.stride != 1 && !phase_split(g))) return t;
   if (phase_split(g)) {
-    // Row (c, kh, kw) starts at float kw/2 of half kw % 2 of padded row kh.
-    const int64_t Hp = g.H + 2 * g.padding, Wp = padded_width(g), Wh = half_width(g);
     for (int64_t c = 0; c < g.C; ++c)
       for (int64_t kh = 0; kh < g.KH; ++kh)
-        for (int64_t kw = 0; kw < g.KW; ++kw)
-          t.koff.push_back(static_cast<int32_t>((c * Hp + kh) * Wp + (kw & 1) * Wh + (kw >> 1)));
+        for (int64_t kw = 0; kw < g.KW; ++kw) t.koff.push_back(static_cast<int32_t>(phase_offset(c, kh, kw, g)));
     return t;
   }
   t.koff = patch_offsets(g.C, g.KH, g.KW, g.H + 2 * g.padding, padded_width(g));

@@ -93,8 +93,8 @@ kernels::Conv2dGeometry training_block_geometry(const Tensor& x, const Conv2d& c
 }
 
 // The tensors a training block's gradient flows to, in the order its backward returns them.
-std::vector<Tensor> block_inputs(const Conv2d& conv, const BatchNorm* bn, const Tensor& x) {
-  std::vector<Tensor> inputs{x, conv.weight, conv.bias};
+std::vector<Tensor> block_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias, const BatchNorm* bn) {
+  std::vector<Tensor> inputs{x, weight, bias};
   if (bn) {
     inputs.push_back(bn->weight);
     inputs.push_back(bn->bias);
@@ -172,7 +172,7 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
   MINIDL_CHECK(OH >= 2 && OW >= 2, "conv_bn_pool_act: the convolution output must be at least 2x2, got ", OH, "x", OW);
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(N)));
   const kernels::Act act = kernel_act(activation);
-  const std::vector<Tensor> inputs = block_inputs(conv, bn, x);
+  const std::vector<Tensor> inputs = block_inputs(x, conv.weight, conv.bias, bn);
   const bool grad = needs_grad(inputs);
   Tensor out = Tensor::empty({N, O, OH / 2, OW / 2});
   auto argmax = std::make_shared<Storage>(out.numel());
@@ -238,7 +238,7 @@ Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation acti
   const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w(), P = OH * OW;
   const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(N)));
   const kernels::Act act = kernel_act(activation);
-  const std::vector<Tensor> inputs = block_inputs(conv, bn, x);
+  const std::vector<Tensor> inputs = block_inputs(x, conv.weight, conv.bias, bn);
   const bool grad = needs_grad(inputs);
   Tensor out = Tensor::empty({N, O, OH, OW});
   Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
@@ -344,11 +344,7 @@ Tensor linear_bn_act(const Tensor& x, Linear& linear, BatchNorm* bn, Activation 
     MINIDL_CHECK(bn->weight.numel() == F, "BatchNorm1d: expected input [N, ", bn->weight.numel(), "], got [", N, ", ",
                  F, "]");
   const kernels::Act act = kernel_act(activation);
-  std::vector<Tensor> inputs{x, w, b};
-  if (bn) {
-    inputs.push_back(bn->weight);
-    inputs.push_back(bn->bias);
-  }
+  const std::vector<Tensor> inputs = block_inputs(x, w, b, bn);
   const bool grad = needs_grad(inputs);
   Tensor z = linear_product(x, w, b), out;
   BatchNormStats st;
