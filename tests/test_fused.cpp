@@ -499,6 +499,72 @@ TEST_CASE("fused: conv_bn_act equals conv2d -> BN -> activation, values and ever
                     Catch::Contains("conv_pool_act: bias must be [5], got [4]"));
 }
 
+TEST_CASE("fused: conv_gn_act equals conv2d -> GroupNorm -> activation [-> max_pool2d], values and every gradient",
+          "[fused]") {
+  for (int variant = 0; variant < 3; ++variant)  // 0: affine, no bias; 1: affine and bias; 2: bias, not affine
+    for (const kernels::ActInfo& info : kernels::activations()) {
+      if (info.needs_input) continue;  // never fused (kernels/activation.h)
+      for (bool pool : {false, true}) {
+        const bool bias = variant > 0, affine = variant < 2;
+        const int64_t stride = pool ? 1 : 2;
+        Generator g(47), gc1(11), gc2(11);
+        Conv2d cf(3, 6, 3, stride, 1, bias, gc1), cu(3, 6, 3, stride, 1, bias, gc2);
+        GroupNorm nf(3, 6, 1e-5f, affine), nu(3, 6, 1e-5f, affine);
+        if (affine) {
+          Tensor gamma = Tensor::uniform({6}, -1.0f, 2.0f, g), beta = Tensor::uniform({6}, -0.5f, 0.5f, g);
+          nf.weight.copy_(gamma), nu.weight.copy_(gamma), nf.bias.copy_(beta), nu.bias.copy_(beta);
+        }
+        Tensor xd = Tensor::normal({5, 3, 9, 8}, 0.2f, 1.5f, g);
+        Tensor xf = xd.clone().set_requires_grad(), xu = xd.clone().set_requires_grad();
+        Tensor yf = conv_gn_act(xf, cf, nf, info.act, pool);
+        Tensor yu = activate(nu.forward(cu.forward(xu)), info.act);
+        if (pool) yu = max_pool2d(yu, 2);
+        INFO("bias " << bias << " affine " << affine << " act " << info.name << " pool " << pool);
+        REQUIRE(same_bits(yf, yu));
+        Tensor r = Tensor::normal(yf.shape(), 0, 1, g);
+        sum(mul(yf, r)).backward();
+        sum(mul(yu, r)).backward();
+        CHECK(rel_diff(xf.grad(), xu.grad()) < 1e-5);
+        CHECK(rel_diff(cf.weight.grad(), cu.weight.grad()) < 1e-5);
+        // Under GroupNorm the bias gradient is 0 in closed form: measured on the weight gradient's scale.
+        if (bias) CHECK(rel_diff(cf.bias.grad(), cu.bias.grad(), max_abs(cu.weight.grad())) < 1e-5);
+        if (affine) {
+          CHECK(rel_diff(nf.weight.grad(), nu.weight.grad()) < 1e-5);
+          CHECK(rel_diff(nf.bias.grad(), nu.bias.grad()) < 1e-5);
+        }
+        // Inference: the same op keeps nothing for a backward and gives the same values.
+        NoGradGuard no_grad;
+        CHECK(same_bits(conv_gn_act(xd, cf, nf, info.act, pool), yf.detach()));
+      }
+    }
+  // Its checks name the layer and the expectation.
+  Generator gc(12);
+  Conv2d c(3, 6, 3, 1, 1, true, gc);
+  GroupNorm wrong(2, 4);
+  CHECK_THROWS_WITH(conv_gn_act(Tensor::zeros({2, 3, 5, 5}), c, wrong, Activation::ReLU, false),
+                    Catch::Contains("GroupNorm: expected input [N, 4, ...], got [2, 6, 5, 5]"));
+  GroupNorm right(3, 6);
+  CHECK_THROWS_WITH(conv_gn_act(Tensor::zeros({2, 3, 1, 1}), c, right, Activation::ReLU, true),
+                    Catch::Contains("conv_gn_pool_act: the convolution output must be at least 2x2, got 1x1"));
+}
+
+TEST_CASE("fused: gradcheck of conv_gn_act with and without pooling (input, conv weight and bias, gamma, beta)",
+          "[fused][gradcheck]") {
+  for (bool pool : {false, true}) {
+    INFO("pool " << pool);
+    Generator g(48), gc(13);
+    Conv2d conv(2, 4, 3, 1, 1, true, gc);
+    GroupNorm gn(2, 4);
+    gn.weight.copy_(Tensor::uniform({4}, 0.5f, 1.5f, g));
+    gn.bias.copy_(Tensor::uniform({4}, -0.5f, 0.5f, g));
+    Tensor x = Tensor::normal({3, 2, 6, 6}, 0, 1, g).set_requires_grad();
+    auto result = gradcheck([&](const std::vector<Tensor>&) { return conv_gn_act(x, conv, gn, Activation::Tanh, pool); },
+                            {x, conv.weight, conv.bias, gn.weight, gn.bias}, {1e-3, 3e-3, 2e-2, 97});
+    INFO(result.report);
+    CHECK(result.ok);
+  }
+}
+
 TEST_CASE("fused: linear_bn_act equals linear -> BN -> activation, values and every gradient", "[fused]") {
   for (int variant = 0; variant < 3; ++variant)  // 0: BN, no bias; 1: BN and bias; 2: bias, no BN
     for (const kernels::ActInfo& info : kernels::activations()) {

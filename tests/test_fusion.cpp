@@ -75,11 +75,19 @@ TEST_CASE("fusion: the pass matches the pattern table and nothing else", "[fusio
   auto mixed = spec_model("conv(4,3,pad=1) maxpool(2) tanh conv(4,3,pad=1) bn sigmoid conv(4,3) bn maxpool(2) relu flatten linear(10)",
                           mnist, true);
   CHECK(ranges(*mixed) == std::vector<std::pair<size_t, size_t>>{{0, 3}, {3, 6}, {6, 10}});
+  // GroupNorm in both orders of pooling and activation, and without pooling; a GroupNorm with
+  // no activation after it stays a layer.
+  auto gn = spec_model("conv(4,3,pad=1) groupnorm(2) relu maxpool(2) conv(4,3,pad=1) groupnorm(4) maxpool(2) tanh "
+                       "conv(4,3,pad=1) groupnorm(1) sigmoid conv(4,3,pad=1) groupnorm(2) flatten linear(10)",
+                       mnist, true);
+  CHECK(ranges(*gn) == std::vector<std::pair<size_t, size_t>>{{0, 4}, {4, 8}, {8, 11}});
+  CHECK(gn->fusion_note() == "0:conv+1:groupnorm+2:relu+3:maxpool (one op); 4:conv+5:groupnorm+6:maxpool+7:tanh (one op); "
+                             "8:conv+9:groupnorm+10:sigmoid (one op)");
   // What does not fit stays layer by layer: grouped convs, 3x3 pooling, stride-1 pooling,
-  // GroupNorm, avg pooling, a dropout between the layers. (A conv + relu before a pooling that
-  // does not fit is still a group of its own, without the pooling.)
+  // avg pooling, a dropout between the layers. (A conv + relu before a pooling that does not
+  // fit is still a group of its own, without the pooling.)
   auto none = spec_model("conv(4,3,pad=1,groups=1) relu maxpool(3) conv(4,3,pad=1,groups=2) bn relu maxpool(2) "
-                         "conv(4,3,pad=1) groupnorm(2) relu maxpool(2) conv(4,1) relu avgpool(2) flatten linear(16) dropout(0.1) bn relu linear(10)",
+                         "conv(4,3,pad=1) groupnorm(2) maxpool(2,stride=1) relu conv(4,1) relu avgpool(2) flatten linear(16) dropout(0.1) bn relu linear(10)",
                          mnist, true);
   CHECK(ranges(*none) == std::vector<std::pair<size_t, size_t>>{{0, 2}, {11, 13}});
   CHECK(none->fusion_note() == "0:conv+1:relu (one op); 11:conv+12:relu (one op)");
@@ -104,6 +112,10 @@ TEST_CASE("fusion: fused spec models train as the same model layer by layer (1e-
       // A conv + bn without pooling, and a residual block between fused blocks.
       {"conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn relu maxpool(2) res(conv(8,3,pad=1) bn relu) flatten linear(32) bn tanh linear(10)",
        {2, 12, 12}},
+      // GroupNorm blocks with and without pooling (groups of 1, 2 and 4 channels), pooling
+      // before the activation.
+      {"conv(8,3,pad=1) groupnorm(4) relu maxpool(2) conv(8,3,pad=1) groupnorm(2) maxpool(2) tanh conv(8,3) groupnorm(8) sigmoid flatten linear(10)",
+       {3, 14, 14}},
       // The BN paper's MLP with mixed activations, a linear + relu without BN, and a linear + bn
       // that only folds.
       {"flatten linear(30) bn sigmoid linear(30) bn relu linear(20) tanh linear(20) bn linear(10)", {1, 8, 8}},

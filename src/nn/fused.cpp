@@ -304,6 +304,91 @@ Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation acti
                 });
 }
 
+Tensor conv_gn_act(const Tensor& x, Conv2d& conv, GroupNorm& gn, Activation activation, bool pool) {
+  const char* op = pool ? "conv_gn_pool_act" : "conv_gn_act";
+  ProfileScope scope(op);
+  const Tensor& w = conv.weight;
+  const kernels::Conv2dGeometry g = training_block_geometry(x, conv, nullptr, op);
+  const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w(), CP = O * OH * OW, G = gn.num_groups();
+  MINIDL_CHECK(gn.num_channels() == O, "GroupNorm: expected input [N, ", gn.num_channels(), ", ...], got [", N, ", ", O,
+               ", ", OH, ", ", OW, "]");
+  if (pool) MINIDL_CHECK(OH >= 2 && OW >= 2, op, ": the convolution output must be at least 2x2, got ", OH, "x", OW);
+  const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(N)));
+  const kernels::Act act = kernel_act(activation);
+  const std::vector<Tensor> inputs{x, w, conv.bias, gn.weight, gn.bias};
+  const bool grad = needs_grad(inputs);
+  const float* gamma = gn.weight.defined() ? gn.weight.data() : nullptr;
+  const float* beta = gn.bias.defined() ? gn.bias.data() : nullptr;
+  Tensor out = Tensor::empty(pool ? Shape{N, O, OH / 2, OW / 2} : Shape{N, O, OH, OW});
+  // The convolution's output is kept for GroupNorm's backward; without grad it stays in cache.
+  Tensor z = grad ? Tensor::empty({N, O, OH, OW}) : Tensor();
+  auto mean = std::make_shared<std::vector<double>>(static_cast<size_t>(N * G));
+  auto rstd = std::make_shared<std::vector<float>>(static_cast<size_t>(N * G));
+  auto argmax = pool ? std::make_shared<Storage>(out.numel()) : nullptr;
+  int32_t* arg = pool ? reinterpret_cast<int32_t*>(argmax->data()) : nullptr;
+  // Each thread's normalized sample before pooling.
+  Tensor scratch = pool ? Tensor::empty({threads, CP}) : Tensor();
+  Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+  const float eps = gn.eps();
+  const kernels::SampleFn epilogue = [&](int64_t n, float* zn) {
+    float* yn = pool ? scratch.data() + omp_get_thread_num() * CP : out.data() + n * CP;
+    kernels::group_norm_forward(zn, gamma, beta, yn, mean->data() + n * G, rstd->data() + n * G, 1, O, OH * OW, G, eps);
+    if (pool) kernels::pool_act_forward_sample(yn, act, out.data(), arg, n, O, OH, OW);
+    else kernels::activation_forward(act, yn, yn, CP);
+  };
+  kernels::conv2d_forward(x.data(), w.data(), conv.bias.defined() ? conv.bias.data() : nullptr,
+                          grad ? z.data() : nullptr, workspace.data(), g, threads, &epilogue);
+  if (!grad) return out;
+  Tensor sx = x.detach(), sw = w.detach(), sout = out.detach(), sg = gn.weight.defined() ? gn.weight.detach() : Tensor();
+  return record(out, op, inputs,
+                [sx, sw, z, sout, sg, mean, rstd, argmax, act, pool, g, G, threads](const Tensor& dy,
+                                                                                      const std::vector<bool>& needs) {
+                  const int64_t N = g.N, O = g.O, OH = g.out_h(), OW = g.out_w(), CP = O * OH * OW;
+                  std::vector<Tensor> grads(5);
+                  if (needs[0]) grads[0] = Tensor::empty(sx.shape());
+                  if (needs[1]) grads[1] = Tensor::zeros(sw.shape());
+                  if (needs[2]) grads[2] = Tensor::zeros({O});
+                  // act'(out) * dy, over the pooled planes first when there is a pool.
+                  Tensor dp;
+                  if (pool) {
+                    dp = Tensor::empty(sout.shape());
+                    kernels::bn_pool_act_backward_sums(dy.data(), sout.data(), nullptr, act, dp.data(), nullptr, N, O,
+                                                       (OH / 2) * (OW / 2));
+                  }
+                  // Each sample's dgamma and dbeta, summed over the batch in sample order below.
+                  std::vector<float> dgamma_n(static_cast<size_t>(N * O), 0.0f), dbeta_n(static_cast<size_t>(N * O), 0.0f);
+                  Tensor scratch = Tensor::empty({threads, CP});  // each thread's gradient at GroupNorm's output
+                  const int32_t* arg = pool ? reinterpret_cast<const int32_t*>(argmax->data()) : nullptr;
+                  const float* gamma = sg.defined() ? sg.data() : nullptr;
+                  const kernels::SampleFn produce = [&](int64_t n, float* dz_n) {
+                    float* dgn = scratch.data() + omp_get_thread_num() * CP;
+                    if (pool)
+                      kernels::bn_pool_act_backward_dz_sample(dp.data(), arg, nullptr, nullptr, kernels::ChannelNorm{},
+                                                              nullptr, 0.0, true, dgn, n, O, OH, OW);
+                    else
+                      kernels::activation_backward(act, dy.data() + n * CP, nullptr, sout.data() + n * CP, dgn, CP);
+                    kernels::group_norm_backward(dgn, z.data() + n * CP, gamma, mean->data() + n * G,
+                                                 rstd->data() + n * G, dz_n, dgamma_n.data() + n * O,
+                                                 dbeta_n.data() + n * O, 1, O, OH * OW, G);
+                  };
+                  Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
+                  kernels::conv2d_backward(sx.data(), sw.data(), nullptr, needs[0] ? grads[0].data() : nullptr,
+                                           needs[1] ? grads[1].data() : nullptr, needs[2] ? grads[2].data() : nullptr,
+                                           workspace.data(), g, threads, &produce);
+                  for (int k = 3; k < 5; ++k) {
+                    if (!needs[static_cast<size_t>(k)]) continue;
+                    const std::vector<float>& per = k == 3 ? dgamma_n : dbeta_n;
+                    grads[static_cast<size_t>(k)] = Tensor::empty({O});
+                    for (int64_t c = 0; c < O; ++c) {
+                      double s = 0.0;
+                      for (int64_t n = 0; n < N; ++n) s += per[static_cast<size_t>(n * O + c)];
+                      grads[static_cast<size_t>(k)].data()[c] = static_cast<float>(s);
+                    }
+                  }
+                  return grads;
+                });
+}
+
 namespace {
 // The linear blocks' checks: x [N, K] and weight [F, K], bias [F] or undefined; returns F.
 int64_t linear_outputs(const Tensor& x, const Tensor& weight, const Tensor& bias, const char* op) {

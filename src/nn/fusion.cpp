@@ -14,6 +14,9 @@ const std::vector<FusionPattern>& fusion_patterns() {
       {FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}, {R::MaxPool2}}},
       {FusedOp::ConvBnPoolAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::MaxPool2}, {R::Activation}}},
       {FusedOp::ConvBnAct, {{R::Conv}, {R::BatchNorm2d, true}, {R::Activation}}},
+      {FusedOp::ConvGnPoolAct, {{R::Conv}, {R::GroupNorm}, {R::Activation}, {R::MaxPool2}}},
+      {FusedOp::ConvGnPoolAct, {{R::Conv}, {R::GroupNorm}, {R::MaxPool2}, {R::Activation}}},
+      {FusedOp::ConvGnAct, {{R::Conv}, {R::GroupNorm}, {R::Activation}}},
       {FusedOp::LinearBnAct, {{R::Linear}, {R::BatchNorm1d, true}, {R::Activation}}},
       {FusedOp::FoldBatchNorm, {{R::Conv}, {R::BatchNorm2d}}},
       {FusedOp::FoldBatchNorm, {{R::Linear}, {R::BatchNorm1d}}},
@@ -51,6 +54,9 @@ bool take(FusionRole role, Module* m, FusedGroup& g) {
       if (!dynamic_cast<BatchNorm1d*>(m)) return false;
       g.bn = static_cast<BatchNorm*>(m);
       return true;
+    case FusionRole::GroupNorm:
+      g.gn = dynamic_cast<GroupNorm*>(m);
+      return g.gn != nullptr;
     case FusionRole::Activation: return activation_of(m, g.act);
     case FusionRole::MaxPool2: {
       auto* pool = dynamic_cast<MaxPool2d*>(m);
@@ -144,6 +150,10 @@ bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
     }
     if (g.bn && !g.bn->is_training()) return false;  // evaluation with grad: the layers
     out = conv_bn_act(x, conv, g.bn, g.act);
+    return true;
+  }
+  if (g.pattern->op == FusedOp::ConvGnPoolAct || g.pattern->op == FusedOp::ConvGnAct) {
+    out = conv_gn_act(x, *g.conv, *g.gn, g.act, g.pattern->op == FusedOp::ConvGnPoolAct);
     return true;
   }
   if (g.pattern->op == FusedOp::LinearBnAct) {

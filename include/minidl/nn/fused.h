@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "minidl/nn/batch_norm.h"
+#include "minidl/nn/group_norm.h"
 #include "minidl/nn/layers.h"
 
 namespace minidl {
@@ -38,6 +39,16 @@ Tensor conv_bn_pool_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation
 // activation is the convolution's epilogue and the backward's act' is its produce step: bit for
 // bit the separate layers. The activation must need only its output (kernels/activation.h).
 Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation act);
+// act(groupnorm(conv(x))), or with pool act(max_pool2d(groupnorm(conv(x)), 2)), as one op over
+// the Conv2d's and the GroupNorm's parameters, in every mode: GroupNorm's statistics are each
+// sample's own, so each sample is normalized, activated (and pooled) right after its product,
+// in cache, and its input gradient comes from act', the pool's scatter and GroupNorm's backward
+// just before the convolution's products read it. The GroupNorm kernels of the separate layer
+// run on one sample at a time, so the forward is bit for bit the layers' (but for a pooling
+// window whose winner the activation's rounding ties, as in conv_bn_pool_act); dgamma and dbeta
+// are summed per sample, then over the batch in sample order (about 1e-7 relative). The
+// activation must need only its output (kernels/activation.h).
+Tensor conv_gn_act(const Tensor& x, Conv2d& conv, GroupNorm& gn, Activation act, bool pool);
 // Training: act(bn(linear(x))) as one op over the Linear's and the BatchNorm1d's parameters; bn
 // may be null (then act(linear(x))), else training, fused implementation, no ghost batches.
 // Forward: one product, BN's statistics over the batch (over every rank with bn->sync), then

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "minidl/nn/batch_norm.h"
+#include "minidl/nn/group_norm.h"
 #include "minidl/nn/layers.h"
 
 namespace minidl {
@@ -20,6 +21,7 @@ enum class FusionRole {
   Linear,       // Linear
   BatchNorm2d,  // BatchNorm2d
   BatchNorm1d,  // BatchNorm1d
+  GroupNorm,    // GroupNorm
   Activation,   // an activation layer whose derivative needs only its output (kernels/activation.h)
   MaxPool2,     // MaxPool2d(2) with stride 2
 };
@@ -35,6 +37,10 @@ enum class FusedOp {
   // act(bn(linear(x))), bn optional. Training: linear_bn_act; inference: BN folded into the
   // linear layer (batches of 32 or more), linear_act; evaluation with grad: the layers.
   LinearBnAct,
+  // act(max_pool2d(groupnorm(conv(x)), 2)) and act(groupnorm(conv(x))): conv_gn_act in every
+  // mode (GroupNorm's statistics are each sample's own, so there is nothing to fold).
+  ConvGnPoolAct,
+  ConvGnAct,
   // bn(conv(x)) and bn(linear(x)): inference only, BN folded into the layer before it.
   FoldBatchNorm,
 };
@@ -59,6 +65,7 @@ struct FusedGroup {
   Conv2d* conv = nullptr;
   Linear* linear = nullptr;
   BatchNorm* bn = nullptr;
+  GroupNorm* gn = nullptr;
   Activation act = Activation::ReLU;
   std::string name;  // the layers' names joined by '+', e.g. "0:conv+1:bn+2:relu+3:maxpool" (profiler)
 };

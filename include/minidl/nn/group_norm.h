@@ -31,6 +31,9 @@ class GroupNorm : public Module {
   GroupNorm(int64_t num_groups, int64_t num_channels, float eps = 1e-5f, bool affine = true);
   Tensor forward(const Tensor& x) override;
   std::string describe() const override;
+  int64_t num_groups() const { return num_groups_; }
+  int64_t num_channels() const { return num_channels_; }
+  float eps() const { return eps_; }
   Tensor weight, bias;
 
  private:
