@@ -156,6 +156,9 @@ TEST_CASE("dispatch: convolutions of general shapes equal the reference in every
       // Stride 2 with rows of <= 16 outputs (the phase-split implicit product): the strided net's
       // two layers, odd planes, 5x5 with padding 2, 16 and 33 output channels.
       {3, 1, 28, 28, 32, 3, 2, 1}, {3, 32, 14, 14, 64, 3, 2, 1}, {2, 3, 15, 13, 33, 5, 2, 2}, {2, 5, 31, 32, 16, 3, 2, 0},
+      // Weight gradients of 16 and 20 outputs from the padded sample (the residual net's 16
+      // channels of 28x28; a masked second vector).
+      {2, 16, 28, 28, 16, 3, 1, 1}, {2, 6, 12, 12, 20, 3, 1, 0},
   };
   for (const Case& c : cases) {
     const kernels::Conv2dGeometry g{c.N, c.C, c.H, c.W, c.O, c.K, c.K, c.stride, c.padding};
@@ -223,13 +226,17 @@ TEST_CASE("dispatch: each variant serves the convolution shapes docs/performance
     CHECK(forward(s2_wide) == "parity-split unfold + tiles");
     CHECK(std::string(kernels::conv2d_paths(s2_wide).dx) == "tiles + parity-split fold");
     CHECK(forward(big) == tiled);  // rows of 40: no implicit product in any variant
+    CHECK(std::string(kernels::conv2d_paths(big).dweight) == "unfold + tiles");  // 16 outputs
+    CHECK(std::string(kernels::conv2d_paths(s2_wide).dweight) == "unfold + OpenBLAS");  // 8 outputs
     if (isa == Isa::Avx2) {
       // The implicit forward where rows fill 3/4 of their 8-lane vectors and the padded sample
-      // fits in L1; the weight gradient unfolds, the input gradient folds.
+      // fits in L1, and the weight gradient with it; the input gradient folds.
       for (const G& g : {conv1, conv2, narrow}) CHECK(forward(g) == "implicit");
       CHECK(forward(s2) == "implicit, parity-split rows");
       CHECK(forward(vgg) == tiled);  // 32 channels of 30x30 padded: 115 KB
-      CHECK(std::string(kernels::conv2d_paths(conv2).dweight) == "unfold + tiles");
+      for (const G& g : {conv1, conv2})
+        CHECK(std::string(kernels::conv2d_paths(g).dweight) == "implicit (read from the padded sample)");
+      CHECK(std::string(kernels::conv2d_paths(vgg).dweight) == "unfold + tiles");
       CHECK(std::string(kernels::conv2d_paths(conv2).dx) == "tiles + padded fold");
       continue;
     }
@@ -238,7 +245,7 @@ TEST_CASE("dispatch: each variant serves the convolution shapes docs/performance
     CHECK(forward(conv2) == "implicit");
     CHECK(std::string(kernels::conv2d_paths(conv2).dx) == "implicit transposed convolution");
     CHECK(std::string(kernels::conv2d_paths(conv2).dweight) == "implicit (read from the padded sample)");
-    CHECK(std::string(kernels::conv2d_paths(conv1).dweight) == "unfold + OpenBLAS");  // 16 outputs: one vector
+    CHECK(std::string(kernels::conv2d_paths(conv1).dweight) == "implicit (read from the padded sample)");
     CHECK(forward(s2) == "implicit, parity-split rows");
     // Rows of 7 unfold in the forward, but the pooling inference block keeps the implicit product.
     CHECK(forward(narrow) == tiled);

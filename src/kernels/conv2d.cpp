@@ -408,6 +408,11 @@ ImplicitOffsets implicit_forward_offsets(const Conv2dGeometry& g) {
   return implicit_offsets(g);
 }
 
+// The weight gradient from the padded sample: where the implicit offsets apply, in both SIMD
+// variants and at any O. Else the unfold, then the tiles from 16 channels on (tiled_dweight).
+ImplicitOffsets dweight_offsets(const Conv2dGeometry& g) { return implicit_offsets(g); }
+bool tiled_dweight(const Conv2dGeometry& g) { return MINIDL_AVX2 && g.O >= 16; }
+
 // The input gradient of a stride-1 convolution is itself a stride-1 convolution: of the output
 // gradient padded by KH - 1 - padding (rows) and KW - 1 - padding (columns), with the weight
 // flipped in both spatial axes and its channel axes swapped, W'[c][o][kh][kw] =
@@ -569,9 +574,9 @@ Conv2dPaths conv2d_paths(const Conv2dGeometry& g) {
          : phase_split(g)                 ? "tiles + parity-split fold"
          : tiles                          ? "tiles + general fold"
                                           : "OpenBLAS + general fold";
-  p.dweight = g.O >= 32 && MINIDL_AVX512 && implicit_offsets(g).applies() ? "implicit (read from the padded sample)"
-              : g.O >= 32                                 ? (tiles ? "unfold + tiles" : "unfold + OpenBLAS")
-                                                          : "unfold + OpenBLAS";
+  p.dweight = dweight_offsets(g).applies() ? "implicit (read from the padded sample)"
+              : tiled_dweight(g)            ? "unfold + tiles"
+                                            : "unfold + OpenBLAS";
   return p;
 }
 
@@ -677,10 +682,10 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
   float* group_dw = workspace + static_cast<int64_t>(threads) * per_thread(g);
   std::vector<double> bias_sums(dbias ? static_cast<size_t>(groups * g.O) : 0, 0.0);
   const ImplicitOffsets dx_offsets = dx ? implicit_dx_offsets(g) : ImplicitOffsets{};
-  // The weight gradient reads col from the padded sample when the forward's implicit offsets
-  // apply and O fills the tiles' vectors (O >= 32, as below); with AVX2 it measured no faster
-  // than the unfold, which it keeps.
-  const ImplicitOffsets dw_offsets = dweight && g.O >= 32 && MINIDL_AVX512 ? implicit_offsets(g) : ImplicitOffsets{};
+  // The weight gradient reads col from the padded sample wherever the forward's implicit
+  // offsets apply, at any O (O < 16 masks lanes of the tiles' one vector, and still beats
+  // OpenBLAS on the unfold; docs/performance.md).
+  const ImplicitOffsets dw_offsets = dweight ? dweight_offsets(g) : ImplicitOffsets{};
   std::vector<int32_t> poff;
   if (dw_offsets.applies()) {
     const int64_t OW = g.out_w(), Wp = g.stride * padded_width(g);
@@ -731,10 +736,9 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
         } else if (dweight) {
           unfold(x, col, padded, n, g);
           // dweight^T (K, O) += col . dy[n]^T: the same product as dy[n] . col^T, with C's rows
-          // the long side (K), as gemm_tiles wants them; it reads dy[n] transposed. With fewer
-          // than 32 channels (C one vector wide) the tiles are too narrow to pay for the
-          // transpose, and OpenBLAS runs it.
-          if (g.O >= 32) {
+          // the long side (K), as gemm_tiles wants them; it reads dy[n] transposed. Below 16
+          // channels the tiles' one vector is mostly idle, and OpenBLAS runs it.
+          if (tiled_dweight(g)) {
             transpose(dyn, O, Pi, dy_t);
             gemm_tiles(Ki, O, Pi, col, Pi, dy_t, O, dw, O, !first);
           } else {
