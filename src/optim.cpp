@@ -51,9 +51,16 @@ SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
                "SGD: nesterov momentum requires a momentum and zero dampening");
 }
 
+namespace {
+// An update is elementwise, so its threads change no value; below this many elements a
+// parameter is updated by one thread (a team costs more than the loop).
+constexpr int64_t kParallelUpdate = 1 << 15;
+}  // namespace
+
 void SGD::step() {
   NoGradGuard no_grad;
-  const float mu = options_.momentum, wd = options_.weight_decay;
+  const float mu = options_.momentum, wd = options_.weight_decay, lr = lr_, keep = 1.0f - options_.dampening;
+  const bool nesterov = options_.nesterov;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     Tensor& p = parameters_[i];
     Tensor g = p.grad();
@@ -62,17 +69,19 @@ void SGD::step() {
     const float* pg = g.data();
     const int64_t n = p.numel();
     if (mu == 0.0f) {
-      for (int64_t j = 0; j < n; ++j) pp[j] -= lr_ * (pg[j] + wd * pp[j]);
+#pragma omp parallel for simd schedule(static) if (n >= kParallelUpdate)
+      for (int64_t j = 0; j < n; ++j) pp[j] -= lr * (pg[j] + wd * pp[j]);
       continue;
     }
     Tensor& buf = momentum_buffers_[i];
     const bool first = !buf.defined();
     if (first) buf = Tensor::empty(p.shape());
     float* pb = buf.data();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelUpdate)
     for (int64_t j = 0; j < n; ++j) {
       const float d = pg[j] + wd * pp[j];
-      pb[j] = first ? d : mu * pb[j] + (1.0f - options_.dampening) * d;
-      pp[j] -= lr_ * (options_.nesterov ? d + mu * pb[j] : pb[j]);
+      pb[j] = first ? d : mu * pb[j] + keep * d;
+      pp[j] -= lr * (nesterov ? d + mu * pb[j] : pb[j]);
     }
   }
 }

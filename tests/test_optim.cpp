@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <vector>
 
 #include "minidl/ops.h"
 #include "minidl/optim.h"
@@ -18,6 +19,42 @@ TEST_CASE("optim: SGD with momentum matches PyTorch's rule by hand", "[optim]") 
   opt.step();
   REQUIRE(p.at({0}) == Approx(0.9f - 0.185f));
   REQUIRE(p.at({1}) == Approx(-2.0f));
+}
+
+TEST_CASE("optim: SGD on parameters large enough to be split over threads follows the rule element by element",
+          "[optim]") {
+  // 100,003 elements (over the threads' split, not a multiple of the vector width), with
+  // momentum, dampening, weight decay and Nesterov, and without momentum: each element against
+  // the rule written out in float, bit for bit.
+  for (bool nesterov : {false, true})
+    for (float momentum : {0.0f, 0.9f}) {
+      INFO("nesterov " << nesterov << " momentum " << momentum);
+      const int64_t n = 100003;
+      Generator gen(5);
+      Tensor start = Tensor::normal({n}, 0, 1, gen), grad = Tensor::normal({n}, 0, 1, gen);
+      Tensor p = start.clone().set_requires_grad();
+      const float lr = 0.05f, wd = 1e-3f, damp = nesterov ? 0.0f : 0.25f;
+      SGD opt({p}, {lr, momentum, damp, wd, nesterov && momentum > 0});
+      std::vector<float> want(start.data(), start.data() + n), buf(static_cast<size_t>(n), 0.0f);
+      for (int step = 0; step < 3; ++step) {
+        p.impl()->grad = grad.impl_ptr();
+        opt.step();
+        for (int64_t j = 0; j < n; ++j) {
+          float& w = want[static_cast<size_t>(j)];
+          float& b = buf[static_cast<size_t>(j)];
+          const float d = grad.data()[j] + wd * w;
+          if (momentum == 0.0f) {
+            w -= lr * d;
+            continue;
+          }
+          b = step == 0 ? d : momentum * b + (1.0f - damp) * d;
+          w -= lr * (nesterov ? d + momentum * b : b);
+        }
+      }
+      int64_t differ = 0;
+      for (int64_t j = 0; j < n; ++j) differ += p.data()[j] != want[static_cast<size_t>(j)] ? 1 : 0;
+      CHECK(differ == 0);
+    }
 }
 
 TEST_CASE("optim: SGD without momentum, and a parameter without gradient is left alone", "[optim]") {
