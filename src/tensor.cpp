@@ -1,5 +1,7 @@
 #include "minidl/tensor.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -160,7 +162,13 @@ void Tensor::copy_(const Tensor& source) {
     std::memmove(data(), source.data(), sizeof(float) * static_cast<size_t>(numel()));
 }
 
-void Tensor::fill_(float value) { std::fill(data(), data() + numel(), value); }
+void Tensor::fill_(float value) {
+  float* p = data();
+  const int64_t n = numel();
+  // (Zeroed gradients of whole activations: split over the threads outside parallel regions.)
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 16) && !omp_in_parallel())
+  for (int64_t i = 0; i < n; ++i) p[i] = value;
+}
 
 Tensor& Tensor::set_requires_grad(bool requires) {
   MINIDL_CHECK(is_leaf() || requires, "set_requires_grad: only leaf tensors can stop requiring grad");

@@ -1,5 +1,7 @@
 #include "minidl/kernels/elementwise.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -12,11 +14,15 @@
 
 namespace minidl::kernels::MINIDL_ISA_NS {
 
+// The sums of whole tensors (autograd's gradient accumulation) split over the threads when they
+// are large and not already inside a parallel region; each element is one addition either way.
 void add(const float* a, const float* b, float* out, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 16) && !omp_in_parallel())
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 void add_inplace(float* dst, const float* src, int64_t n) {
+#pragma omp parallel for simd schedule(static) if (n >= (1 << 16) && !omp_in_parallel())
   for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
