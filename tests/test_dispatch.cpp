@@ -247,6 +247,8 @@ TEST_CASE("dispatch: each variant serves the convolution shapes docs/performance
     CHECK(std::string(kernels::conv2d_paths(conv2).dweight) == "implicit (read from the padded sample)");
     CHECK(std::string(kernels::conv2d_paths(conv1).dweight) == "implicit (read from the padded sample)");
     CHECK(forward(s2) == "implicit, parity-split rows");
+    // Rows of 40: the pooling inference block unfolds into the tiles and pools in registers.
+    CHECK(std::string(kernels::conv2d_paths(big).pool_forward) == tiled);
     // Rows of 7 unfold in the forward, but the pooling inference block keeps the implicit product.
     CHECK(forward(narrow) == tiled);
     CHECK(std::string(kernels::conv2d_paths(narrow).pool_forward) == "implicit");

@@ -413,6 +413,11 @@ ImplicitOffsets implicit_forward_offsets(const Conv2dGeometry& g) {
 ImplicitOffsets dweight_offsets(const Conv2dGeometry& g) { return implicit_offsets(g); }
 bool tiled_dweight(const Conv2dGeometry& g) { return MINIDL_AVX2 && g.O >= 16; }
 
+// The pooling inference block where the implicit product does not apply: with AVX-512 the
+// unfold feeds the tiles and the output is pooled in registers, as the implicit path's is
+// (OpenBLAS's Haswell kernels ran at about 2/3 of the tiles' rate there); elsewhere OpenBLAS.
+bool tiled_pool_product(const Conv2dGeometry& g) { return MINIDL_AVX512 && !implicit_offsets(g).applies(); }
+
 // The input gradient of a stride-1 convolution is itself a stride-1 convolution: of the output
 // gradient padded by KH - 1 - padding (rows) and KW - 1 - padding (columns), with the weight
 // flipped in both spatial axes and its channel axes swapped, W'[c][o][kh][kw] =
@@ -565,6 +570,8 @@ Conv2dPaths conv2d_paths(const Conv2dGeometry& g) {
   p.forward = implicit_forward_offsets(g).applies() ? implicit : unfold;
   if (implicit_offsets(g).applies()) {
     p.pool_forward = implicit;
+  } else if (tiled_pool_product(g)) {
+    p.pool_forward = unfold;
   } else {
     const int64_t QH = g.out_h() / 2, QW = g.out_w() / 2, P = g.out_h() * g.out_w();
     p.pool_forward = g.patch() * P >= QH * QW * g.O ? "unfold + OpenBLAS, transposed" : "unfold + OpenBLAS";
@@ -823,7 +830,10 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
     for (int64_t n = 0; n < g.N; ++n) {
       if (!implicit_forward(x, weight, padded, z, n, offsets, g)) {
         const float* b = product_input(x, col, padded, n, g);
-        if (K * P >= QH * QW * g.O) {  // col can hold the pooled rows
+        if (tiled_pool_product(g)) {
+          // The tiles' product W . col, pooled below as the implicit product's output is.
+          gemm_tiles(O, Pi, Ki, weight, Ki, b, Pi, z, Pi, false);
+        } else if (K * P >= QH * QW * g.O) {  // col can hold the pooled rows
           // z^T (P, O) = col^T . W^T: the faster orientation for these shapes. Pool across whole
           // rows of O channels (vectorised over channels), add the bias after the max (rounding is
           // monotonic, so max(a + b, c + b) == max(a, c) + b), then write each channel's plane.
@@ -841,8 +851,9 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
             MINIDL_ISA_NS::activate_inplace(act, out, QH * QW);
           }
           continue;
+        } else {
+          gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, z, Pi);
         }
-        gemm(false, false, O, Pi, Ki, 1.0f, weight, Ki, b, Pi, 0.0f, z, Pi);
       }
 #if MINIDL_AVX512
       // Pool, bias and activation in registers, one store per pooled vector. Meanwhile the next
