@@ -821,6 +821,7 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
   const int64_t stride = per_thread(g) + QH * QW;
   const ImplicitOffsets offsets = implicit_offsets(g);  // (pooled in registers: worth it at any row width)
+  const bool tiled_product = tiled_pool_product(g);
 #pragma omp parallel num_threads(threads)
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * stride;
@@ -830,7 +831,7 @@ void conv2d_pool_act_forward(const float* x, const float* weight, const float* b
     for (int64_t n = 0; n < g.N; ++n) {
       if (!implicit_forward(x, weight, padded, z, n, offsets, g)) {
         const float* b = product_input(x, col, padded, n, g);
-        if (tiled_pool_product(g)) {
+        if (tiled_product) {
           // The tiles' product W . col, pooled below as the implicit product's output is.
           gemm_tiles(O, Pi, Ki, weight, Ki, b, Pi, z, Pi, false);
         } else if (K * P >= QH * QW * g.O) {  // col can hold the pooled rows
