@@ -74,6 +74,42 @@ TEST_CASE("group_norm: the fused op equals the composed one, values and every gr
   }
 }
 
+TEST_CASE("layer_norm: the op equals the composed one, values and every gradient", "[norm]") {
+  struct Case {
+    Shape shape, normalized;
+    int affine;  // 0 none, 1 weight and bias, 2 weight only, 3 bias only
+    float offset;
+  };
+  // The last two exceed the kernels' parallel threshold: rows, then column blocks of 256 over the
+  // threads (M = 300 leaves a partial block).
+  const std::vector<Case> cases = {{{4, 6}, {6}, 1, 0.0f},          {{3, 2, 5}, {2, 5}, 0, 0.0f},
+                                   {{3, 7}, {7}, 2, 0.0f},          {{3, 7}, {7}, 3, 0.0f},
+                                   {{5, 33}, {33}, 1, 300.0f},      {{2, 3, 4, 4}, {3, 4, 4}, 1, 0.0f},
+                                   {{200, 100}, {100}, 1, 1.0f},    {{128, 300}, {300}, 1, 0.0f}};
+  for (const Case& c : cases) {
+    INFO("shape " << shape_to_string(c.shape) << ", affine " << c.affine << ", offset " << c.offset);
+    Generator g(23);
+    Tensor xd = add(Tensor::normal(c.shape, 0, 1.5f, g), Tensor::scalar(c.offset));
+    Tensor w = Tensor::uniform(c.normalized, -1.0f, 2.0f, g), b = Tensor::uniform(c.normalized, -1, 1, g);
+    const bool has_w = c.affine == 1 || c.affine == 2, has_b = c.affine == 1 || c.affine == 3;
+    Tensor xf = xd.clone().set_requires_grad(), xc = xd.clone().set_requires_grad();
+    Tensor wf = has_w ? w.clone().set_requires_grad() : Tensor(), wc = has_w ? w.clone().set_requires_grad() : Tensor();
+    Tensor bf = has_b ? b.clone().set_requires_grad() : Tensor(), bc = has_b ? b.clone().set_requires_grad() : Tensor();
+    Tensor yf = layer_norm(xf, c.normalized, wf, bf), yc = layer_norm_composed(xc, c.normalized, wc, bc);
+    REQUIRE(yf.shape() == c.shape);
+    CHECK(rel_diff(yf, yc) < 1e-5);
+    Tensor r = Tensor::normal(yf.shape(), 0, 1, g);
+    sum(mul(yf, r)).backward();
+    sum(mul(yc, r)).backward();
+    CHECK(rel_diff(xf.grad(), xc.grad()) < 1e-5);
+    if (has_w) {
+      REQUIRE(wf.grad().shape() == c.normalized);
+      CHECK(rel_diff(wf.grad(), wc.grad()) < 1e-5);
+    }
+    if (has_b) CHECK(rel_diff(bf.grad(), bc.grad()) < 1e-5);
+  }
+}
+
 TEST_CASE("pytorch reference: GroupNorm and LayerNorm forward and backward", "[norm][torch]") {
   for (const char* name : {"groupnorm_4d", "groupnorm_2d", "groupnorm_1group", "layernorm_chw", "layernorm_last"}) {
     INFO(name);

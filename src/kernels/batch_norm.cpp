@@ -448,6 +448,88 @@ void group_norm_backward(const float* dy, const float* x, const float* gamma, co
   }
 }
 
+// LayerNorm: each of R rows of M normalized over its own M values, gamma and beta elementwise
+// (M values). As group_norm_forward with G = 1 and one value per channel, in row-wide loops.
+void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y, double* mean, float* rstd,
+                        int64_t R, int64_t M, float eps) {
+#pragma omp parallel for schedule(static) if (R * M > (1 << 15))
+  for (int64_t r = 0; r < R; ++r) {
+    const float* in = x + r * M;
+    float* out = y + r * M;
+    double mu = 0.0, squares = 0.0;
+    channel_moments(in, 1, 1, M, 0, mu, squares);
+    const float is = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(M) + eps));
+    mean[r] = mu;
+    rstd[r] = is;
+    const SplitMean m(mu);
+    if (gamma && beta) {
+#pragma omp simd
+      for (int64_t j = 0; j < M; ++j) out[j] = m.center(in[j]) * is * gamma[j] + beta[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < M; ++j) out[j] = m.center(in[j]) * is;
+      if (gamma)
+        for (int64_t j = 0; j < M; ++j) out[j] *= gamma[j];
+      if (beta)
+        for (int64_t j = 0; j < M; ++j) out[j] += beta[j];
+    }
+  }
+}
+
+// dx = rstd*(dxhat - mean(dxhat) - xhat*mean(dxhat*xhat)) per row, dxhat = gamma*dy; dbeta and
+// dgamma are each column's sums of dy and dy*xhat over the rows in row order (double), the
+// columns split over the threads, so the result does not depend on the thread count.
+void layer_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean, const float* rstd,
+                         float* dx, float* dgamma, float* dbeta, int64_t R, int64_t M) {
+  const bool parallel = R * M > (1 << 15);
+  if (dx) {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t r = 0; r < R; ++r) {
+      const SplitMean m(mean[r]);
+      const float is = rstd[r];
+      const float* g = dy + r * M;
+      const float* in = x + r * M;
+      float* out = dx + r * M;
+      double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+      for (int64_t j = 0; j < M; ++j) {
+        const float d = gamma ? gamma[j] * g[j] : g[j];
+        a += d;
+        b += static_cast<double>(d) * (m.center(in[j]) * is);
+      }
+      const float m1 = static_cast<float>(a / static_cast<double>(M)), m2 = static_cast<float>(b / static_cast<double>(M));
+#pragma omp simd
+      for (int64_t j = 0; j < M; ++j) {
+        const float d = gamma ? gamma[j] * g[j] : g[j];
+        out[j] = is * (d - m1 - (m.center(in[j]) * is) * m2);
+      }
+    }
+  }
+  if (!dgamma && !dbeta) return;
+  constexpr int64_t kBlock = 256;  // columns per task: the double sums stay in L1
+  const int64_t blocks = (M + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (parallel && blocks > 1)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t j0 = blk * kBlock, j1 = std::min(M, j0 + kBlock);
+    double a[kBlock] = {}, b[kBlock] = {};
+    for (int64_t r = 0; r < R; ++r) {
+      const SplitMean m(mean[r]);
+      const float is = rstd[r];
+      const float* g = dy + r * M;
+      const float* in = x + r * M;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; ++j) {
+        a[j - j0] += g[j];
+        b[j - j0] += static_cast<double>(g[j]) * (m.center(in[j]) * is);
+      }
+    }
+    for (int64_t j = j0; j < j1; ++j) {
+      if (dbeta) dbeta[j] += static_cast<float>(a[j - j0]);
+      if (dgamma) dgamma[j] += static_cast<float>(b[j - j0]);
+    }
+  }
+}
+
 }  // namespace minidl::kernels::MINIDL_ISA_NS
 
 #include "isa_end.h"

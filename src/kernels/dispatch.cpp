@@ -160,6 +160,14 @@ void group_norm_backward(const float* dy, const float* x, const float* gamma, co
                          float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C, int64_t S, int64_t G) {
   MINIDL_DISPATCH(group_norm_backward, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, N, C, S, G);
 }
+void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y, double* mean, float* rstd,
+                        int64_t R, int64_t M, float eps) {
+  MINIDL_DISPATCH(layer_norm_forward, x, gamma, beta, y, mean, rstd, R, M, eps);
+}
+void layer_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean, const float* rstd,
+                         float* dx, float* dgamma, float* dbeta, int64_t R, int64_t M) {
+  MINIDL_DISPATCH(layer_norm_backward, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, R, M);
+}
 
 // --- bn_pool_act.h
 void activate_inplace(Act a, float* x, int64_t n) { MINIDL_DISPATCH(activate_inplace, a, x, n); }

@@ -74,7 +74,9 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
                 });
 }
 
-Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias, float eps) {
+namespace {
+// The trailing size M that layer_norm normalizes over, after checking that x ends in that shape.
+int64_t check_layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias) {
   const size_t k = normalized_shape.size();
   bool fits = x.defined() && k >= 1 && static_cast<size_t>(x.dim()) > k;
   for (size_t i = 0; fits && i < k; ++i) fits = x.size(static_cast<int64_t>(x.dim() - k + i)) == normalized_shape[i];
@@ -82,12 +84,46 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                shape_to_string(normalized_shape));
   int64_t M = 1;
   for (int64_t d : normalized_shape) M *= d;
+  MINIDL_CHECK(!weight.defined() || weight.numel() == M, "layer_norm: weight has ", weight.numel(), " values, the normalized shape ",
+               M);
+  MINIDL_CHECK(!bias.defined() || bias.numel() == M, "layer_norm: bias has ", bias.numel(), " values, the normalized shape ", M);
+  return M;
+}
+}  // namespace
+
+Tensor layer_norm_composed(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                           float eps) {
+  const int64_t M = check_layer_norm(x, normalized_shape, weight, bias);
+  const size_t k = normalized_shape.size();
   Tensor y = reshape(normalize_rows(reshape(x, {-1, M}), eps), x.shape());
   Shape affine(static_cast<size_t>(x.dim()) - k, 1);
   affine.insert(affine.end(), normalized_shape.begin(), normalized_shape.end());
   if (weight.defined()) y = mul(y, reshape(weight, affine));
   if (bias.defined()) y = add(y, reshape(bias, affine));
   return y;
+}
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias, float eps) {
+  ProfileScope scope("layer_norm");
+  const int64_t M = check_layer_norm(x, normalized_shape, weight, bias), R = x.numel() / M;
+  Tensor y = Tensor::empty(x.shape());
+  auto mu = std::make_shared<std::vector<double>>(static_cast<size_t>(R));
+  Tensor rstd = Tensor::empty({R});
+  kernels::layer_norm_forward(x.data(), weight.defined() ? weight.data() : nullptr, bias.defined() ? bias.data() : nullptr,
+                              y.data(), mu->data(), rstd.data(), R, M, eps);
+  if (!needs_grad({&x, &weight, &bias})) return y;
+  Tensor sx = x.detach(), sw = weight.defined() ? weight.detach() : Tensor();
+  const Shape wshape = normalized_shape;
+  return record(y, "layer_norm", {x, weight, bias},
+                [sx, sw, mu, rstd, R, M, wshape](const Tensor& dy, const std::vector<bool>& needs) {
+                  Tensor dx = needs[0] ? Tensor::empty(sx.shape()) : Tensor();
+                  Tensor dgamma = needs[1] ? Tensor::zeros(wshape) : Tensor();
+                  Tensor dbeta = needs[2] ? Tensor::zeros(wshape) : Tensor();
+                  kernels::layer_norm_backward(dy.data(), sx.data(), sw.defined() ? sw.data() : nullptr, mu->data(),
+                                               rstd.data(), needs[0] ? dx.data() : nullptr,
+                                               needs[1] ? dgamma.data() : nullptr, needs[2] ? dbeta.data() : nullptr, R, M);
+                  return std::vector<Tensor>{dx, dgamma, dbeta};
+                });
 }
 
 GroupNorm::GroupNorm(int64_t num_groups, int64_t num_channels, float eps, bool affine)

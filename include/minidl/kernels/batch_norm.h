@@ -78,4 +78,12 @@ void group_norm_forward(const float* x, const float* gamma, const float* beta, f
 void group_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean, const float* rstd,
                          float* dx, float* dgamma, float* dbeta, int64_t N, int64_t C, int64_t S, int64_t G);
 
+// LayerNorm over x (R, M), each row normalized over its M values (nn.LayerNorm over the trailing
+// M): mean[r], rstd[r] as above, y = (x - mean)*rstd*gamma[j] + beta[j] (either may be null).
+// The backward as group_norm_backward's, dgamma and dbeta summed over the rows in row order.
+void layer_norm_forward(const float* x, const float* gamma, const float* beta, float* y, double* mean, float* rstd,
+                        int64_t R, int64_t M, float eps);
+void layer_norm_backward(const float* dy, const float* x, const float* gamma, const double* mean, const float* rstd,
+                         float* dx, float* dgamma, float* dbeta, int64_t R, int64_t M);
+
 }  // namespace minidl::kernels

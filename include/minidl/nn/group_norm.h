@@ -8,9 +8,9 @@
 //  - LayerNorm(S): x [N, *S]; each example is normalized over the trailing dims S; weight and
 //    bias have shape S (elementwise affine);
 //  - eps 1e-5, weight 1, bias 0; state-dict names "weight", "bias".
-// GroupNorm runs as one op with a closed-form backward (kernels/batch_norm.h);
-// group_norm_composed and LayerNorm are composed from ops.h primitives (reshape, mean, sub,
-// square, add, rsqrt, mul), so the tape derives their backward.
+// Each runs as one op with a closed-form backward (kernels/batch_norm.h); group_norm_composed and
+// layer_norm_composed build the same from ops.h primitives (reshape, mean, sub, square, add,
+// rsqrt, mul), so the tape derives their backward: the references the ops are tested against.
 #pragma once
 
 #include "minidl/nn/module.h"
@@ -25,6 +25,8 @@ Tensor group_norm_composed(const Tensor& x, int64_t num_groups, const Tensor& we
 // x: [N, *normalized_shape]; weight, bias: normalized_shape (or undefined).
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
                   float eps = 1e-5f);
+Tensor layer_norm_composed(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                           float eps = 1e-5f);
 
 class GroupNorm : public Module {
  public:
