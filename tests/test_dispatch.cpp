@@ -159,6 +159,9 @@ TEST_CASE("dispatch: convolutions of general shapes equal the reference in every
       // Weight gradients of 16 and 20 outputs from the padded sample (the residual net's 16
       // channels of 28x28; a masked second vector).
       {2, 16, 28, 28, 16, 3, 1, 1}, {2, 6, 12, 12, 20, 3, 1, 0},
+      // The implicit input gradient on rows of 17-32 (two vectors per row): padding 0, a 7x7
+      // kernel whose padded row fills all 32 floats, 20 input channels (a row block of 4).
+      {2, 4, 20, 17, 12, 3, 1, 0}, {2, 3, 26, 26, 10, 7, 1, 3}, {2, 12, 18, 24, 20, 3, 1, 1},
   };
   for (const Case& c : cases) {
     const kernels::Conv2dGeometry g{c.N, c.C, c.H, c.W, c.O, c.K, c.K, c.stride, c.padding};
@@ -244,6 +247,11 @@ TEST_CASE("dispatch: each variant serves the convolution shapes docs/performance
     CHECK(forward(vgg) == "implicit, 2 vectors per row");
     CHECK(forward(conv2) == "implicit");
     CHECK(std::string(kernels::conv2d_paths(conv2).dx) == "implicit transposed convolution");
+    // Rows of 28 (the padded row of 30 or 32 fits in two vectors): implicit; of 32 with a 3x3
+    // kernel (34): the fold.
+    CHECK(std::string(kernels::conv2d_paths(vgg).dx) == "implicit transposed convolution");
+    CHECK(std::string(kernels::conv2d_paths(conv1).dx) == "implicit transposed convolution");
+    CHECK(std::string(kernels::conv2d_paths(G{1, 3, 32, 32, 32, 3, 3, 1, 1}).dx) == "tiles + padded fold");
     CHECK(std::string(kernels::conv2d_paths(conv2).dweight) == "implicit (read from the padded sample)");
     CHECK(std::string(kernels::conv2d_paths(conv1).dweight) == "implicit (read from the padded sample)");
     CHECK(forward(s2) == "implicit, parity-split rows");

@@ -65,6 +65,12 @@ bool wide_rows(const Conv2dGeometry& g) {
   return false;
 #endif
 }
+// The implicit input gradient (implicit_dx_offsets) on rows of 17-32 (AVX-512): two vectors per
+// row of dx, its padded output gradient stored in rows of 32 floats so that the two are
+// consecutive, as the forward's wide rows; the padded row must fit in those 32.
+bool wide_dx(const Conv2dGeometry& g) {
+  return MINIDL_AVX512 && g.stride == 1 && g.W > 16 && g.W + g.KW - 1 <= 32;
+}
 // Stride 2 (the SIMD variants): each padded row is stored as its even columns then its odd
 // columns (two halves of ceil(Wp / 2) floats), so that the OW inputs an output row reads at one
 // kernel column are consecutive floats of one half (input column 2*ow + kw is float ow + kw/2
@@ -90,7 +96,10 @@ int64_t padded_size(const Conv2dGeometry& g) {
 // transposed (P, O) and the weight transposed (K, O), the layouts gemm_tiles reads.
 // The output gradient zero-padded by KH - 1 - padding rows and KW - 1 - padding columns on each
 // side, (O, H + KH - 1, W + KW - 1): the input of the backward's implicit transposed product.
-int64_t padded_dy_size(const Conv2dGeometry& g) { return g.O * (g.H + g.KH - 1) * (g.W + g.KW - 1); }
+// (Rows of 32 under wide_dx, plus 32 floats that the last row's second vector reads past.)
+int64_t padded_dy_size(const Conv2dGeometry& g) {
+  return wide_dx(g) ? g.O * (g.H + g.KH - 1) * 32 + 32 : g.O * (g.H + g.KH - 1) * (g.W + g.KW - 1);
+}
 // ... and that padded gradient last.
 int64_t per_thread(const Conv2dGeometry& g) {
   const int64_t P = g.out_h() * g.out_w();
@@ -421,15 +430,16 @@ bool tiled_pool_product(const Conv2dGeometry& g) { return MINIDL_AVX512 && !impl
 // The input gradient of a stride-1 convolution is itself a stride-1 convolution: of the output
 // gradient padded by KH - 1 - padding (rows) and KW - 1 - padding (columns), with the weight
 // flipped in both spatial axes and its channel axes swapped, W'[c][o][kh][kw] =
-// W[o][c][KH-1-kh][KW-1-kw]. For input rows of at most 16 it runs as the implicit forward does
-// (one vector per row of dx, B read from the padded gradient, dx written once), instead of
-// col = W^T . dy followed by the fold (col written, read back and added up in L2).
+// W[o][c][KH-1-kh][KW-1-kw]. For input rows of at most 16, or 17-32 under wide_dx, it runs as
+// the implicit forward does (one or two vectors per row of dx, B read from the padded gradient,
+// dx written once), instead of col = W^T . dy followed by the fold (col written, read back and
+// added up in L2).
 // Empty where it does not apply.
 ImplicitOffsets implicit_dx_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
 #if MINIDL_AVX512
-  if (g.stride != 1 || g.W > 16 || g.padding > g.KH - 1 || g.padding > g.KW - 1) return t;
-  t.koff = patch_offsets(g.O, g.KH, g.KW, g.H + g.KH - 1, g.W + g.KW - 1);
+  if (g.stride != 1 || (g.W > 16 && !wide_dx(g)) || g.padding > g.KH - 1 || g.padding > g.KW - 1) return t;
+  t.koff = patch_offsets(g.O, g.KH, g.KW, g.H + g.KH - 1, wide_dx(g) ? 32 : g.W + g.KW - 1);
 #else
   (void)g;
 #endif
@@ -536,12 +546,21 @@ bool implicit_forward(const float* x, const float* weight, float* padded, float*
 void implicit_dx(const float* dyn, const float* flipped, float* padded_dy, float* dx, int64_t n,
                  const ImplicitOffsets& t, const Conv2dGeometry& g) {
 #if MINIDL_AVX512
-  const int64_t OH = g.out_h(), OW = g.out_w(), Hq = g.H + g.KH - 1, Wq = g.W + g.KW - 1;
+  const bool wide = wide_dx(g);
+  const int64_t OH = g.out_h(), OW = g.out_w(), Hq = g.H + g.KH - 1, Wq = wide ? 32 : g.W + g.KW - 1;
   const int64_t ph = g.KH - 1 - g.padding, pw = g.KW - 1 - g.padding;
   for (int64_t o = 0; o < g.O; ++o)
     for (int64_t oh = 0; oh < OH; ++oh) row_copy(padded_dy + (o * Hq + ph + oh) * Wq + pw, dyn + (o * OH + oh) * OW, OW);
   const int K = static_cast<int>(g.O * g.KH * g.KW), C = static_cast<int>(g.C), H = static_cast<int>(g.H);
   const int64_t S = g.H * g.W;
+  if (wide) {
+    for (int m = 0; m < C; m += tiles::kRows)
+      tiles::rows_of_tiles(std::min(tiles::kRows, C - m), K, 2 * H, tiles::MatrixA{flipped + m * K, K},
+                           PaddedB{padded_dy, t.koff.data(), 16},
+                           WideRowsC{dx + (n * g.C + m) * S, S, g.W, 0, simd::tail_mask(g.W - 16)},
+                           static_cast<__mmask16>(0xffff), static_cast<__mmask16>(0xffff));
+    return;
+  }
   const __mmask16 row = simd::tail_mask(g.W);
   for (int m = 0; m < C; m += tiles::kRows)
     tiles::rows_of_tiles(std::min(tiles::kRows, C - m), K, H, tiles::MatrixA{flipped + m * K, K},
