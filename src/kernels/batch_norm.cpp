@@ -379,6 +379,17 @@ void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma,
     }
 }
 
+namespace {
+// The mean (double) and rstd = 1/sqrt(biased var + eps) of the M values at in, for GroupNorm's
+// groups and LayerNorm's rows; returns the mean split for centring.
+SplitMean row_statistics(const float* in, int64_t M, float eps, double& mean, float& rstd) {
+  double squares = 0.0;
+  channel_moments(in, 1, 1, M, 0, mean, squares);
+  rstd = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(M) + eps));
+  return SplitMean(mean);
+}
+}  // namespace
+
 // --- GroupNorm (kernels/batch_norm.h) -----------------------------------------
 // Group g of sample n is the contiguous block of C/G channels at x + (n*C + g*C/G)*S: its
 // moments are one "channel" of a (1, 1, M) tensor, M = (C/G)*S, in the same two double passes.
@@ -388,12 +399,8 @@ void group_norm_forward(const float* x, const float* gamma, const float* beta, f
 #pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
   for (int64_t r = 0; r < N * G; ++r) {
     const float* in = x + r * M;
-    double mu = 0.0, squares = 0.0;
-    channel_moments(in, 1, 1, M, 0, mu, squares);
-    const float is = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(M) + eps));
-    mean[r] = mu;
-    rstd[r] = is;
-    const SplitMean m(mu);
+    const SplitMean m = row_statistics(in, M, eps, mean[r], rstd[r]);
+    const float is = rstd[r];
     for (int64_t j = 0; j < Cg; ++j) {
       const int64_t c = (r % G) * Cg + j;
       const float scale = gamma ? gamma[c] * is : is, b = beta ? beta[c] : 0.0f;
@@ -456,12 +463,8 @@ void layer_norm_forward(const float* x, const float* gamma, const float* beta, f
   for (int64_t r = 0; r < R; ++r) {
     const float* in = x + r * M;
     float* out = y + r * M;
-    double mu = 0.0, squares = 0.0;
-    channel_moments(in, 1, 1, M, 0, mu, squares);
-    const float is = static_cast<float>(1.0 / std::sqrt(squares / static_cast<double>(M) + eps));
-    mean[r] = mu;
-    rstd[r] = is;
-    const SplitMean m(mu);
+    const SplitMean m = row_statistics(in, M, eps, mean[r], rstd[r]);
+    const float is = rstd[r];
     if (gamma && beta) {
 #pragma omp simd
       for (int64_t j = 0; j < M; ++j) out[j] = m.center(in[j]) * is * gamma[j] + beta[j];
