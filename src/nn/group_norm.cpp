@@ -113,12 +113,14 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
                               y.data(), mu->data(), rstd.data(), R, M, eps);
   if (!needs_grad({&x, &weight, &bias})) return y;
   Tensor sx = x.detach(), sw = weight.defined() ? weight.detach() : Tensor();
-  const Shape wshape = normalized_shape;
+  // (The gradients take the parameters' own shapes: the check above asks only for M values.)
+  const Shape wshape = weight.defined() ? weight.shape() : normalized_shape;
+  const Shape bshape = bias.defined() ? bias.shape() : normalized_shape;
   return record(y, "layer_norm", {x, weight, bias},
-                [sx, sw, mu, rstd, R, M, wshape](const Tensor& dy, const std::vector<bool>& needs) {
+                [sx, sw, mu, rstd, R, M, wshape, bshape](const Tensor& dy, const std::vector<bool>& needs) {
                   Tensor dx = needs[0] ? Tensor::empty(sx.shape()) : Tensor();
                   Tensor dgamma = needs[1] ? Tensor::zeros(wshape) : Tensor();
-                  Tensor dbeta = needs[2] ? Tensor::zeros(wshape) : Tensor();
+                  Tensor dbeta = needs[2] ? Tensor::zeros(bshape) : Tensor();
                   kernels::layer_norm_backward(dy.data(), sx.data(), sw.defined() ? sw.data() : nullptr, mu->data(),
                                                rstd.data(), needs[0] ? dx.data() : nullptr,
                                                needs[1] ? dgamma.data() : nullptr, needs[2] ? dbeta.data() : nullptr, R, M);
