@@ -162,6 +162,9 @@ TEST_CASE("dispatch: convolutions of general shapes equal the reference in every
       // The implicit input gradient on rows of 17-32 (two vectors per row): padding 0, a 7x7
       // kernel whose padded row fills all 32 floats, 20 input channels (a row block of 4).
       {2, 4, 20, 17, 12, 3, 1, 0}, {2, 3, 26, 26, 10, 7, 1, 3}, {2, 12, 18, 24, 20, 3, 1, 1},
+      // The transposed products on short rows: 40 channels (a masked last vector of O), stride 3
+      // (the general fold), padding past the kernel (no implicit input gradient), one output row.
+      {2, 8, 11, 9, 40, 3, 2, 1}, {2, 6, 20, 20, 32, 3, 3, 1}, {2, 4, 6, 6, 48, 3, 1, 3}, {2, 8, 3, 21, 33, 3, 2, 0},
   };
   for (const Case& c : cases) {
     const kernels::Conv2dGeometry g{c.N, c.C, c.H, c.W, c.O, c.K, c.K, c.stride, c.padding};
@@ -257,9 +260,16 @@ TEST_CASE("dispatch: each variant serves the convolution shapes docs/performance
     CHECK(forward(s2) == "implicit, parity-split rows");
     // Rows of 40: the pooling inference block unfolds into the tiles and pools in registers.
     CHECK(std::string(kernels::conv2d_paths(big).pool_forward) == tiled);
-    // Rows of 7 unfold in the forward, but the pooling inference block keeps the implicit product.
-    CHECK(forward(narrow) == tiled);
+    // Rows of 7 with 64 channels: the transposed product (vectors along O), but the pooling
+    // inference block keeps the implicit product; below 32 channels, the unfold.
+    CHECK(forward(narrow) == "transposed, read from the padded sample");
     CHECK(std::string(kernels::conv2d_paths(narrow).pool_forward) == "implicit");
+    CHECK(forward(G{1, 64, 7, 7, 16, 3, 3, 1, 1}) == tiled);
+    // Stride 2 onto rows of 7 (the strided net's second layer): both products transposed.
+    const G s2_narrow{1, 32, 14, 14, 64, 3, 3, 2, 1};
+    CHECK(forward(s2_narrow) == "transposed, read from the padded sample");
+    CHECK(std::string(kernels::conv2d_paths(s2_narrow).dx) == "transposed tiles + parity-split fold");
+    CHECK(std::string(kernels::conv2d_paths(narrow).dx) == "implicit transposed convolution");
   }
 }
 

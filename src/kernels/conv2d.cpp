@@ -71,6 +71,17 @@ bool wide_rows(const Conv2dGeometry& g) {
 bool wide_dx(const Conv2dGeometry& g) {
   return MINIDL_AVX512 && g.stride == 1 && g.W > 16 && g.W + g.KW - 1 <= 32;
 }
+// Where the implicit input gradient applies (implicit_dx_offsets).
+bool implicit_dx_fits(const Conv2dGeometry& g) {
+  return MINIDL_AVX512 && g.stride == 1 && (g.W <= 16 || wide_dx(g)) && g.padding <= g.KH - 1 &&
+         g.padding <= g.KW - 1;
+}
+// Elsewhere, with AVX-512, short output rows (as transposed_forward below) and K >= 32: col is
+// computed transposed, col^T (P, K) = dy^T . W with the vectors along K, then transposed back
+// for the fold (one more (P, K) buffer per thread).
+bool transposed_dx(const Conv2dGeometry& g) {
+  return MINIDL_AVX512 && g.out_w() < 12 && g.patch() >= 32 && !implicit_dx_fits(g);
+}
 // Stride 2 (the SIMD variants): each padded row is stored as its even columns then its odd
 // columns (two halves of ceil(Wp / 2) floats), so that the OW inputs an output row reads at one
 // kernel column are consecutive floats of one half (input column 2*ow + kw is float ow + kw/2
@@ -103,7 +114,8 @@ int64_t padded_dy_size(const Conv2dGeometry& g) {
 // ... and that padded gradient last.
 int64_t per_thread(const Conv2dGeometry& g) {
   const int64_t P = g.out_h() * g.out_w();
-  return g.patch() * P + padded_size(g) + g.O * P + P * g.O + g.patch() * g.O + padded_dy_size(g);
+  return g.patch() * P + padded_size(g) + g.O * P + P * g.O + g.patch() * g.O + padded_dy_size(g) +
+         (transposed_dx(g) ? P * g.patch() : 0);
 }
 
 // The backward's samples in contiguous groups handed to the threads as they come free (the
@@ -125,12 +137,13 @@ std::vector<int64_t> sample_groups(int64_t N, int threads) {
 int64_t group_count(int64_t N, int threads) { return static_cast<int64_t>(sample_groups(N, threads).size()) - 1; }
 
 #if MINIDL_AVX512
-// dst (n, ld) = the transpose of the 16 x n block at src (row stride ls), n <= 16: 16 loads,
-// 64 shuffles (pairs of floats, of doubles, then of 128-bit lanes twice), n stores.
-void transpose16(const float* src, int64_t ls, float* dst, int64_t ld, int n) {
-  const __mmask16 m = simd::tail_mask(n);
+// dst (n, ld) = the transpose of the rows x n block at src (row stride ls), rows, n <= 16: rows
+// loads, 64 shuffles (pairs of floats, of doubles, then of 128-bit lanes twice), n stores of
+// rows lanes.
+void transpose16(const float* src, int64_t ls, float* dst, int64_t ld, int n, int rows = 16) {
+  const __mmask16 m = simd::tail_mask(n), out = simd::tail_mask(rows);
   __m512 r[16], t[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_maskz_loadu_ps(m, src + i * ls);
+  for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(m, src + i * ls) : _mm512_setzero_ps();
   for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -155,20 +168,19 @@ void transpose16(const float* src, int64_t ls, float* dst, int64_t ld, int n) {
     r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
     r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
   }
-  for (int i = 0; i < n; ++i) _mm512_storeu_ps(dst + i * ld, r[i]);
+  for (int i = 0; i < n; ++i) _mm512_mask_storeu_ps(dst + i * ld, out, r[i]);
 }
 #endif
 
-// dst (cols, rows) = src (rows, cols)^T. With AVX-512 and rows a multiple of 16, in-register
-// 16 x 16 blocks; else 16 x 16 blocks of scalar copies, so both sides stay in a few cache lines.
+// dst (cols, rows) = src (rows, cols)^T. With AVX-512, in-register blocks of up to 16 x 16;
+// else 16 x 16 blocks of scalar copies, so both sides stay in a few cache lines.
 void transpose(const float* __restrict src, int64_t rows, int64_t cols, float* __restrict dst) {
 #if MINIDL_AVX512
-  if (rows % 16 == 0) {
-    for (int64_t r0 = 0; r0 < rows; r0 += 16)
-      for (int64_t c0 = 0; c0 < cols; c0 += 16)
-        transpose16(src + r0 * cols + c0, cols, dst + c0 * rows + r0, rows, static_cast<int>(std::min<int64_t>(16, cols - c0)));
-    return;
-  }
+  for (int64_t r0 = 0; r0 < rows; r0 += 16)
+    for (int64_t c0 = 0; c0 < cols; c0 += 16)
+      transpose16(src + r0 * cols + c0, cols, dst + c0 * rows + r0, rows, static_cast<int>(std::min<int64_t>(16, cols - c0)),
+                  static_cast<int>(std::min<int64_t>(16, rows - r0)));
+  return;
 #endif
   constexpr int64_t kB = 16;
   for (int64_t r0 = 0; r0 < rows; r0 += kB)
@@ -417,6 +429,21 @@ ImplicitOffsets implicit_forward_offsets(const Conv2dGeometry& g) {
   return implicit_offsets(g);
 }
 
+// With AVX-512, where the forward unfolds for its short rows (above) and there are at least 32
+// output channels, it runs the transposed product out^T (P, O) = col^T . W^T instead: the
+// vectors along O, so that no lane idles on a short row, and col^T read from the padded sample
+// (no unfold); out^T is then transposed back in cache.
+bool transposed_forward(const Conv2dGeometry& g) {
+  return MINIDL_AVX512 && g.out_w() < 12 && g.O >= 32 && implicit_offsets(g).applies();
+}
+// Where output position p (row p / OW, column p % OW) starts in the padded sample.
+std::vector<int32_t> output_offsets(const Conv2dGeometry& g) {
+  const int64_t P = g.out_h() * g.out_w(), OW = g.out_w(), Wp = g.stride * padded_width(g);
+  std::vector<int32_t> poff;
+  for (int64_t p = 0; p < P; ++p) poff.push_back(static_cast<int32_t>((p / OW) * Wp + p % OW));
+  return poff;
+}
+
 // The weight gradient from the padded sample: where the implicit offsets apply, in both SIMD
 // variants and at any O. Else the unfold, then the tiles from 16 channels on (tiled_dweight).
 ImplicitOffsets dweight_offsets(const Conv2dGeometry& g) { return implicit_offsets(g); }
@@ -438,7 +465,7 @@ bool tiled_pool_product(const Conv2dGeometry& g) { return MINIDL_AVX512 && !impl
 ImplicitOffsets implicit_dx_offsets(const Conv2dGeometry& g) {
   ImplicitOffsets t;
 #if MINIDL_AVX512
-  if (g.stride != 1 || (g.W > 16 && !wide_dx(g)) || g.padding > g.KH - 1 || g.padding > g.KW - 1) return t;
+  if (!implicit_dx_fits(g)) return t;
   t.koff = patch_offsets(g.O, g.KH, g.KW, g.H + g.KH - 1, wide_dx(g) ? 32 : g.W + g.KW - 1);
 #else
   (void)g;
@@ -495,6 +522,39 @@ struct WideRowsC {
   WideRowsC shifted(int vectors) const { return {c, ldc, ow, first + vectors, second}; }
 };
 #endif
+
+// col (K, P) = W^T . dy_n by way of col^T (P, K) = dy_n^T . W in col_t (transposed_dx).
+void transposed_dx_product(const float* dyn, const float* weight, float* col_t, float* col, const Conv2dGeometry& g) {
+#if MINIDL_AVX512
+  const int K = static_cast<int>(g.patch()), P = static_cast<int>(g.out_h() * g.out_w()), O = static_cast<int>(g.O);
+  const int vectors = (K + 15) / 16;
+  for (int m = 0; m < P; m += tiles::kRows)
+    tiles::rows_of_tiles(std::min(tiles::kRows, P - m), O, vectors, tiles::MatrixAT{dyn + m, P},
+                         tiles::MatrixB{weight, K, 16}, tiles::MatrixC{col_t + static_cast<int64_t>(m) * K, K, 16, false},
+                         tiles::Lanes::full(), tiles::Lanes::tail(K - 16 * (vectors - 1)));
+  transpose(col_t, P, K, col);
+#else
+  (void)dyn, (void)weight, (void)col_t, (void)col, (void)g;
+#endif
+}
+
+// out (O, P) for sample n by the transposed product (transposed_forward): weight_t = W^T (K, O),
+// out_t a (P, O) buffer.
+void transposed_product(const float* x, const float* weight_t, float* padded, float* out_t, float* out, int64_t n,
+                        const ImplicitOffsets& t, const std::vector<int32_t>& poff, const Conv2dGeometry& g) {
+#if MINIDL_AVX512
+  pad_sample(x, padded, n, g);
+  const int K = static_cast<int>(g.patch()), O = static_cast<int>(g.O), P = static_cast<int>(poff.size());
+  const int vectors = (O + 15) / 16;
+  for (int m = 0; m < P; m += tiles::kRows)
+    tiles::rows_of_tiles(std::min(tiles::kRows, P - m), K, vectors, PaddedA{padded, poff.data() + m, t.koff.data()},
+                         tiles::MatrixB{weight_t, O, 16}, tiles::MatrixC{out_t + static_cast<int64_t>(m) * O, O, 16, false},
+                         tiles::Lanes::full(), tiles::Lanes::tail(O - 16 * (vectors - 1)));
+  transpose(out_t, P, O, out);
+#else
+  (void)x, (void)weight_t, (void)padded, (void)out_t, (void)out, (void)n, (void)t, (void)poff, (void)g;
+#endif
+}
 
 // out (O, P) = weight (O, K) . col for sample n, col read from the padded sample (written into
 // `padded`), when the implicit product applies; false (nothing done) when it does not.
@@ -586,7 +646,9 @@ Conv2dPaths conv2d_paths(const Conv2dGeometry& g) {
                          : phase_split(g) ? "implicit, parity-split rows"
                                           : "implicit";
   Conv2dPaths p;
-  p.forward = implicit_forward_offsets(g).applies() ? implicit : unfold;
+  p.forward = transposed_forward(g)                  ? "transposed, read from the padded sample"
+              : implicit_forward_offsets(g).applies() ? implicit
+                                                      : unfold;
   if (implicit_offsets(g).applies()) {
     p.pool_forward = implicit;
   } else if (tiled_pool_product(g)) {
@@ -596,6 +658,9 @@ Conv2dPaths conv2d_paths(const Conv2dGeometry& g) {
     p.pool_forward = g.patch() * P >= QH * QW * g.O ? "unfold + OpenBLAS, transposed" : "unfold + OpenBLAS";
   }
   p.dx = implicit_dx_offsets(g).applies() ? "implicit transposed convolution"
+         : transposed_dx(g)               ? (phase_split(g)   ? "transposed tiles + parity-split fold"
+                                             : g.stride == 1 ? "transposed tiles + padded fold"
+                                                             : "transposed tiles + general fold")
          : g.stride == 1                  ? (tiles ? "tiles + padded fold" : "OpenBLAS + padded fold")
          : phase_split(g)                 ? "tiles + parity-split fold"
          : tiles                          ? "tiles + general fold"
@@ -674,16 +739,24 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
   const ImplicitOffsets offsets = implicit_forward_offsets(g);
+  const bool transposed = transposed_forward(g);
+  const ImplicitOffsets toff = transposed ? implicit_offsets(g) : ImplicitOffsets{};
+  const std::vector<int32_t> poff = transposed ? output_offsets(g) : std::vector<int32_t>{};
 #pragma omp parallel num_threads(threads)
   {
     float* col = workspace + static_cast<int64_t>(omp_get_thread_num()) * per_thread(g);
     float* padded = col + K * P;
     float* buffer = padded + padded_size(g);  // the sample's output when y is null
+    float* out_t = buffer + g.O * P;          // (P, O), then W^T (K, O): the transposed product's
+    float* weight_t = out_t + P * g.O;
+    if (transposed) transpose(weight, g.O, K, weight_t);
     // Guided: the samples are independent, and the threads do not run at the same speed.
 #pragma omp for schedule(guided)
     for (int64_t n = 0; n < g.N; ++n) {
       float* out = y ? y + n * g.O * P : buffer;
-      if (!implicit_forward(x, weight, padded, out, n, offsets, g)) {
+      if (transposed) {
+        transposed_product(x, weight_t, padded, out_t, out, n, toff, poff, g);
+      } else if (!implicit_forward(x, weight, padded, out, n, offsets, g)) {
         const float* b = product_input(x, col, padded, n, g);
         // (Training keeps W . col, in the layout the rest of the step reads; inference uses the
         // transposed product col^T . W^T and pools its rows directly.)
@@ -712,11 +785,7 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
   // offsets apply, at any O (O < 16 masks lanes of the tiles' one vector, and still beats
   // OpenBLAS on the unfold; docs/performance.md).
   const ImplicitOffsets dw_offsets = dweight ? dweight_offsets(g) : ImplicitOffsets{};
-  std::vector<int32_t> poff;
-  if (dw_offsets.applies()) {
-    const int64_t OW = g.out_w(), Wp = g.stride * padded_width(g);
-    for (int64_t p = 0; p < P; ++p) poff.push_back(static_cast<int32_t>((p / OW) * Wp + p % OW));
-  }
+  const std::vector<int32_t> poff = dw_offsets.applies() ? output_offsets(g) : std::vector<int32_t>{};
 #pragma omp parallel num_threads(threads)
   {
     const int t = omp_get_thread_num();
@@ -726,10 +795,12 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
     float* dy_t = dy_buffer + g.O * P;  // (P, O)
     float* weight_t = dy_t + P * g.O;   // (K, O), or W' for the implicit input gradient
     float* padded_dy = weight_t + K * g.O;
+    float* col_t = padded_dy + padded_dy_size(g);  // (P, K) under transposed_dx
+    const bool dx_transposed = dx && transposed_dx(g);
     if (dx && dx_offsets.applies()) {
       flip_weight(weight, weight_t, g);
       std::fill(padded_dy, padded_dy + padded_dy_size(g), 0.0f);
-    } else if (dx) {
+    } else if (dx && !dx_transposed) {
       transpose(weight, g.O, K, weight_t);
     }
 #pragma omp for schedule(dynamic, 1)
@@ -773,6 +844,9 @@ void conv2d_backward(const float* x, const float* weight, const float* dy, float
         }
         if (dx && dx_offsets.applies()) {
           implicit_dx(dyn, weight_t, padded_dy, dx, n, dx_offsets, g);
+        } else if (dx_transposed) {
+          transposed_dx_product(dyn, weight, col_t, col, g);
+          fold(col, dx, padded, n, g);
         } else if (dx) {
           gemm_tiles(Ki, Pi, O, weight_t, O, dyn, Pi, col, Pi, false);
           fold(col, dx, padded, n, g);
