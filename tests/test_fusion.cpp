@@ -89,10 +89,18 @@ TEST_CASE("fusion: the pass matches the pattern table and nothing else", "[fusio
   auto none = spec_model("conv(4,3,pad=1,groups=1) relu maxpool(3) conv(4,3,pad=1,groups=2) bn relu maxpool(2) "
                          "conv(4,3,pad=1) groupnorm(2) maxpool(2,stride=1) relu conv(4,1) relu avgpool(2) flatten linear(16) dropout(0.1) bn relu linear(10)",
                          mnist, true);
-  CHECK(ranges(*none) == std::vector<std::pair<size_t, size_t>>{{0, 2}, {11, 13}});
-  CHECK(none->fusion_note() == "0:conv+1:relu (one op); 11:conv+12:relu (one op)");
-  auto nothing = spec_model("conv(4,3,pad=1) conv(4,3,pad=1,groups=2) bn relu maxpool(2) flatten dropout(0.1) linear(10)", mnist, true);
+  // (The relu and 2x2 pooling after the grouped conv + bn are a pooling block of their own.)
+  CHECK(ranges(*none) == std::vector<std::pair<size_t, size_t>>{{0, 2}, {5, 7}, {11, 13}});
+  CHECK(none->fusion_note() == "0:conv+1:relu (one op); 5:relu+6:maxpool (one op); 11:conv+12:relu (one op)");
+  auto nothing = spec_model("conv(4,3,pad=1) conv(4,3,pad=1,groups=2) bn relu maxpool(3) flatten dropout(0.1) linear(10)", mnist, true);
   CHECK(nothing->fusion_note() == "none");
+  // An activation and a 2x2 pooling after a residual block, in either order; a pooling alone
+  // stays a layer.
+  auto res = spec_model("conv(4,3,pad=1) bn relu res(conv(4,3,pad=1) bn) relu maxpool(2) res(conv(4,3,pad=1)) maxpool(2) "
+                        "tanh res(conv(4,3,pad=1)) maxpool(2) flatten linear(10)",
+                        mnist, true);
+  CHECK(ranges(*res) == std::vector<std::pair<size_t, size_t>>{{0, 3}, {4, 6}, {7, 9}});
+  CHECK(res->fusion_note().find("4:relu+5:maxpool (one op); 7:maxpool+8:tanh (one op)") != std::string::npos);
   CHECK(cnn->fusion_note() == "0:conv+1:bn+2:relu+3:maxpool (one op); 4:conv+5:bn+6:relu+7:maxpool (one op); "
                               "9:linear+10:bn+11:relu (one op)");
   CHECK(spec_model("conv(4,3) relu maxpool(2) flatten linear(10)", mnist, false)->fusion_note() == "none (--no-fuse)");
@@ -109,6 +117,10 @@ TEST_CASE("fusion: fused spec models train as the same model layer by layer (1e-
       {"conv(6,5) tanh maxpool(2) conv(16,5) tanh maxpool(2) flatten linear(84) tanh linear(10)", {1, 28, 28}},
       // Odd planes (15 -> 7 -> 3), pooling before the activation, 3 input channels, a strided conv.
       {"conv(8,3,pad=1) bn maxpool(2) sigmoid conv(12,3,stride=2,pad=1) bn relu maxpool(2) flatten linear(10)", {3, 15, 15}},
+      // Activation and pooling after residual blocks, in both orders (odd planes: 13 -> 6 -> 3).
+      {"conv(8,3,pad=1) bn relu res(conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn) relu maxpool(2) "
+       "res(conv(8,3,pad=1) bn) maxpool(2) sigmoid flatten linear(10)",
+       {1, 13, 13}},
       // A conv + bn without pooling, and a residual block between fused blocks.
       {"conv(8,3,pad=1) bn relu conv(8,3,pad=1) bn relu maxpool(2) res(conv(8,3,pad=1) bn relu) flatten linear(32) bn tanh linear(10)",
        {2, 12, 12}},

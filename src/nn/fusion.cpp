@@ -20,6 +20,8 @@ const std::vector<FusionPattern>& fusion_patterns() {
       {FusedOp::LinearBnAct, {{R::Linear}, {R::BatchNorm1d, true}, {R::Activation}}},
       {FusedOp::FoldBatchNorm, {{R::Conv}, {R::BatchNorm2d}}},
       {FusedOp::FoldBatchNorm, {{R::Linear}, {R::BatchNorm1d}}},
+      {FusedOp::PoolAct, {{R::Activation}, {R::MaxPool2}}},
+      {FusedOp::PoolAct, {{R::MaxPool2}, {R::Activation}}},
   };
   return table;
 }
@@ -126,6 +128,11 @@ std::pair<Tensor, Tensor> inference_weights(const Conv2d& conv, const BatchNorm*
 }  // namespace
 
 bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
+  if (g.pattern->op == FusedOp::PoolAct) {
+    if (x.dim() != 4 || x.size(2) < 2 || x.size(3) < 2) return false;  // the layers say what is wrong
+    out = bn_pool_act(x, nullptr, g.act);
+    return true;
+  }
   if (g.bn && !can_fuse_batch_norm(g.bn)) return false;
   Module& first = g.conv ? static_cast<Module&>(*g.conv) : static_cast<Module&>(*g.linear);
   const bool inference = !first.is_training() && !grad_enabled();

@@ -43,6 +43,9 @@ enum class FusedOp {
   ConvGnAct,
   // bn(conv(x)) and bn(linear(x)): inference only, BN folded into the layer before it.
   FoldBatchNorm,
+  // act(max_pool2d(x, 2)) after any layer (a residual block's sum, say), in either order:
+  // bn_pool_act without BN, one pass in every mode.
+  PoolAct,
 };
 
 struct FusionStep {
