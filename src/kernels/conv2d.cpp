@@ -754,6 +754,10 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
 #pragma omp for schedule(guided)
     for (int64_t n = 0; n < g.N; ++n) {
       float* out = y ? y + n * g.O * P : buffer;
+      // The next sample's input into L2 (into L1 it pushed out the padded sample: resnet-small's
+      // training 0.91x).
+      const int64_t xs = g.C * g.H * g.W;
+      if (n + 1 < g.N) detail::prefetch_read_l2(x + (n + 1) * xs, xs);
       if (transposed) {
         transposed_product(x, weight_t, padded, out_t, out, n, toff, poff, g);
       } else if (!implicit_forward(x, weight, padded, out, n, offsets, g)) {
