@@ -76,7 +76,7 @@ bool implicit_dx_fits(const Conv2dGeometry& g) {
   return MINIDL_AVX512 && g.stride == 1 && (g.W <= 16 || wide_dx(g)) && g.padding <= g.KH - 1 &&
          g.padding <= g.KW - 1;
 }
-// Elsewhere, with AVX-512, short output rows (as transposed_forward below) and K >= 32: col is
+// Elsewhere, with AVX-512, short output rows (as transposed_forward_offsets below) and K >= 32: col is
 // computed transposed, col^T (P, K) = dy^T . W with the vectors along K, then transposed back
 // for the fold (one more (P, K) buffer per thread).
 bool transposed_dx(const Conv2dGeometry& g) {
@@ -432,9 +432,10 @@ ImplicitOffsets implicit_forward_offsets(const Conv2dGeometry& g) {
 // With AVX-512, where the forward unfolds for its short rows (above) and there are at least 32
 // output channels, it runs the transposed product out^T (P, O) = col^T . W^T instead: the
 // vectors along O, so that no lane idles on a short row, and col^T read from the padded sample
-// (no unfold); out^T is then transposed back in cache.
-bool transposed_forward(const Conv2dGeometry& g) {
-  return MINIDL_AVX512 && g.out_w() < 12 && g.O >= 32 && implicit_offsets(g).applies();
+// (no unfold); out^T is then transposed back in cache. Empty where it does not apply.
+ImplicitOffsets transposed_forward_offsets(const Conv2dGeometry& g) {
+  if (!MINIDL_AVX512 || g.out_w() >= 12 || g.O < 32) return {};
+  return implicit_offsets(g);
 }
 // Where output position p (row p / OW, column p % OW) starts in the padded sample.
 std::vector<int32_t> output_offsets(const Conv2dGeometry& g) {
@@ -538,7 +539,7 @@ void transposed_dx_product(const float* dyn, const float* weight, float* col_t, 
 #endif
 }
 
-// out (O, P) for sample n by the transposed product (transposed_forward): weight_t = W^T (K, O),
+// out (O, P) for sample n by the transposed product (transposed_forward_offsets): weight_t = W^T (K, O),
 // out_t a (P, O) buffer.
 void transposed_product(const float* x, const float* weight_t, float* padded, float* out_t, float* out, int64_t n,
                         const ImplicitOffsets& t, const std::vector<int32_t>& poff, const Conv2dGeometry& g) {
@@ -646,7 +647,7 @@ Conv2dPaths conv2d_paths(const Conv2dGeometry& g) {
                          : phase_split(g) ? "implicit, parity-split rows"
                                           : "implicit";
   Conv2dPaths p;
-  p.forward = transposed_forward(g)                  ? "transposed, read from the padded sample"
+  p.forward = transposed_forward_offsets(g).applies() ? "transposed, read from the padded sample"
               : implicit_forward_offsets(g).applies() ? implicit
                                                       : unfold;
   if (implicit_offsets(g).applies()) {
@@ -739,8 +740,9 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
   const int64_t P = g.out_h() * g.out_w(), K = g.patch();
   const int O = static_cast<int>(g.O), Pi = static_cast<int>(P), Ki = static_cast<int>(K);
   const ImplicitOffsets offsets = implicit_forward_offsets(g);
-  const bool transposed = transposed_forward(g);
-  const ImplicitOffsets toff = transposed ? implicit_offsets(g) : ImplicitOffsets{};
+  const ImplicitOffsets toff = transposed_forward_offsets(g);
+  const bool transposed = toff.applies();
+  const int64_t xs = g.C * g.H * g.W;  // one sample's input
   const std::vector<int32_t> poff = transposed ? output_offsets(g) : std::vector<int32_t>{};
 #pragma omp parallel num_threads(threads)
   {
@@ -756,7 +758,6 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
       float* out = y ? y + n * g.O * P : buffer;
       // The next sample's input into L2 (into L1 it pushed out the padded sample: resnet-small's
       // training 0.91x).
-      const int64_t xs = g.C * g.H * g.W;
       if (n + 1 < g.N) detail::prefetch_read_l2(x + (n + 1) * xs, xs);
       if (transposed) {
         transposed_product(x, weight_t, padded, out_t, out, n, toff, poff, g);
