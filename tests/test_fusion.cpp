@@ -278,5 +278,27 @@ TEST_CASE("fusion: a Sequential built in C++ fuses its layers, and a FusionGuard
   CHECK(rel_diff(fused, plain) < 1e-5);
   // A res block's body is a Sequential: its plan shows in the model's note.
   auto net = spec_model("conv(4,3,pad=1) bn relu res(conv(4,3,pad=1) bn relu conv(4,3,pad=1) bn) flatten linear(10)", {1, 8, 8}, true);
-  CHECK(net->fusion_note() == "0:conv+1:bn+2:relu (one op); 3:res.body: 0+1+2 (one op); 3+4 (inference: BN folded)");
+  CHECK(net->fusion_note() == "0:conv+1:bn+2:relu (one op); 3:res.body: 0+1+2 (one op); 3+4 (one op)");
+  // A conv + bn with no activation trains as one op too (conv_bn_act without an activation),
+  // and evaluates with grad as the layers.
+  Sequential cb;
+  cb.add(std::make_shared<Conv2d>(2, 4, 3, 1, 1, false, gen)).add(std::make_shared<BatchNorm2d>(4));
+  REQUIRE(cb.fusion_plan().groups.size() == 1);
+  auto train_ops = [&](bool training) {
+    if (training) cb.train();
+    else cb.eval();
+    Profiler::reset();
+    Profiler::enable(true);
+    sum(cb.forward(x.detach().set_requires_grad())).backward();
+    Profiler::enable(false);
+    auto t = Profiler::table();
+    Profiler::reset();
+    return t;
+  };
+  auto cb_train = train_ops(true);
+  CHECK(cb_train.count("conv_bn_act"));
+  CHECK_FALSE(cb_train.count("conv2d"));
+  auto cb_eval = train_ops(false);
+  CHECK(cb_eval.count("conv2d"));
+  CHECK_FALSE(cb_eval.count("conv_bn_act"));
 }

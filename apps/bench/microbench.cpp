@@ -90,17 +90,18 @@ void BM_ConvProduct(benchmark::State& state) {
 }
 BENCHMARK(BM_ConvProduct)->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
+// Args as BM_Conv2dForward's; the input gets a gradient unless C = 1 (a first layer).
 void BM_Conv2dForwardBackward(benchmark::State& state) {
-  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2);
+  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2), KS = state.range(3);
   Generator g(2);
   Tensor x = Tensor::normal({64, C, HW, HW}, 0, 1, g).set_requires_grad(C > 1);
-  Tensor w = Tensor::normal({O, C, 5, 5}, 0, 0.1f, g).set_requires_grad();
+  Tensor w = Tensor::normal({O, C, KS, KS}, 0, 0.1f, g).set_requires_grad();
   Tensor seed;
   const int64_t total_before = Storage::total_bytes_allocated();
   int64_t extra = 0;
   for (auto _ : state) {
     const int64_t live = Storage::live_bytes();
-    Tensor y = conv2d(x, w, Tensor(), 1, 2);
+    Tensor y = conv2d(x, w, Tensor(), 1, KS / 2);
     extra = Storage::live_bytes() - live;
     if (!seed.defined()) seed = Tensor::ones(y.shape());
     y.backward(seed);
@@ -108,20 +109,42 @@ void BM_Conv2dForwardBackward(benchmark::State& state) {
     x.zero_grad();
   }
   report_memory(state, total_before, extra);
-  const double flops = 2.0 * 64 * O * HW * HW * C * 25 * (C > 1 ? 3 : 2);
+  const double flops = 2.0 * 64 * O * HW * HW * C * KS * KS * (C > 1 ? 3 : 2);
   state.counters["GFLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
   state.SetLabel(kernels::blas_info().core);
 }
-BENCHMARK(BM_Conv2dForwardBackward)->Args({1, 16, 28})->Args({16, 32, 14})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2dForwardBackward)
+    ->Args({1, 16, 28, 5})
+    ->Args({16, 32, 14, 5})
+    ->Args({32, 32, 28, 3})
+    ->Args({32, 64, 14, 3})
+    ->Args({64, 64, 14, 3})
+    ->Args({16, 16, 28, 3})
+    ->Args({32, 32, 14, 3})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
+// Batch 64, args C, O, H = W, kernel size (same padding): the reference CNN's two 5x5 layers,
+// then the VGG-style net's 3x3 layers.
 void BM_Conv2dForward(benchmark::State& state) {
-  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2);
+  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2), KS = state.range(3);
   Generator g(2);
   Tensor x = Tensor::normal({64, C, HW, HW}, 0, 1, g);
-  Tensor w = Tensor::normal({O, C, 5, 5}, 0, 0.1f, g);
-  for (auto _ : state) benchmark::DoNotOptimize(conv2d(x, w, Tensor(), 1, 2));
+  Tensor w = Tensor::normal({O, C, KS, KS}, 0, 0.1f, g);
+  for (auto _ : state) benchmark::DoNotOptimize(conv2d(x, w, Tensor(), 1, KS / 2));
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 64 * O * HW * HW * C * KS * KS,
+                                                 benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_Conv2dForward)->Args({1, 16, 28})->Args({16, 32, 14})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2dForward)
+    ->Args({1, 16, 28, 5})
+    ->Args({16, 32, 14, 5})
+    ->Args({32, 32, 28, 3})
+    ->Args({32, 64, 14, 3})
+    ->Args({64, 64, 14, 3})
+    ->Args({16, 16, 28, 3})
+    ->Args({32, 32, 14, 3})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_MaxPool2d(benchmark::State& state) {
   Generator g(4);
@@ -296,6 +319,34 @@ void BM_ConvBlockTraining(benchmark::State& state) {
 BENCHMARK(BM_ConvBlockTraining)
     ->ArgsProduct({{1}, {16}, {28}, {1, 0}, {1, 0}})
     ->ArgsProduct({{16}, {32}, {14}, {1, 0}, {1, 0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The VGG-style net's unpooled training block, relu(bn(conv3x3(x))), forward and backward as
+// conv_bn_act, against the convolution alone (what BN and the activation add). Args: in
+// channels, out channels, plane size, block (1) or convolution only (0).
+void BM_ConvBnActTraining(benchmark::State& state) {
+  const int64_t C = state.range(0), O = state.range(1), HW = state.range(2);
+  const bool block = state.range(3) != 0;
+  Generator g(11), gc(12);
+  Conv2d conv(C, O, 3, 1, 1, false, gc);
+  BatchNorm2d bn(O);
+  Tensor x = Tensor::normal({64, C, HW, HW}, 0, 1, g).set_requires_grad(C > 1);
+  Tensor seed;
+  for (auto _ : state) {
+    Tensor y = block ? conv_bn_act(x, conv, &bn, Activation::ReLU) : conv.forward(x);
+    if (!seed.defined()) seed = Tensor::ones(y.shape());
+    y.backward(seed);
+    conv.zero_grad();
+    bn.zero_grad();
+    x.zero_grad();
+  }
+  state.counters["images/s"] = benchmark::Counter(64, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(block ? "conv_bn_act" : "conv only");
+}
+BENCHMARK(BM_ConvBnActTraining)
+    ->ArgsProduct({{1}, {32}, {28}, {1, 0}})
+    ->ArgsProduct({{32}, {64}, {14}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -274,12 +274,17 @@ Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation acti
                   Tensor dp;
                   std::vector<double> sums;
                   if (with_bn) {
-                    // dp = act'(out) * dy, then BN's two per-channel sums over it.
-                    dp = Tensor::empty(sout.shape());
+                    // dp = act'(out) * dy (dy itself with no activation), then BN's two
+                    // per-channel sums over it.
+                    if (act == kernels::Act::Identity) {
+                      dp = dy;
+                    } else {
+                      dp = Tensor::empty(sout.shape());
 #pragma omp parallel for schedule(static) num_threads(threads)
-                    for (int64_t n = 0; n < g.N; ++n)
-                      kernels::activation_backward(act, dy.data() + n * CP, nullptr, sout.data() + n * CP,
-                                                   dp.data() + n * CP, CP);
+                      for (int64_t n = 0; n < g.N; ++n)
+                        kernels::activation_backward(act, dy.data() + n * CP, nullptr, sout.data() + n * CP,
+                                                     dp.data() + n * CP, CP);
+                    }
                     sums.assign(static_cast<size_t>(2 * O), 0.0);
                     kernels::batch_norm_backward_sums(dp.data(), z.data(), st.mean->data(), st.inv_std.data(),
                                                       sums.data(), g.N, O, g.out_h() * g.out_w());

@@ -18,8 +18,8 @@ const std::vector<FusionPattern>& fusion_patterns() {
       {FusedOp::ConvGnPoolAct, {{R::Conv}, {R::GroupNorm}, {R::MaxPool2}, {R::Activation}}},
       {FusedOp::ConvGnAct, {{R::Conv}, {R::GroupNorm}, {R::Activation}}},
       {FusedOp::LinearBnAct, {{R::Linear}, {R::BatchNorm1d, true}, {R::Activation}}},
-      {FusedOp::FoldBatchNorm, {{R::Conv}, {R::BatchNorm2d}}},
-      {FusedOp::FoldBatchNorm, {{R::Linear}, {R::BatchNorm1d}}},
+      {FusedOp::LayerBn, {{R::Conv}, {R::BatchNorm2d}}},
+      {FusedOp::LayerBn, {{R::Linear}, {R::BatchNorm1d}}},
       {FusedOp::PoolAct, {{R::Activation}, {R::MaxPool2}}},
       {FusedOp::PoolAct, {{R::MaxPool2}, {R::Activation}}},
   };
@@ -179,8 +179,15 @@ bool run_fused(const FusedGroup& g, const Tensor& x, Tensor& out) {
     out = linear_bn_act(x, lin, g.bn, g.act);
     return true;
   }
-  // FoldBatchNorm: inference with the running statistics only.
-  if (!inference || g.bn->is_training()) return false;
+  // LayerBn. Training: the blocks with no activation.
+  if (!inference) {
+    if (!g.bn->is_training()) return false;  // evaluation with grad: the layers
+    out = g.conv ? conv_bn_act(x, *g.conv, g.bn, Activation::Identity)
+                 : linear_bn_act(x, *g.linear, g.bn, Activation::Identity);
+    return true;
+  }
+  // Inference with the running statistics: BN folded into the layer before it.
+  if (g.bn->is_training()) return false;
   if (g.conv) {
     auto [w, b] = fold_batch_norm(g.conv->weight, g.conv->bias, *g.bn);
     out = conv2d(x, w, b, g.conv->stride(), g.conv->padding());
@@ -197,7 +204,7 @@ std::string describe_plan(const std::vector<FusedGroup>& plan) {
   std::string s;
   for (const FusedGroup& g : plan) {
     if (!s.empty()) s += "; ";
-    s += g.name + (g.pattern->op == FusedOp::FoldBatchNorm ? " (inference: BN folded)" : " (one op)");
+    s += g.name + " (one op)";
   }
   return s;
 }

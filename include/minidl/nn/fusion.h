@@ -41,8 +41,10 @@ enum class FusedOp {
   // mode (GroupNorm's statistics are each sample's own, so there is nothing to fold).
   ConvGnPoolAct,
   ConvGnAct,
-  // bn(conv(x)) and bn(linear(x)): inference only, BN folded into the layer before it.
-  FoldBatchNorm,
+  // bn(conv(x)) and bn(linear(x)) (a residual body's last layers, say). Training: conv_bn_act
+  // or linear_bn_act with no activation; inference: BN folded into the layer before it;
+  // evaluation with grad: the layers.
+  LayerBn,
   // act(max_pool2d(x, 2)) after any layer (a residual block's sum, say), in either order:
   // bn_pool_act without BN, one pass in every mode.
   PoolAct,
