@@ -1,5 +1,7 @@
 #include "minidl/optim.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <map>
 
@@ -53,13 +55,47 @@ SGD::SGD(std::vector<Tensor> parameters, SGDOptions options)
 
 namespace {
 // An update is elementwise, so its threads change no value; below this many elements a
-// parameter is updated by one thread (a team costs more than the loop).
+// parameter is updated by one thread (a team costs more than the loop). Each thread runs its
+// range through a plain function with restrict pointers and the options' branches outside the
+// loop: inside the OpenMP region the compiler left these loops scalar.
 constexpr int64_t kParallelUpdate = 1 << 15;
+
+template <class F>
+void in_ranges(int64_t n, F f) {
+  if (n < kParallelUpdate) return f(0, n);
+#pragma omp parallel
+  {
+    const int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
+    const int64_t begin = n * t / team, end = n * (t + 1) / team;
+    f(begin, end - begin);
+  }
+}
+
+struct SgdStep {
+  float lr, mu, keep, wd;
+};
+
+// p -= lr * (g + wd p), no momentum.
+void sgd_plain(float* __restrict p, const float* __restrict g, int64_t n, SgdStep s) {
+  for (int64_t j = 0; j < n; ++j) p[j] -= s.lr * (g[j] + s.wd * p[j]);
+}
+
+// PyTorch's SGD with momentum: d = g + wd p; buf = d on the first step, else mu buf + (1 -
+// dampening) d; p -= lr buf, or lr (d + mu buf) with Nesterov.
+template <bool First, bool Nesterov>
+void sgd_momentum(float* __restrict p, const float* __restrict g, float* __restrict buf, int64_t n, SgdStep s) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float d = g[j] + s.wd * p[j];
+    const float b = First ? d : s.mu * buf[j] + s.keep * d;
+    buf[j] = b;
+    p[j] -= s.lr * (Nesterov ? d + s.mu * b : b);
+  }
+}
 }  // namespace
 
 void SGD::step() {
   NoGradGuard no_grad;
-  const float mu = options_.momentum, wd = options_.weight_decay, lr = lr_, keep = 1.0f - options_.dampening;
+  const SgdStep s{lr_, options_.momentum, 1.0f - options_.dampening, options_.weight_decay};
   const bool nesterov = options_.nesterov;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     Tensor& p = parameters_[i];
@@ -68,21 +104,20 @@ void SGD::step() {
     float* pp = p.data();
     const float* pg = g.data();
     const int64_t n = p.numel();
-    if (mu == 0.0f) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelUpdate)
-      for (int64_t j = 0; j < n; ++j) pp[j] -= lr * (pg[j] + wd * pp[j]);
+    if (s.mu == 0.0f) {
+      in_ranges(n, [&](int64_t b, int64_t c) { sgd_plain(pp + b, pg + b, c, s); });
       continue;
     }
     Tensor& buf = momentum_buffers_[i];
     const bool first = !buf.defined();
     if (first) buf = Tensor::empty(p.shape());
     float* pb = buf.data();
-#pragma omp parallel for simd schedule(static) if (n >= kParallelUpdate)
-    for (int64_t j = 0; j < n; ++j) {
-      const float d = pg[j] + wd * pp[j];
-      pb[j] = first ? d : mu * pb[j] + keep * d;
-      pp[j] -= lr * (nesterov ? d + mu * pb[j] : pb[j]);
-    }
+    in_ranges(n, [&](int64_t b, int64_t c) {
+      if (first) nesterov ? sgd_momentum<true, true>(pp + b, pg + b, pb + b, c, s)
+                          : sgd_momentum<true, false>(pp + b, pg + b, pb + b, c, s);
+      else nesterov ? sgd_momentum<false, true>(pp + b, pg + b, pb + b, c, s)
+                    : sgd_momentum<false, false>(pp + b, pg + b, pb + b, c, s);
+    });
   }
 }
 
@@ -111,6 +146,28 @@ Adam::Adam(std::vector<Tensor> parameters, AdamOptions options)
   MINIDL_CHECK(options.eps >= 0.0f, "Adam: eps must be >= 0, got ", options.eps);
 }
 
+namespace {
+struct AdamStep {
+  float b1, b2, wd, shrink, step_size, bias2_sqrt, eps;
+};
+
+// PyTorch's Adam (AdamW when Decoupled: p *= 1 - lr wd first): d = g + wd p; m and v the
+// moving averages of d and d^2; p -= step_size m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+template <bool Decoupled>
+void adam(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v, int64_t n,
+          AdamStep s) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float w = Decoupled ? p[j] * s.shrink : p[j];
+    const float d = g[j] + s.wd * w;
+    const float mj = s.b1 * m[j] + (1.0f - s.b1) * d;
+    const float vj = s.b2 * v[j] + (1.0f - s.b2) * d * d;
+    m[j] = mj;
+    v[j] = vj;
+    p[j] = w - s.step_size * mj / (std::sqrt(vj) / s.bias2_sqrt + s.eps);
+  }
+}
+}  // namespace
+
 void Adam::step() {
   NoGradGuard no_grad;
   const float b1 = options_.beta1, b2 = options_.beta2;
@@ -133,14 +190,10 @@ void Adam::step() {
     const float* pg = g.data();
     float* m = exp_avg_[i].data();
     float* v = exp_avg_sq_[i].data();
-    if (decoupled)
-      for (int64_t j = 0; j < p.numel(); ++j) pp[j] *= shrink;
-    for (int64_t j = 0; j < p.numel(); ++j) {
-      const float d = pg[j] + wd * pp[j];
-      m[j] = b1 * m[j] + (1.0f - b1) * d;
-      v[j] = b2 * v[j] + (1.0f - b2) * d * d;
-      pp[j] -= step_size * m[j] / (std::sqrt(v[j]) / bias2_sqrt + options_.eps);
-    }
+    const AdamStep s{b1, b2, wd, shrink, step_size, bias2_sqrt, options_.eps};
+    in_ranges(p.numel(), [&](int64_t b, int64_t c) {
+      decoupled ? adam<true>(pp + b, pg + b, m + b, v + b, c, s) : adam<false>(pp + b, pg + b, m + b, v + b, c, s);
+    });
   }
 }
 

@@ -81,6 +81,39 @@ TEST_CASE("optim: Adam's first steps by hand", "[optim]") {
   REQUIRE(p.item() == Approx(0.9 - step));
 }
 
+TEST_CASE("optim: Adam on a parameter split over threads follows the rule element by element", "[optim]") {
+  // As the SGD case above: 100,003 elements, coupled (Adam) and decoupled (AdamW) decay, each
+  // element against PyTorch's rule written out in float (and the bias corrections in double,
+  // as the optimizer takes them), bit for bit.
+  for (bool decoupled : {false, true}) {
+    INFO("decoupled " << decoupled);
+    const int64_t n = 100003;
+    Generator gen(6);
+    Tensor start = Tensor::normal({n}, 0, 1, gen), grad = Tensor::normal({n}, 0, 1, gen);
+    Tensor p = start.clone().set_requires_grad();
+    const float lr = 0.01f, b1 = 0.8f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
+    Adam opt({p}, {lr, b1, b2, eps, wd, decoupled});
+    std::vector<float> want(start.data(), start.data() + n), m(static_cast<size_t>(n), 0.0f),
+        v(static_cast<size_t>(n), 0.0f);
+    for (int t = 1; t <= 3; ++t) {
+      p.impl()->grad = grad.impl_ptr();
+      opt.step();
+      const float step_size = static_cast<float>(lr / (1.0 - std::pow(static_cast<double>(b1), t)));
+      const float bias2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(b2), t)));
+      for (size_t j = 0; j < want.size(); ++j) {
+        if (decoupled) want[j] *= 1.0f - lr * wd;
+        const float d = grad.data()[j] + (decoupled ? 0.0f : wd) * want[j];
+        m[j] = b1 * m[j] + (1.0f - b1) * d;
+        v[j] = b2 * v[j] + (1.0f - b2) * d * d;
+        want[j] -= step_size * m[j] / (std::sqrt(v[j]) / bias2_sqrt + eps);
+      }
+    }
+    int64_t differ = 0;
+    for (int64_t j = 0; j < n; ++j) differ += p.data()[j] != want[static_cast<size_t>(j)] ? 1 : 0;
+    CHECK(differ == 0);
+  }
+}
+
 TEST_CASE("optim: SGD and Adam descend on a quadratic", "[optim]") {
   // f(p) = sum (p - target)^2 with an ill-conditioned scale
   const Tensor target = Tensor::from_vector({3}, {1.0f, -2.0f, 0.5f});
