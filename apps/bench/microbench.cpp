@@ -90,7 +90,15 @@ void BM_ConvProduct(benchmark::State& state) {
 }
 BENCHMARK(BM_ConvProduct)->ArgsProduct({{0, 1, 2, 3, 4}, {0, 1}})->Unit(benchmark::kMicrosecond)->UseRealTime();
 
-// Args as BM_Conv2dForward's; the input gets a gradient unless C = 1 (a first layer).
+// The convolutions both conv benchmarks run (C, O, H = W, kernel size; batch 64, same padding):
+// the reference CNN's two 5x5 layers, the VGG-style net's 3x3 layers, resnet-small's.
+void conv_shapes(benchmark::internal::Benchmark* b) {
+  for (const auto& a : std::vector<std::vector<int64_t>>{
+           {1, 16, 28, 5}, {16, 32, 14, 5}, {32, 32, 28, 3}, {32, 64, 14, 3}, {64, 64, 14, 3}, {16, 16, 28, 3}, {32, 32, 14, 3}})
+    b->Args(a);
+}
+
+// Args: conv_shapes; the input gets a gradient unless C = 1 (a first layer).
 void BM_Conv2dForwardBackward(benchmark::State& state) {
   const int64_t C = state.range(0), O = state.range(1), HW = state.range(2), KS = state.range(3);
   Generator g(2);
@@ -114,18 +122,11 @@ void BM_Conv2dForwardBackward(benchmark::State& state) {
   state.SetLabel(kernels::blas_info().core);
 }
 BENCHMARK(BM_Conv2dForwardBackward)
-    ->Args({1, 16, 28, 5})
-    ->Args({16, 32, 14, 5})
-    ->Args({32, 32, 28, 3})
-    ->Args({32, 64, 14, 3})
-    ->Args({64, 64, 14, 3})
-    ->Args({16, 16, 28, 3})
-    ->Args({32, 32, 14, 3})
+    ->Apply(conv_shapes)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
-// Batch 64, args C, O, H = W, kernel size (same padding): the reference CNN's two 5x5 layers,
-// then the VGG-style net's 3x3 layers.
+// Args: conv_shapes.
 void BM_Conv2dForward(benchmark::State& state) {
   const int64_t C = state.range(0), O = state.range(1), HW = state.range(2), KS = state.range(3);
   Generator g(2);
@@ -136,13 +137,7 @@ void BM_Conv2dForward(benchmark::State& state) {
                                                  benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 BENCHMARK(BM_Conv2dForward)
-    ->Args({1, 16, 28, 5})
-    ->Args({16, 32, 14, 5})
-    ->Args({32, 32, 28, 3})
-    ->Args({32, 64, 14, 3})
-    ->Args({64, 64, 14, 3})
-    ->Args({16, 16, 28, 3})
-    ->Args({32, 32, 14, 3})
+    ->Apply(conv_shapes)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
