@@ -311,6 +311,36 @@ TEST_CASE("dispatch: batch norm, pooling and activation kernels equal the refere
           },
           1e-5, what + " group norm, " + std::to_string(G) + " groups");
     }
+    // BN + activation without pooling (kernels/bn_pool_act.h): the backward that takes
+    // act'(out)*dy again in each pass equals the stored-dp composition of the BN kernels, in
+    // every variant, and every variant equals the reference.
+    for (kernels::Act act : {kernels::Act::ReLU, kernels::Act::Tanh, kernels::Act::Identity}) {
+      against_reference(
+          [&] {
+            std::vector<double> mean(static_cast<size_t>(C));
+            Floats var(static_cast<size_t>(C)), inv_std(static_cast<size_t>(C)), out(x.size());
+            kernels::batch_norm_forward_train(x.data(), gamma.data(), beta.data(), out.data(), mean.data(), var.data(),
+                                              inv_std.data(), N, C, S, 1e-5f);
+            kernels::activation_forward(act, out.data(), out.data(), n);
+            const kernels::ChannelNorm norm{mean.data(), inv_std.data(), gamma.data(), beta.data()};
+            std::vector<double> sums(size_t(2 * C)), want_sums(size_t(2 * C));
+            kernels::bn_act_backward_sums(dy.data(), out.data(), act, x.data(), norm, sums.data(), N, C, S);
+            Floats dp(x.size()), want(x.size(), 0.0f), dz(x.size());
+            kernels::activation_backward(act, dy.data(), nullptr, out.data(), dp.data(), n);
+            kernels::batch_norm_backward_sums(dp.data(), x.data(), mean.data(), inv_std.data(), want_sums.data(), N, C, S);
+            for (size_t i = 0; i < sums.size(); ++i)
+              CHECK(std::abs(sums[i] - want_sums[i]) <= 1e-9 * (1.0 + std::abs(want_sums[i])));
+            kernels::batch_norm_backward_dx(dp.data(), x.data(), gamma.data(), mean.data(), inv_std.data(),
+                                            want_sums.data(), double(N * S), want.data(), N, C, S);
+            for (int64_t i = 0; i < N; ++i)
+              kernels::bn_act_backward_dz_sample(dy.data() + i * C * S, out.data() + i * C * S, act, x.data() + i * C * S,
+                                                 norm, sums.data(), double(N * S), dz.data() + i * C * S, C, S);
+            CHECK(worst({dz}, {want}) <= 1e-6);
+            Floats sum_floats(sums.begin(), sums.end());
+            return std::vector<Floats>{dz, sum_floats};
+          },
+          2e-5, what + " bn+act backward, " + kernels::act_info(act).name);
+    }
     if (H < 2 || W < 2) continue;
     // BN + 2x2 max pool + activation, forward and backward (kernels/bn_pool_act.h).
     for (kernels::Act act : {kernels::Act::ReLU, kernels::Act::Sigmoid, kernels::Act::Tanh}) {

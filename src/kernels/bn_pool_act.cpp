@@ -170,6 +170,62 @@ void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, cons
   }
 }
 
+namespace {
+// act'(out)*dout is taken a chunk at a time into a buffer on the stack, so that it never goes to
+// memory.
+constexpr int64_t kGradChunk = 512;
+}  // namespace
+
+void bn_act_backward_sums(const float* dout, const float* out, Act act, const float* z, const ChannelNorm& norm,
+                          double* sums, int64_t N, int64_t C, int64_t S) {
+  const int64_t ahead = detail::prefetch_distance(S);
+#pragma omp parallel for schedule(static) if (N * C * S > (1 << 15))
+  for (int64_t c = 0; c < C; ++c) {
+    const SplitMean m(norm.mean[c]);
+    const float is = norm.inv_std[c];
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    alignas(64) float g[kGradChunk];
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t p = (n * C + c) * S;
+      if (n + ahead < N) {
+        const int64_t q = p + ahead * C * S;
+        detail::prefetch_read(dout + q, S);
+        if (act != Act::Identity) detail::prefetch_read(out + q, S);
+        detail::prefetch_read(z + q, S);
+      }
+      for (int64_t s0 = 0; s0 < S; s0 += kGradChunk) {
+        const int64_t len = std::min(kGradChunk, S - s0);
+        act_grad_row(act, dout + p + s0, out + p + s0, g, len);
+        const float* in = z + p + s0;
+#pragma omp simd reduction(+ : sum_dy, sum_dy_xhat)
+        for (int64_t s = 0; s < len; ++s) {
+          sum_dy += g[s];
+          sum_dy_xhat += static_cast<double>(g[s]) * (m.center(in[s]) * is);
+        }
+      }
+    }
+    sums[c] = sum_dy;
+    sums[C + c] = sum_dy_xhat;
+  }
+}
+
+void bn_act_backward_dz_sample(const float* dout_n, const float* out_n, Act act, const float* z_n,
+                               const ChannelNorm& norm, const double* sums, double M, float* dz_n, int64_t C,
+                               int64_t S) {
+  act_grad_row(act, dout_n, out_n, dz_n, C * S);
+  for (int64_t c = 0; c < C; ++c) {
+    const SplitMean m(norm.mean[c]);
+    const float is = norm.inv_std[c];
+    const float k = norm.gamma[c] * is;
+    const float mean_dy = static_cast<float>(sums[c] / M);
+    const float mean_dy_xhat = static_cast<float>(sums[C + c] / M);
+    const float* in = z_n + c * S;
+    float* d = dz_n + c * S;
+#pragma omp simd
+    for (int64_t s = 0; s < S; ++s) d[s] = k * (d[s] - mean_dy - m.center(in[s]) * is * mean_dy_xhat);
+  }
+}
+
 }  // namespace minidl::kernels::MINIDL_ISA_NS
 
 #include "isa_end.h"

@@ -194,6 +194,16 @@ void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, cons
   MINIDL_DISPATCH(bn_pool_act_backward_dz_sample, dp, argmax, xhat, z, norm, sums, M, training, dz_n, n, C, H, W);
 }
 
+void bn_act_backward_sums(const float* dout, const float* out, Act act, const float* z, const ChannelNorm& norm,
+                          double* sums, int64_t N, int64_t C, int64_t S) {
+  MINIDL_DISPATCH(bn_act_backward_sums, dout, out, act, z, norm, sums, N, C, S);
+}
+void bn_act_backward_dz_sample(const float* dout_n, const float* out_n, Act act, const float* z_n,
+                               const ChannelNorm& norm, const double* sums, double M, float* dz_n, int64_t C,
+                               int64_t S) {
+  MINIDL_DISPATCH(bn_act_backward_dz_sample, dout_n, out_n, act, z_n, norm, sums, M, dz_n, C, S);
+}
+
 // --- conv2d.h
 int64_t conv2d_workspace_size(const Conv2dGeometry& g, int threads) {
   MINIDL_DISPATCH(conv2d_workspace_size, g, threads);

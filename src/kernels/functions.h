@@ -8,7 +8,8 @@
   X(batch_norm_merge_moments) X(batch_norm_sample_moments) X(batch_norm_merge_sample_moments)       \
   X(batch_norm_backward_sums) X(batch_norm_backward_dx) X(group_norm_forward) X(group_norm_backward) X(layer_norm_forward) X(layer_norm_backward)          \
   X(activate_inplace) X(bn_pool_act_forward) X(pool_act_forward_sample) X(bn_pool_act_backward_sums) \
-  X(bn_pool_act_backward_dz) X(bn_pool_act_backward_dz_sample)                                       \
+  X(bn_pool_act_backward_dz) X(bn_pool_act_backward_dz_sample) X(bn_act_backward_sums)               \
+  X(bn_act_backward_dz_sample)                                                                       \
   X(conv2d_workspace_size) X(conv2d_forward) X(conv2d_backward) X(conv2d_pool_act_workspace_size)    \
   X(conv2d_pool_act_forward) X(conv2d_paths) X(grouped_conv2d_forward) X(grouped_conv2d_backward) X(im2col)          \
   X(col2im_add)                                                                                      \

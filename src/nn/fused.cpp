@@ -271,35 +271,24 @@ Tensor conv_bn_act(const Tensor& x, Conv2d& conv, BatchNorm* bn, Activation acti
                   if (needs[0]) grads[0] = Tensor::empty(sx.shape());
                   if (needs[1]) grads[1] = Tensor::zeros(sw.shape());
                   if (needs[2]) grads[2] = Tensor::zeros({O});
-                  Tensor dp;
+                  // Under BN, dp = act'(out) * dy is taken again in each pass rather than stored:
+                  // BN's two per-channel sums over it, then each sample's dz just before the
+                  // products use it.
+                  kernels::ChannelNorm norm;
                   std::vector<double> sums;
+                  const int64_t S = g.out_h() * g.out_w();
                   if (with_bn) {
-                    // dp = act'(out) * dy (dy itself with no activation), then BN's two
-                    // per-channel sums over it.
-                    if (act == kernels::Act::Identity) {
-                      dp = dy;
-                    } else {
-                      dp = Tensor::empty(sout.shape());
-#pragma omp parallel for schedule(static) num_threads(threads)
-                      for (int64_t n = 0; n < g.N; ++n)
-                        kernels::activation_backward(act, dy.data() + n * CP, nullptr, sout.data() + n * CP,
-                                                     dp.data() + n * CP, CP);
-                    }
+                    norm = {st.mean->data(), st.inv_std.data(), sg.data(), nullptr};
                     sums.assign(static_cast<size_t>(2 * O), 0.0);
-                    kernels::batch_norm_backward_sums(dp.data(), z.data(), st.mean->data(), st.inv_std.data(),
-                                                      sums.data(), g.N, O, g.out_h() * g.out_w());
+                    kernels::bn_act_backward_sums(dy.data(), sout.data(), act, z.data(), norm, sums.data(), g.N, O, S);
                     std::tie(grads[3], grads[4]) = batch_norm_param_grads(sums, O, needs[3], needs[4], sync);
                   }
-                  // Each sample's output gradient computed just before the products use it.
                   const kernels::SampleFn produce = [&](int64_t n, float* dz_n) {
-                    if (!with_bn) {
+                    if (with_bn)
+                      kernels::bn_act_backward_dz_sample(dy.data() + n * CP, sout.data() + n * CP, act,
+                                                         z.data() + n * CP, norm, sums.data(), st.count, dz_n, O, S);
+                    else
                       kernels::activation_backward(act, dy.data() + n * CP, nullptr, sout.data() + n * CP, dz_n, CP);
-                      return;
-                    }
-                    std::fill(dz_n, dz_n + CP, 0.0f);
-                    kernels::batch_norm_backward_dx(dp.data() + n * CP, z.data() + n * CP, sg.data(), st.mean->data(),
-                                                    st.inv_std.data(), sums.data(), st.count, dz_n, 1, O,
-                                                    g.out_h() * g.out_w());
                   };
                   Tensor workspace = Tensor::empty({kernels::conv2d_workspace_size(g, threads)});
                   kernels::conv2d_backward(sx.data(), sw.data(), nullptr, needs[0] ? grads[0].data() : nullptr,

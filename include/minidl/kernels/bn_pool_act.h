@@ -66,4 +66,17 @@ void bn_pool_act_backward_dz_sample(const float* dp, const int32_t* argmax, cons
                                     const ChannelNorm& norm, const double* sums, double M, bool training, float* dz_n,
                                     int64_t n, int64_t C, int64_t H, int64_t W);
 
+// The backward of out = act(bn(z)) with no pooling (z, out: (N, C, S)), in training, where
+// dp = act'(out) * dout is never stored: each pass takes it again from dout and out (Act::Identity:
+// dp = dout, out is not read). bn_act_backward_sums assigns sums[c] = sum dp and
+// sums[C + c] = sum dp * xhat over this process's values (double), as batch_norm_backward_sums
+// over dp. bn_act_backward_dz_sample assigns sample n's dz_n (C, S) =
+// k*(dp - sum_dy/M - xhat*sum_dy_xhat/M) from its planes dout_n, out_n and z_n, with the global
+// sums and count M (serial; called per sample from kernels/conv2d.h's produce_dy).
+void bn_act_backward_sums(const float* dout, const float* out, Act act, const float* z, const ChannelNorm& norm,
+                          double* sums, int64_t N, int64_t C, int64_t S);
+void bn_act_backward_dz_sample(const float* dout_n, const float* out_n, Act act, const float* z_n,
+                               const ChannelNorm& norm, const double* sums, double M, float* dz_n, int64_t C,
+                               int64_t S);
+
 }  // namespace minidl::kernels
