@@ -114,8 +114,10 @@ TEST_CASE("dispatch: gemm and gemm_tiles of every variant equal the reference", 
   struct Case {
     int M, N, K;
   };
-  // Tiled shapes (short K, wide N), OpenBLAS shapes, and edges of the tiles (1 row, 17 columns).
-  for (Case c : std::vector<Case>{{64, 128, 100}, {16, 64, 256}, {1, 17, 3}, {33, 200, 257}, {128, 1568, 64}, {7, 5, 900}})
+  // Tiled shapes (short K, wide N), OpenBLAS shapes, edges of the tiles (1 row, 17 columns), and
+  // x . W^T over many rows (an inference batch; a partial row block and a masked last vector).
+  for (Case c : std::vector<Case>{{64, 128, 100}, {16, 64, 256}, {1, 17, 3}, {33, 200, 257}, {128, 1568, 64}, {7, 5, 900},
+                                  {300, 130, 70}, {261, 64, 1568}})
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         for (float beta : {0.0f, 1.0f}) {

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <vector>
 
 // The variant's own code: after every other include (isa.h).
 #include "isa.h"
@@ -54,8 +55,40 @@ void tiled_columns(int M, int n0, int n1, int K, APolicy a_at, const float* B, i
                            last);
   }
 }
-#endif
 
+// x . W^T over many rows (a linear layer's inference batch, 1000 x 128 x 1568 for the reference
+// CNN's fc1): W^T copied once into a buffer, then row blocks of the tiles handed to the threads,
+// each block's rows of A held in cache while it sweeps all of B^T from L2. With the 64 rows of a
+// training batch OpenBLAS packs B^T once and wins (docs/performance.md), so few rows stay there.
+constexpr int kTiledRowsMinM = 256, kSliceK = 256;
+
+void tiled_rows_bt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                   int threads) {
+  std::vector<float> bt(static_cast<size_t>(K) * static_cast<size_t>(N));
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) bt[static_cast<size_t>(k) * N + n] = B[static_cast<int64_t>(n) * ldb + k];
+  constexpr int W = Lanes::kWidth;
+  const int vectors = (N + W - 1) / W, blocks = (M + tiles::kRows - 1) / tiles::kRows;
+  const tiles::Mask last = Lanes::tail(N - W * (vectors - 1));
+  // Each thread's row blocks, over K in slices of kSliceK: a slice of B^T (128 KB at N = 128)
+  // stays in L2 while the thread's rows stream past it.
+  const int team = std::max(1, std::min(threads, blocks)), per = (blocks + team - 1) / team;
+#pragma omp parallel for schedule(static) num_threads(team)
+  for (int t = 0; t < team; ++t) {
+    const int b1 = std::min(blocks, (t + 1) * per);
+    for (int k0 = 0; k0 < K; k0 += kSliceK) {
+      const int kc = std::min(kSliceK, K - k0);
+      for (int b = t * per; b < b1; ++b) {
+        const int m = b * tiles::kRows;
+        tiles::rows_of_tiles(std::min(tiles::kRows, M - m), kc, vectors,
+                             tiles::MatrixA{A + static_cast<int64_t>(m) * lda + k0, lda},
+                             tiles::MatrixB{bt.data() + static_cast<size_t>(k0) * N, N, W},
+                             tiles::MatrixC{C + static_cast<int64_t>(m) * ldc, ldc, W, k0 > 0}, Lanes::full(), last);
+      }
+    }
+  }
+}
+#endif
 
 }  // namespace
 
@@ -82,6 +115,10 @@ void gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float* A, in
         tiled_columns(M, n0, n1, K, [&](int m) { return tiles::MatrixA{A + static_cast<int64_t>(m) * lda, lda}; }, B,
                       ldb, C, ldc, accumulate);
     }
+    return;
+  }
+  if (!ta && tb && alpha == 1.0f && beta == 0.0f && M >= kTiledRowsMinM && N >= 64 && K >= 64) {
+    tiled_rows_bt(M, N, K, A, lda, B, ldb, C, ldc, threads);
     return;
   }
 #endif
