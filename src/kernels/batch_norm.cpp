@@ -366,16 +366,12 @@ void batch_norm_backward_dx(const float* dy, const float* x, const float* gamma,
 #pragma omp parallel for collapse(2) schedule(static) if (N * C * S > (1 << 15))
   for (int64_t n = 0; n < N; ++n)
     for (int64_t c = 0; c < C; ++c) {
-      const SplitMean m(mean[c]);
-      const float is = inv_std[c];
-      const float k = gamma[c] * is;
-      const float mean_dy = static_cast<float>(sums[c] / M);
-      const float mean_dy_xhat = static_cast<float>(sums[C + c] / M);
+      const detail::BnInputGrad grad(mean[c], inv_std[c], gamma[c], sums[c], sums[C + c], M);
       const float* g = dy + (n * C + c) * S;
       const float* in = x + (n * C + c) * S;
       float* out = dx + (n * C + c) * S;
 #pragma omp simd
-      for (int64_t s = 0; s < S; ++s) out[s] += k * (g[s] - mean_dy - m.center(in[s]) * is * mean_dy_xhat);
+      for (int64_t s = 0; s < S; ++s) out[s] += grad(g[s], in[s]);
     }
 }
 

@@ -130,19 +130,12 @@ void dz_plane(const float* dp, const int32_t* argmax, const float* xhat, const f
     return;
   }
   // Every element: k*(0 - mean_dy - xhat*mean_dy_xhat); then each winner again with its dy.
-  const SplitMean m(norm.mean[c]);
-  const float is = norm.inv_std[c];
-  const float k = norm.gamma[c] * is;
-  const float mean_dy = static_cast<float>(sums[c] / M);
-  const float mean_dy_xhat = static_cast<float>(sums[C + c] / M);
+  const detail::BnInputGrad dx(norm.mean[c], norm.inv_std[c], norm.gamma[c], sums[c], sums[C + c], M);
   const float* in = z + p * S;
 #pragma omp simd
-  for (int64_t s = 0; s < S; ++s) {
-    const float xh = m.center(in[s]) * is;
-    out[s] = k * (0.0f - mean_dy - xh * mean_dy_xhat);
-  }
+  for (int64_t s = 0; s < S; ++s) out[s] = dx(0.0f, in[s]);
   const float* xw = xhat + p * Q;
-  for (int64_t i = 0; i < Q; ++i) out[arg[i]] = k * (g[i] - mean_dy - xw[i] * mean_dy_xhat);
+  for (int64_t i = 0; i < Q; ++i) out[arg[i]] = dx.of_xhat(g[i], xw[i]);
 }
 }  // namespace
 
@@ -214,15 +207,11 @@ void bn_act_backward_dz_sample(const float* dout_n, const float* out_n, Act act,
                                int64_t S) {
   act_grad_row(act, dout_n, out_n, dz_n, C * S);
   for (int64_t c = 0; c < C; ++c) {
-    const SplitMean m(norm.mean[c]);
-    const float is = norm.inv_std[c];
-    const float k = norm.gamma[c] * is;
-    const float mean_dy = static_cast<float>(sums[c] / M);
-    const float mean_dy_xhat = static_cast<float>(sums[C + c] / M);
+    const detail::BnInputGrad dx(norm.mean[c], norm.inv_std[c], norm.gamma[c], sums[c], sums[C + c], M);
     const float* in = z_n + c * S;
     float* d = dz_n + c * S;
 #pragma omp simd
-    for (int64_t s = 0; s < S; ++s) d[s] = k * (d[s] - mean_dy - m.center(in[s]) * is * mean_dy_xhat);
+    for (int64_t s = 0; s < S; ++s) d[s] = dx(d[s], in[s]);
   }
 }
 

@@ -39,6 +39,23 @@ struct SplitMean {
   float center(float x) const { return (x - hi) - lo; }
 };
 
+// BN's training input gradient for one channel (kernels/batch_norm.h): from the channel's mean,
+// inv_std and gamma, its two sums (sum dy, sum dy*xhat) and the count M,
+// dx(dy, x) = k*(dy - mean_dy - xhat*mean_dy_xhat) with k = gamma*inv_std.
+struct BnInputGrad {
+  SplitMean m;
+  float is, k, mean_dy, mean_dy_xhat;
+  BnInputGrad(double mean, float inv_std, float gamma, double sum_dy, double sum_dy_xhat, double M)
+      : m(mean),
+        is(inv_std),
+        k(gamma * inv_std),
+        mean_dy(static_cast<float>(sum_dy / M)),
+        mean_dy_xhat(static_cast<float>(sum_dy_xhat / M)) {}
+  float xhat(float x) const { return m.center(x) * is; }
+  float of_xhat(float dy, float xh) const { return k * (dy - mean_dy - xh * mean_dy_xhat); }
+  float operator()(float dy, float x) const { return of_xhat(dy, xhat(x)); }
+};
+
 // One output row of a 2x2, stride-2 max pool over input rows r0 and r1 (W apart in their plane,
 // the first at offset base): out[ow], and arg[ow], the plane offset of the window's first
 // maximum in row-major order; a NaN wins (as in PyTorch). Without data-dependent branches: with
