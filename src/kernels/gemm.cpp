@@ -57,9 +57,9 @@ void tiled_columns(int M, int n0, int n1, int K, APolicy a_at, const float* B, i
 }
 
 // x . W^T over many rows (a linear layer's inference batch, 1000 x 128 x 1568 for the reference
-// CNN's fc1): W^T copied once into a buffer, then row blocks of the tiles handed to the threads,
-// each block's rows of A held in cache while it sweeps all of B^T from L2. With the 64 rows of a
-// training batch OpenBLAS packs B^T once and wins (docs/performance.md), so few rows stay there.
+// CNN's fc1): W^T copied once into a buffer, then each thread's row blocks of the tiles. With the
+// 64 rows of a training batch OpenBLAS packs B^T once and wins (docs/performance.md), so fewer
+// rows than kTiledRowsMinM stay there.
 constexpr int kTiledRowsMinM = 256, kSliceK = 256;
 
 void tiled_rows_bt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
