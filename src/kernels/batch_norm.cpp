@@ -41,6 +41,26 @@ double plane_squares(const float* in, int64_t S, double mu) {
   }
   return _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
 }
+// sum g[s] and sum g[s]*xhat[s], xhat = center(in[s])*is in float, both in double: BN's and
+// GroupNorm's backward reductions, in two accumulators each.
+void plane_backward_sums(const float* g, const float* in, int64_t S, const SplitMean& m, float is, double& sum_g,
+                         double& sum_g_xhat) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd(), b0 = _mm512_setzero_pd(), b1 = _mm512_setzero_pd();
+  const __m512 hi = _mm512_set1_ps(m.hi), lo = _mm512_set1_ps(m.lo), vis = _mm512_set1_ps(is);
+  for (int64_t s = 0; s < S; s += 16) {
+    const __mmask16 k = simd::tail_mask(S - s);
+    const __m512 gv = _mm512_maskz_loadu_ps(k, g + s);
+    // Lanes past S: g = 0 and xhat = 0 (masked), so they add nothing.
+    const __m512 xh = _mm512_maskz_mul_ps(k, _mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, in + s), hi), lo), vis);
+    const __m512d g0 = _mm512_cvtps_pd(_mm512_castps512_ps256(gv)), g1 = _mm512_cvtps_pd(_mm512_extractf32x8_ps(gv, 1));
+    a0 = _mm512_add_pd(a0, g0);
+    a1 = _mm512_add_pd(a1, g1);
+    b0 = _mm512_fmadd_pd(g0, _mm512_cvtps_pd(_mm512_castps512_ps256(xh)), b0);
+    b1 = _mm512_fmadd_pd(g1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(xh, 1)), b1);
+  }
+  sum_g += _mm512_reduce_add_pd(_mm512_add_pd(a0, a1));
+  sum_g_xhat += _mm512_reduce_add_pd(_mm512_add_pd(b0, b1));
+}
 #elif MINIDL_AVX2
 // The same sums on 8 floats per step (two vectors of 4 doubles), in four accumulators: with one,
 // the compiler's loop waits on each vaddpd's latency. The tail is added in order after the
@@ -85,6 +105,33 @@ double plane_squares(const float* in, int64_t S, double mu) {
   }
   return q;
 }
+// The backward sums as in the AVX-512 variant, 8 floats per step in two accumulators each; the
+// tail in order after the vectors.
+void plane_backward_sums(const float* g, const float* in, int64_t S, const SplitMean& m, float is, double& sum_g,
+                         double& sum_g_xhat) {
+  __m256d a[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()}, b[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+  const __m256 hi = _mm256_set1_ps(m.hi), lo = _mm256_set1_ps(m.lo), vis = _mm256_set1_ps(is);
+  int64_t s = 0;
+  for (; s + 8 <= S; s += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + s);
+    const __m256 xh = _mm256_mul_ps(_mm256_sub_ps(_mm256_sub_ps(_mm256_loadu_ps(in + s), hi), lo), vis);
+    const __m256d g0 = _mm256_cvtps_pd(_mm256_castps256_ps128(gv)), g1 = _mm256_cvtps_pd(_mm256_extractf128_ps(gv, 1));
+    a[0] = _mm256_add_pd(a[0], g0);
+    a[1] = _mm256_add_pd(a[1], g1);
+    b[0] = _mm256_fmadd_pd(g0, _mm256_cvtps_pd(_mm256_castps256_ps128(xh)), b[0]);
+    b[1] = _mm256_fmadd_pd(g1, _mm256_cvtps_pd(_mm256_extractf128_ps(xh, 1)), b[1]);
+  }
+  alignas(32) double la[4], lb[4];
+  _mm256_store_pd(la, _mm256_add_pd(a[0], a[1]));
+  _mm256_store_pd(lb, _mm256_add_pd(b[0], b[1]));
+  double sa = (la[0] + la[1]) + (la[2] + la[3]), sb = (lb[0] + lb[1]) + (lb[2] + lb[3]);
+  for (; s < S; ++s) {
+    sa += g[s];
+    sb += static_cast<double>(g[s]) * (m.center(in[s]) * is);
+  }
+  sum_g += sa;
+  sum_g_xhat += sb;
+}
 #else
 double plane_sum(const float* in, int64_t S) {
   double sum = 0.0;
@@ -100,6 +147,17 @@ double plane_squares(const float* in, int64_t S, double mu) {
     q += d * d;
   }
   return q;
+}
+void plane_backward_sums(const float* g, const float* in, int64_t S, const SplitMean& m, float is, double& sum_g,
+                         double& sum_g_xhat) {
+  double a = 0.0, b = 0.0;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t s = 0; s < S; ++s) {
+    a += g[s];
+    b += static_cast<double>(g[s]) * (m.center(in[s]) * is);
+  }
+  sum_g += a;
+  sum_g_xhat += b;
 }
 #endif
 
@@ -129,15 +187,7 @@ void chan_merge(double& n, double& mu, double& q, double nb, double mb, double q
 void channel_backward_sums(const float* dy, const float* x, const SplitMean& m, float inv_std, int64_t N, int64_t C,
                            int64_t S, int64_t c, double& sum_dy, double& sum_dy_xhat) {
   double a = 0.0, b = 0.0;
-  for (int64_t n = 0; n < N; ++n) {
-    const float* g = dy + (n * C + c) * S;
-    const float* in = x + (n * C + c) * S;
-#pragma omp simd reduction(+ : a, b)
-    for (int64_t s = 0; s < S; ++s) {
-      a += g[s];
-      b += static_cast<double>(g[s]) * (m.center(in[s]) * inv_std);
-    }
-  }
+  for (int64_t n = 0; n < N; ++n) plane_backward_sums(dy + (n * C + c) * S, x + (n * C + c) * S, S, m, inv_std, a, b);
   sum_dy = a;
   sum_dy_xhat = b;
 }
